@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, the Spark session, Delta Lake I/O, table catalog."""

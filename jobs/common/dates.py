@@ -1,0 +1,35 @@
+"""Logical dates: parsing, validation against the data's range, the operating time zone."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from jobs.common.errors import NightjarError
+from jobs.common.settings import DATA_END, DATA_START
+
+# The airline day closes at midnight New York time: "end of day D" and "prediction time for a
+# flight on D+1" are both this instant.
+OPERATING_TZ = "America/New_York"
+
+
+def parse_date(value: str | dt.date | dt.datetime) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError as exc:
+        raise NightjarError(f"not a date: {value!r} (expected YYYY-MM-DD)") from exc
+
+
+def check_in_range(day: dt.date) -> dt.date:
+    if not DATA_START <= day <= DATA_END:
+        raise NightjarError(
+            f"logical date {day} is outside the source data's range {DATA_START}..{DATA_END}"
+        )
+    return day
+
+
+def days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]

@@ -1,0 +1,153 @@
+"""The Delta I/O interface every job uses.
+
+Jobs never touch parquet files or ``_delta_log``: they call these operations on a
+:class:`TableSpec`. Two backends implement them (``rs.py``: delta-rs, the embedded default;
+``spark_native.py``: Spark's own Delta writer when the Delta jars are on the classpath), and the
+contract tests in ``tests/common/test_delta_contract.py`` run the same cases against both.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import types as T
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from jobs.common.settings import Settings
+
+# A partition selection: column -> the values to select, e.g. {"flight_date": [date(2013,1,1)]}.
+Partitions = Mapping[str, Sequence[Any]]
+
+
+class DeltaIOError(RuntimeError):
+    """A Delta operation was refused; nothing was written."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A Delta table's contract: name (``layer.table``), schema, partitioning, key."""
+
+    name: str
+    schema: T.StructType
+    partition_by: tuple[str, ...] = ()
+    key: tuple[str, ...] = ()
+    description: str = ""
+    # Columns excluded from content comparisons because they record *which run* wrote a row.
+    run_metadata: tuple[str, ...] = field(default=())
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.schema.fields]
+
+
+def sql_literal(value: Any) -> str:
+    """A value as a SQL literal understood by both Spark SQL and delta-rs (DataFusion)."""
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def partition_predicate(partitions: Partitions) -> str:
+    """``{"d": [a, b], "o": ["JFK"]}`` -> ``d IN (DATE 'a', DATE 'b') AND o IN ('JFK')``."""
+    clauses = []
+    for column, values in partitions.items():
+        if not values:
+            raise DeltaIOError(f"empty value list for partition column {column!r}")
+        clauses.append(f"{column} IN ({', '.join(sql_literal(v) for v in values)})")
+    return " AND ".join(clauses)
+
+
+class DeltaTables(abc.ABC):
+    """Operations on the lakehouse's Delta tables, resolved by :class:`TableSpec`."""
+
+    backend_name: str
+
+    def __init__(self, spark: SparkSession, settings: Settings):
+        self.spark = spark
+        self.settings = settings
+        # name -> version of every snapshot read through this object (lineage for models).
+        self.versions_read: dict[str, int] = {}
+
+    def uri(self, spec: TableSpec) -> str:
+        return self.settings.table_uri(spec.name)
+
+    # --- operations every backend implements -------------------------------------------------
+    @abc.abstractmethod
+    def exists(self, spec: TableSpec) -> bool: ...
+
+    @abc.abstractmethod
+    def create(self, spec: TableSpec) -> None:
+        """Create the table if missing; refuse if it exists with another schema/partitioning."""
+
+    @abc.abstractmethod
+    def append(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+        """Append rows; returns the new table version."""
+
+    @abc.abstractmethod
+    def overwrite_partitions(
+        self, spec: TableSpec, df: DataFrame, partitions: Partitions, *, run_id: str | None = None
+    ) -> int:
+        """Atomically replace exactly the selected partitions with ``df`` (replaceWhere).
+
+        Every row of ``df`` must fall inside the selection, else nothing is written.
+        """
+
+    @abc.abstractmethod
+    def merge(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+        """Upsert ``df`` by ``spec.key``: update matching rows, insert the others."""
+
+    @abc.abstractmethod
+    def read(
+        self, spec: TableSpec, *, version: int | None = None, partitions: Partitions | None = None
+    ) -> DataFrame:
+        """The table's current snapshot (or ``version``) as a Spark DataFrame.
+
+        ``partitions`` prunes files using the log, so reading one day costs one day's files.
+        """
+
+    @abc.abstractmethod
+    def version(self, spec: TableSpec) -> int: ...
+
+    @abc.abstractmethod
+    def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits, newest first: version, timestamp, operation, parameters."""
+
+    # --- shared checks -----------------------------------------------------------------------
+    def conform(self, spec: TableSpec, df: DataFrame) -> DataFrame:
+        """Check ``df`` has exactly the table's columns; order and type them like the table."""
+        from pyspark.sql import functions as F
+
+        have, want = set(df.columns), set(spec.columns)
+        if have != want:
+            raise DeltaIOError(
+                f"{spec.name}: frame does not match the table schema; "
+                f"missing columns {sorted(want - have)}, unexpected columns {sorted(have - want)}"
+            )
+        return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema])
+
+    def check_merge_keys(self, spec: TableSpec, df: DataFrame) -> None:
+        if not spec.key:
+            raise DeltaIOError(f"{spec.name}: merge needs a key; the TableSpec declares none")
+        dupes = df.groupBy(*spec.key).count().filter("count > 1").limit(5).collect()
+        if dupes:
+            shown = ", ".join(str(tuple(r[k] for k in spec.key)) for r in dupes)
+            raise DeltaIOError(
+                f"{spec.name}: merge source has duplicate keys {spec.key}: {shown}; nothing written"
+            )
+
+
+def ensure_tables(tables: DeltaTables, specs: Iterable[TableSpec]) -> None:
+    for spec in specs:
+        tables.create(spec)

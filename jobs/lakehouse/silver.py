@@ -1,0 +1,244 @@
+"""Silver: typed, cleaned, de-duplicated records with UTC timestamps, joined to dimensions.
+
+Every landed record ends in exactly one place: accepted into a silver table, quarantined with a
+reason code, or counted as a duplicate removed. ``silver.reconciliation`` records the counts per
+run and source, and the run fails before writing anything if landed != accepted + quarantined +
+duplicates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from jobs.common.delta import DeltaTables
+from jobs.common.errors import NightjarError
+from jobs.common.settings import Settings
+from jobs.lakehouse import tables as tb
+
+log = logging.getLogger(__name__)
+
+NULL_TOKENS = ("NA", "")
+ACCEPTED, QUARANTINED, DUPLICATE = "accepted", "quarantined", "duplicate"
+
+# Raw column -> Spark type, per source. Columns not listed stay strings.
+FLIGHT_TYPES = {
+    "year": "int", "month": "int", "day": "int", "dep_time": "int", "sched_dep_time": "int",
+    "dep_delay": "double", "arr_time": "int", "sched_arr_time": "int", "arr_delay": "double",
+    "flight": "int", "air_time": "double", "distance": "double", "hour": "int", "minute": "int",
+}
+WEATHER_TYPES = {
+    "year": "int", "month": "int", "day": "int", "hour": "int", "temp": "double",
+    "dewp": "double", "humid": "double", "wind_dir": "double", "wind_speed": "double",
+    "wind_gust": "double", "precip": "double", "pressure": "double", "visib": "double",
+}
+AIRPORT_TYPES = {"lat": "double", "lon": "double", "alt": "int", "tz": "int"}
+PLANE_TYPES = {"year": "int", "engines": "int", "seats": "int", "speed": "int"}
+TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ssX"
+
+
+# --- parsing: typed values plus a reason code for every failed check ----------------------------
+def is_missing(raw: Column) -> Column:
+    return raw.isNull() | raw.isin(*NULL_TOKENS)
+
+
+def parse(frame: DataFrame, types: dict[str, str], required: list[str]) -> DataFrame:
+    """Replace raw text columns by typed values; collect reasons in ``_reasons`` (array)."""
+    reasons = [F.when(F.col("_corrupt_record").isNotNull(), F.lit("MALFORMED_ROW"))]
+    reasons += [F.when(is_missing(F.col(c)), F.lit(f"MISSING_VALUE:{c}")) for c in required]
+    values = {}
+    for name, type_name in types.items():
+        raw = F.col(name)
+        if type_name == "timestamp":
+            value = F.try_to_timestamp(raw, F.lit(TIMESTAMP_FORMAT))
+        else:
+            value = raw.try_cast(type_name)
+        value = F.when(is_missing(raw), F.lit(None)).otherwise(value)
+        values[name] = value
+        reasons.append(
+            F.when(~is_missing(raw) & value.isNull(), F.lit(f"INVALID_TYPE:{name}"))
+        )
+    raw_json = F.to_json(F.struct(*[F.col(c) for c in frame.columns if c != "_logical_date"]))
+    def clean(c: str) -> Column:  # metadata columns pass through; raw text loses "NA" tokens
+        return F.col(c) if c.startswith("_") else F.when(~is_missing(F.col(c)), F.col(c))
+
+    out = frame.select(
+        *[values.get(c, clean(c)).alias(c) for c in frame.columns],
+        raw_json.alias("_record"),
+        F.array_compact(F.array(*reasons)).alias("_reasons"),  # evaluated on the raw text
+    )
+    return out
+
+
+def add_reason(frame: DataFrame, condition: Column, reason: str) -> DataFrame:
+    """Record ``reason`` on rows where ``condition`` holds (null counts as not holding)."""
+    hit = F.coalesce(condition, F.lit(False))
+    return frame.withColumn(
+        "_reasons", F.when(hit, F.array_append("_reasons", F.lit(reason))).otherwise(F.col("_reasons"))
+    )
+
+
+def make_date(year: str, month: str, day: str) -> Column:
+    """The date, or null where the parts do not form one (instead of failing under ANSI)."""
+    return F.to_date(F.try_make_timestamp(year, month, day, F.lit(0), F.lit(0), F.lit(0)))
+
+
+def valid_hhmm(value: Column, allow_2400: bool = False) -> Column:
+    ok = (value >= 0) & (value % 100 < 60) & (F.floor(value / 100) < 24)
+    return (ok | (value == 2400)) if allow_2400 else ok
+
+
+def classify(frame: DataFrame, key: list[str], completeness: Column | None = None) -> DataFrame:
+    """``_status``: quarantined (any reason), else one accepted row per key, else duplicate.
+
+    The kept duplicate is the most complete, ties broken by the raw record, so the choice never
+    depends on file order.
+    """
+    bad = F.size("_reasons") > 0
+    order = ([completeness.desc()] if completeness is not None else []) + [F.col("_record")]
+    rank = F.row_number().over(Window.partitionBy(bad, *key).orderBy(*order))
+    return frame.withColumn(
+        "_status", F.when(bad, QUARANTINED).when(rank == 1, ACCEPTED).otherwise(DUPLICATE)
+    )
+
+
+# --- sources ------------------------------------------------------------------------------------
+def dimension(frame: DataFrame, types: dict[str, str], key: str) -> DataFrame:
+    return classify(parse(frame, types, required=[key]), [key])
+
+
+def flights(frame: DataFrame, day: dt.date, airports: DataFrame, airlines: DataFrame,
+            planes: DataFrame, *, with_outcomes: bool) -> DataFrame:
+    """Operated flights (``with_outcomes``) or a timetable for ``day``, tagged with ``_status``."""
+    types = {k: v for k, v in FLIGHT_TYPES.items() if k in frame.columns}
+    types["time_hour"] = "timestamp"
+    required = ["year", "month", "day", "sched_dep_time", "carrier", "flight", "origin", "dest",
+                "time_hour"]
+    df = parse(frame, types, required)
+    df = df.withColumn("flight_date", make_date("year", "month", "day"))
+    df = add_reason(df, F.col("flight_date") != F.lit(day), "WRONG_DATE")
+    df = add_reason(df, ~valid_hhmm(F.col("sched_dep_time")), "OUT_OF_RANGE:sched_dep_time")
+    df = add_reason(df, F.col("distance") <= 0, "OUT_OF_RANGE:distance")
+    if with_outcomes:
+        df = add_reason(df, ~valid_hhmm(F.col("dep_time"), allow_2400=True), "OUT_OF_RANGE:dep_time")
+
+    origin = airports.select(F.col("faa").alias("origin"), F.col("name").alias("origin_name"),
+                             F.col("tzone").alias("origin_tz"))
+    dest = airports.select(F.col("faa").alias("dest"), F.col("name").alias("dest_name"),
+                           F.col("tzone").alias("dest_tz"))
+    carrier = airlines.select("carrier", F.col("name").alias("carrier_name"))
+    plane = planes.select(
+        "tailnum", *[F.col(c).alias(f"plane_{c}") for c in
+                     ("year", "type", "manufacturer", "model", "engines", "seats", "engine")])
+    df = (df.join(origin, "origin", "left").join(dest, "dest", "left")
+          .join(carrier, "carrier", "left").join(plane, "tailnum", "left"))
+    # Without the origin's time zone the departure cannot be placed in UTC.
+    df = add_reason(df, F.col("origin").isNotNull() & F.col("origin_tz").isNull(), "UNKNOWN_AIRPORT:origin")
+    df = add_reason(df, F.col("carrier").isNotNull() & F.col("carrier_name").isNull(), "UNKNOWN_CARRIER")
+
+    sched_local = F.try_make_timestamp(
+        "year", "month", "day", F.floor(F.col("sched_dep_time") / 100).cast("int"),
+        (F.col("sched_dep_time") % 100).cast("int"), F.lit(0))
+    ok = F.size("_reasons") == 0
+    df = df.withColumn("sched_dep_utc", F.when(ok, F.to_utc_timestamp(sched_local, F.col("origin_tz"))))
+    df = df.withColumn("flight_id", F.concat_ws(
+        "-", F.date_format("flight_date", "yyyyMMdd"), "carrier", "flight", "origin"))
+    completeness = None
+    if with_outcomes:
+        # The actual departure is the schedule plus the delay (dep_time alone is ambiguous
+        # across midnight); a flight with no departure time was cancelled.
+        df = df.withColumn("dep_utc", F.when(
+            ok, F.col("sched_dep_utc") + F.make_interval(mins=F.col("dep_delay").cast("int"))))
+        df = df.withColumn("is_cancelled", F.col("dep_time").isNull())
+        completeness = sum(F.col(c).isNotNull().cast("int") for c in ("dep_time", "arr_time", "air_time"))
+    return classify(df, ["flight_id"], completeness)
+
+
+def weather(frame: DataFrame, day: dt.date) -> DataFrame:
+    df = parse(frame, {**WEATHER_TYPES, "time_hour": "timestamp"},
+               required=["origin", "year", "month", "day", "hour", "time_hour"])
+    df = df.withColumn("obs_date", make_date("year", "month", "day"))
+    df = add_reason(df, F.col("obs_date") != F.lit(day), "WRONG_DATE")
+    return classify(df, ["origin", "time_hour"])
+
+
+# --- the job ------------------------------------------------------------------------------------
+SILVER_OUTPUTS = {
+    "flights": tb.SILVER_FLIGHTS, "schedule": tb.SILVER_SCHEDULE, "weather": tb.SILVER_WEATHER,
+    "airports": tb.SILVER_AIRPORTS, "airlines": tb.SILVER_AIRLINES, "planes": tb.SILVER_PLANES,
+}
+
+
+def quarantine_rows(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> DataFrame:
+    return tagged.where(F.col("_status") == QUARANTINED).select(
+        F.lit(source_table).alias("source_table"),
+        F.lit(day).alias("logical_date"),
+        F.col("_source_file").alias("source_file"),
+        F.col("_record").alias("record"),
+        F.col("_reasons")[0].alias("reason"),
+        F.array_join("_reasons", ";").alias("reasons"),
+        F.lit(run_id).alias("_run_id"),
+    )
+
+
+def run(
+    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+) -> dict[str, dict[str, int]]:
+    """Build silver for ``day`` from bronze; returns the reconciliation counts per source."""
+    def bronze(export: str) -> DataFrame:
+        df = tables.read(tb.BRONZE[export], partitions={"_logical_date": [day]})
+        return df.drop("_rescued_data", "_run_id")
+
+    tagged = {
+        "airports": dimension(bronze("airports"), AIRPORT_TYPES, "faa"),
+        "airlines": dimension(bronze("airlines"), {}, "carrier"),
+        "planes": dimension(bronze("planes"), PLANE_TYPES, "tailnum"),
+    }
+    dims = {name: df.where(F.col("_status") == ACCEPTED) for name, df in tagged.items()}
+    tagged["flights"] = flights(bronze("flights"), day, **dims, with_outcomes=True)
+    tagged["schedule"] = flights(bronze("schedule"), day + dt.timedelta(days=1), **dims,
+                                 with_outcomes=False)
+    tagged["weather"] = weather(bronze("weather"), day)
+    tagged = {name: df.localCheckpoint() for name, df in tagged.items()}
+
+    counts = reconcile(tagged, {name: bronze(name).count() for name in tagged})
+    partitions = {"flights": [day], "schedule": [day + dt.timedelta(days=1)], "weather": [day]}
+    for name, df in tagged.items():
+        spec = SILVER_OUTPUTS[name]
+        accepted = df.where(F.col("_status") == ACCEPTED).withColumn("_run_id", F.lit(run_id))
+        accepted = accepted.select(*spec.columns)
+        if name in partitions:
+            tables.overwrite_partitions(
+                spec, accepted, {spec.partition_by[0]: partitions[name]}, run_id=run_id)
+        else:
+            tables.merge(spec, accepted, run_id=run_id)
+        tables.overwrite_partitions(
+            tb.QUARANTINE, quarantine_rows(df, name, day, run_id),
+            {"source_table": [name], "logical_date": [day]}, run_id=run_id)
+    rows = [(name, day, c["landed"], c["accepted"], c["quarantined"], c["duplicates"], run_id)
+            for name, c in counts.items()]
+    tables.overwrite_partitions(
+        tb.RECONCILIATION, spark.createDataFrame(rows, tb.RECONCILIATION.schema),
+        {"source_table": list(counts), "logical_date": [day]}, run_id=run_id)
+    log.info("silver %s: %s", day, counts)
+    return counts
+
+
+def reconcile(tagged: dict[str, DataFrame], landed: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Counts per source; fails loudly if any landed record is unaccounted for."""
+    counts = {}
+    for name, df in tagged.items():
+        by_status = {r["_status"]: r["count"] for r in df.groupBy("_status").count().collect()}
+        c = {
+            "landed": landed[name],
+            "accepted": by_status.get(ACCEPTED, 0),
+            "quarantined": by_status.get(QUARANTINED, 0),
+            "duplicates": by_status.get(DUPLICATE, 0),
+        }
+        if c["landed"] != c["accepted"] + c["quarantined"] + c["duplicates"]:
+            raise NightjarError(f"silver {name}: counts do not reconcile: {c}; nothing written")
+        counts[name] = c
+    return counts

