@@ -8,11 +8,10 @@ The embedded defaults need no server: local files under ``.state/``, SQLite, loc
 from __future__ import annotations
 
 import datetime as dt
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +46,8 @@ class Settings(BaseSettings):
     spark_master: str = Field(default="local[2]", description="Master for a classic session.")
     spark_shuffle_partitions: int = Field(default=4, ge=1)
     spark_driver_memory: str = "4g"
+    spark_java_options: str = Field(
+        default="", description="Extra JVM options for the Spark driver (local / Connect server).")
     spark_connect_port: int = Field(default=15002, description="Port `nightjar services` uses.")
 
     # --- Delta Lake ------------------------------------------------------------------------
@@ -72,13 +73,11 @@ class Settings(BaseSettings):
         default=(7, 28), description="Trailing windows of the as-of-day aggregates."
     )
 
-    @computed_field  # type: ignore[prop-decorator]
-    @cached_property
+    @property
     def lakehouse(self) -> str:
         return self.lakehouse_uri or str(self.state_dir / "lakehouse")
 
-    @computed_field  # type: ignore[prop-decorator]
-    @cached_property
+    @property
     def landing(self) -> str:
         return self.landing_uri or str(self.state_dir / "landing")
 

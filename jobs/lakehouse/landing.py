@@ -41,24 +41,20 @@ def landing_file(settings: Settings, day: dt.date, export: str) -> Path:
     return landing_dir(settings, day) / f"{export}.csv"
 
 
-def _on_day(frame: pd.DataFrame, day: dt.date) -> pd.DataFrame:
-    return frame[
-        (frame["year"] == str(day.year))
-        & (frame["month"] == str(day.month))
-        & (frame["day"] == str(day.day))
-    ]
-
-
-def export_day(day: dt.date) -> dict[str, pd.DataFrame]:
+def export_day(day: dt.date, cache_dir: Path | None = None) -> dict[str, pd.DataFrame]:
     """What the upstream system exports for day ``day``, as raw text."""
     tomorrow = day + dt.timedelta(days=1)
+
+    def table(name: str, on: dt.date | None = None) -> pd.DataFrame:
+        return source.table(name, cache_dir, on)
+
     return {
-        "flights": _on_day(source.table("flights"), day)[source.FLIGHT_COLUMNS],
-        "schedule": _on_day(source.table("flights"), tomorrow)[source.SCHEDULE_COLUMNS],
-        "weather": _on_day(source.table("weather"), day)[source.WEATHER_COLUMNS],
-        "planes": source.table("planes")[source.PLANE_COLUMNS],
-        "airlines": source.table("airlines")[source.AIRLINE_COLUMNS],
-        "airports": source.table("airports")[source.AIRPORT_COLUMNS],
+        "flights": table("flights", day)[source.FLIGHT_COLUMNS],
+        "schedule": table("flights", tomorrow)[source.SCHEDULE_COLUMNS],
+        "weather": table("weather", day)[source.WEATHER_COLUMNS],
+        "planes": table("planes")[source.PLANE_COLUMNS],
+        "airlines": table("airlines")[source.AIRLINE_COLUMNS],
+        "airports": table("airports")[source.AIRPORT_COLUMNS],
     }
 
 
@@ -70,7 +66,7 @@ def run(day: dt.date, settings: Settings) -> dict[str, int]:
     staging.mkdir(parents=True)
     counts = {}
     try:
-        for name, frame in export_day(day).items():
+        for name, frame in export_day(day, settings.state_dir / "source_cache").items():
             frame.to_csv(staging / f"{name}.csv", index=False)
             counts[name] = len(frame)
         if target.exists():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -73,12 +75,18 @@ def parse(frame: DataFrame, types: dict[str, str], required: list[str]) -> DataF
     return out
 
 
-def add_reason(frame: DataFrame, condition: Column, reason: str) -> DataFrame:
-    """Record ``reason`` on rows where ``condition`` holds (null counts as not holding)."""
-    hit = F.coalesce(condition, F.lit(False))
+def check(condition: Column, reason: str) -> Column:
+    """``reason`` where ``condition`` holds, else null (a null condition does not hold)."""
+    return F.when(F.coalesce(condition, F.lit(False)), F.lit(reason))
+
+
+def add_reasons(frame: DataFrame, checks: list[Column]) -> DataFrame:
+    """Append the reasons of failed ``checks`` to ``_reasons`` in one expression (chaining one
+    column rewrite per check would grow the optimized plan exponentially)."""
+    if not checks:
+        return frame
     return frame.withColumn(
-        "_reasons", F.when(hit, F.array_append("_reasons", F.lit(reason))).otherwise(F.col("_reasons"))
-    )
+        "_reasons", F.concat("_reasons", F.array_compact(F.array(*checks))))
 
 
 def make_date(year: str, month: str, day: str) -> Column:
@@ -119,11 +127,14 @@ def flights(frame: DataFrame, day: dt.date, airports: DataFrame, airlines: DataF
                 "time_hour"]
     df = parse(frame, types, required)
     df = df.withColumn("flight_date", make_date("year", "month", "day"))
-    df = add_reason(df, F.col("flight_date") != F.lit(day), "WRONG_DATE")
-    df = add_reason(df, ~valid_hhmm(F.col("sched_dep_time")), "OUT_OF_RANGE:sched_dep_time")
-    df = add_reason(df, F.col("distance") <= 0, "OUT_OF_RANGE:distance")
+    checks = [
+        check(F.col("flight_date") != F.lit(day), "WRONG_DATE"),
+        check(~valid_hhmm(F.col("sched_dep_time")), "OUT_OF_RANGE:sched_dep_time"),
+        check(F.col("distance") <= 0, "OUT_OF_RANGE:distance"),
+    ]
     if with_outcomes:
-        df = add_reason(df, ~valid_hhmm(F.col("dep_time"), allow_2400=True), "OUT_OF_RANGE:dep_time")
+        checks.append(
+            check(~valid_hhmm(F.col("dep_time"), allow_2400=True), "OUT_OF_RANGE:dep_time"))
 
     origin = airports.select(F.col("faa").alias("origin"), F.col("name").alias("origin_name"),
                              F.col("tzone").alias("origin_tz"))
@@ -133,11 +144,14 @@ def flights(frame: DataFrame, day: dt.date, airports: DataFrame, airlines: DataF
     plane = planes.select(
         "tailnum", *[F.col(c).alias(f"plane_{c}") for c in
                      ("year", "type", "manufacturer", "model", "engines", "seats", "engine")])
-    df = (df.join(origin, "origin", "left").join(dest, "dest", "left")
-          .join(carrier, "carrier", "left").join(plane, "tailnum", "left"))
+    df = (df.join(F.broadcast(origin), "origin", "left").join(F.broadcast(dest), "dest", "left")
+          .join(F.broadcast(carrier), "carrier", "left").join(F.broadcast(plane), "tailnum", "left"))
     # Without the origin's time zone the departure cannot be placed in UTC.
-    df = add_reason(df, F.col("origin").isNotNull() & F.col("origin_tz").isNull(), "UNKNOWN_AIRPORT:origin")
-    df = add_reason(df, F.col("carrier").isNotNull() & F.col("carrier_name").isNull(), "UNKNOWN_CARRIER")
+    checks += [
+        check(F.col("origin").isNotNull() & F.col("origin_tz").isNull(), "UNKNOWN_AIRPORT:origin"),
+        check(F.col("carrier").isNotNull() & F.col("carrier_name").isNull(), "UNKNOWN_CARRIER"),
+    ]
+    df = add_reasons(df, checks)
 
     sched_local = F.try_make_timestamp(
         "year", "month", "day", F.floor(F.col("sched_dep_time") / 100).cast("int"),
@@ -161,7 +175,7 @@ def weather(frame: DataFrame, day: dt.date) -> DataFrame:
     df = parse(frame, {**WEATHER_TYPES, "time_hour": "timestamp"},
                required=["origin", "year", "month", "day", "hour", "time_hour"])
     df = df.withColumn("obs_date", make_date("year", "month", "day"))
-    df = add_reason(df, F.col("obs_date") != F.lit(day), "WRONG_DATE")
+    df = add_reasons(df, [check(F.col("obs_date") != F.lit(day), "WRONG_DATE")])
     return classify(df, ["origin", "time_hour"])
 
 
@@ -172,66 +186,84 @@ SILVER_OUTPUTS = {
 }
 
 
-def quarantine_rows(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> DataFrame:
-    return tagged.where(F.col("_status") == QUARANTINED).select(
+def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> pa.Table:
+    """Run the source's Spark plan once, as Arrow, with what the writers need precomputed."""
+    return tagged.select(
+        "*",
         F.lit(source_table).alias("source_table"),
         F.lit(day).alias("logical_date"),
         F.col("_source_file").alias("source_file"),
         F.col("_record").alias("record"),
-        F.col("_reasons")[0].alias("reason"),
+        F.get("_reasons", 0).alias("reason"),
         F.array_join("_reasons", ";").alias("reasons"),
         F.lit(run_id).alias("_run_id"),
-    )
+    ).drop("_reasons").toArrow()
+
+
+def with_status(data: pa.Table, status: str) -> pa.Table:
+    return data.filter(pc.equal(data["_status"], status))
 
 
 def run(
     spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
 ) -> dict[str, dict[str, int]]:
     """Build silver for ``day`` from bronze; returns the reconciliation counts per source."""
+    tomorrow = day + dt.timedelta(days=1)
+
     def bronze(export: str) -> DataFrame:
         df = tables.read(tb.BRONZE[export], partitions={"_logical_date": [day]})
         return df.drop("_rescued_data", "_run_id")
 
-    tagged = {
+    dims_tagged = {
         "airports": dimension(bronze("airports"), AIRPORT_TYPES, "faa"),
         "airlines": dimension(bronze("airlines"), {}, "carrier"),
         "planes": dimension(bronze("planes"), PLANE_TYPES, "tailnum"),
     }
-    dims = {name: df.where(F.col("_status") == ACCEPTED) for name, df in tagged.items()}
-    tagged["flights"] = flights(bronze("flights"), day, **dims, with_outcomes=True)
-    tagged["schedule"] = flights(bronze("schedule"), day + dt.timedelta(days=1), **dims,
-                                 with_outcomes=False)
-    tagged["weather"] = weather(bronze("weather"), day)
-    tagged = {name: df.localCheckpoint() for name, df in tagged.items()}
+    data = {name: collect(df, name, day, run_id) for name, df in dims_tagged.items()}
+    # The flights join the accepted dimension rows just computed (a few thousand rows, sent back
+    # as local relations) instead of re-running the dimensions' plans inside every join.
+    dims = {
+        name: spark.createDataFrame(
+            with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns))
+        for name in dims_tagged
+    }
+    tagged = {
+        "flights": flights(bronze("flights"), day, **dims, with_outcomes=True),
+        "schedule": flights(bronze("schedule"), tomorrow, **dims, with_outcomes=False),
+        "weather": weather(bronze("weather"), day),
+    }
+    data |= {name: collect(df, name, day, run_id) for name, df in tagged.items()}
+    landed = {name: tables.count_rows(tb.BRONZE[name], {"_logical_date": [day]}) for name in data}
+    counts = reconcile(data, landed)
 
-    counts = reconcile(tagged, {name: bronze(name).count() for name in tagged})
-    partitions = {"flights": [day], "schedule": [day + dt.timedelta(days=1)], "weather": [day]}
-    for name, df in tagged.items():
+    # Everything is checked; now write. Each write replaces exactly this run's partitions.
+    partitions = {"flights": [day], "schedule": [tomorrow], "weather": [day]}
+    for name, rows in data.items():
         spec = SILVER_OUTPUTS[name]
-        accepted = df.where(F.col("_status") == ACCEPTED).withColumn("_run_id", F.lit(run_id))
-        accepted = accepted.select(*spec.columns)
+        accepted = with_status(rows, ACCEPTED).select(spec.columns)
         if name in partitions:
             tables.overwrite_partitions(
                 spec, accepted, {spec.partition_by[0]: partitions[name]}, run_id=run_id)
         else:
             tables.merge(spec, accepted, run_id=run_id)
-        tables.overwrite_partitions(
-            tb.QUARANTINE, quarantine_rows(df, name, day, run_id),
-            {"source_table": [name], "logical_date": [day]}, run_id=run_id)
-    rows = [(name, day, c["landed"], c["accepted"], c["quarantined"], c["duplicates"], run_id)
-            for name, c in counts.items()]
-    tables.overwrite_partitions(
-        tb.RECONCILIATION, spark.createDataFrame(rows, tb.RECONCILIATION.schema),
-        {"source_table": list(counts), "logical_date": [day]}, run_id=run_id)
+    quarantined = pa.concat_tables(
+        [with_status(rows, QUARANTINED).select(tb.QUARANTINE.columns) for rows in data.values()])
+    tables.overwrite_partitions(tb.QUARANTINE, quarantined,
+                                {"source_table": list(data), "logical_date": [day]}, run_id=run_id)
+    recon = pa.Table.from_pylist(
+        [{"source_table": name, "logical_date": day, **c, "_run_id": run_id}
+         for name, c in counts.items()], schema=tb.RECONCILIATION.arrow_schema)
+    tables.overwrite_partitions(tb.RECONCILIATION, recon,
+                                {"source_table": list(counts), "logical_date": [day]}, run_id=run_id)
     log.info("silver %s: %s", day, counts)
     return counts
 
 
-def reconcile(tagged: dict[str, DataFrame], landed: dict[str, int]) -> dict[str, dict[str, int]]:
+def reconcile(data: dict[str, pa.Table], landed: dict[str, int]) -> dict[str, dict[str, int]]:
     """Counts per source; fails loudly if any landed record is unaccounted for."""
     counts = {}
-    for name, df in tagged.items():
-        by_status = {r["_status"]: r["count"] for r in df.groupBy("_status").count().collect()}
+    for name, rows in data.items():
+        by_status = {s["values"]: s["counts"] for s in pc.value_counts(rows["_status"]).to_pylist()}
         c = {
             "landed": landed[name],
             "accepted": by_status.get(ACCEPTED, 0),

@@ -14,12 +14,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from jobs.common.settings import Settings
+
+# What writes accept: a Spark DataFrame, or an Arrow table already collected (a job that needs
+# a frame's row counts before writing collects it once instead of running Spark twice).
+Frame = "DataFrame | pa.Table"
 
 # A partition selection: column -> the values to select, e.g. {"flight_date": [date(2013,1,1)]}.
 Partitions = Mapping[str, Sequence[Any]]
@@ -44,6 +51,10 @@ class TableSpec:
     @property
     def columns(self) -> list[str]:
         return [f.name for f in self.schema.fields]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return to_arrow_schema(self.schema, timezone="UTC")
 
 
 def sql_literal(value: Any) -> str:
@@ -92,12 +103,12 @@ class DeltaTables(abc.ABC):
         """Create the table if missing; refuse if it exists with another schema/partitioning."""
 
     @abc.abstractmethod
-    def append(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+    def append(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
         """Append rows; returns the new table version."""
 
     @abc.abstractmethod
     def overwrite_partitions(
-        self, spec: TableSpec, df: DataFrame, partitions: Partitions, *, run_id: str | None = None
+        self, spec: TableSpec, df: Frame, partitions: Partitions, *, run_id: str | None = None
     ) -> int:
         """Atomically replace exactly the selected partitions with ``df`` (replaceWhere).
 
@@ -105,8 +116,12 @@ class DeltaTables(abc.ABC):
         """
 
     @abc.abstractmethod
-    def merge(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
-        """Upsert ``df`` by ``spec.key``: update matching rows, insert the others."""
+    def merge(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
+        """Upsert ``df`` by ``spec.key``: update rows whose values changed, insert new keys.
+
+        Unchanged rows are left alone, so a daily upsert of an unchanged snapshot rewrites no
+        files.
+        """
 
     @abc.abstractmethod
     def read(
@@ -118,6 +133,10 @@ class DeltaTables(abc.ABC):
         """
 
     @abc.abstractmethod
+    def count_rows(self, spec: TableSpec, partitions: Partitions | None = None) -> int:
+        """Rows in the current snapshot (of the selected partitions)."""
+
+    @abc.abstractmethod
     def version(self, spec: TableSpec) -> int: ...
 
     @abc.abstractmethod
@@ -125,22 +144,35 @@ class DeltaTables(abc.ABC):
         """Commits, newest first: version, timestamp, operation, parameters."""
 
     # --- shared checks -----------------------------------------------------------------------
-    def conform(self, spec: TableSpec, df: DataFrame) -> DataFrame:
-        """Check ``df`` has exactly the table's columns; order and type them like the table."""
-        from pyspark.sql import functions as F
-
-        have, want = set(df.columns), set(spec.columns)
+    @staticmethod
+    def check_columns(spec: TableSpec, columns: list[str]) -> None:
+        have, want = set(columns), set(spec.columns)
         if have != want:
             raise DeltaIOError(
                 f"{spec.name}: frame does not match the table schema; "
                 f"missing columns {sorted(want - have)}, unexpected columns {sorted(have - want)}"
             )
+
+    def conform(self, spec: TableSpec, df: DataFrame) -> DataFrame:
+        """Check ``df`` has exactly the table's columns; order and type them like the table."""
+        from pyspark.sql import functions as F
+
+        self.check_columns(spec, df.columns)
         return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema])
 
-    def check_merge_keys(self, spec: TableSpec, df: DataFrame) -> None:
+    def conform_arrow(self, spec: TableSpec, frame: Frame) -> pa.Table:
+        """The frame as an Arrow table with exactly the table's columns and types."""
+        if not isinstance(frame, pa.Table):
+            frame = self.conform(spec, frame).toArrow()
+        self.check_columns(spec, frame.column_names)
+        return frame.select(spec.columns).cast(spec.arrow_schema)
+
+    @staticmethod
+    def check_merge_keys(spec: TableSpec, data: pa.Table) -> None:
         if not spec.key:
             raise DeltaIOError(f"{spec.name}: merge needs a key; the TableSpec declares none")
-        dupes = df.groupBy(*spec.key).count().filter("count > 1").limit(5).collect()
+        counts = data.group_by(list(spec.key)).aggregate([([], "count_all")])
+        dupes = counts.filter(pa.compute.greater(counts["count_all"], 1)).slice(0, 5).to_pylist()
         if dupes:
             shown = ", ".join(str(tuple(r[k] for k in spec.key)) for r in dupes)
             raise DeltaIOError(

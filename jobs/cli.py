@@ -1,0 +1,109 @@
+"""``nightjar``: the command line over the job code (also what `make` targets call).
+
+Examples::
+
+    nightjar stage silver --date 2013-01-05     # one stage, one day, in-process
+    nightjar services up                        # Spark Connect + Airflow, in the background
+    nightjar demo --start 2013-01-01 --end 2013-02-28   # backfill through Airflow + summary
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import typer
+from rich.console import Console
+
+from jobs.common.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+services_app = typer.Typer(no_args_is_help=True, help="Local long-lived services.")
+app.add_typer(services_app, name="services")
+console = Console()
+
+
+def _date(value: str) -> dt.date:
+    from jobs.common.dates import parse_date
+
+    return parse_date(value)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@app.command()
+def stage(name: str = typer.Argument(..., help="land | bronze | silver | gold"),
+          date: str = typer.Option(..., "--date", "-d"),
+          run_id: str | None = typer.Option(None)) -> None:
+    """Run one lakehouse stage for one logical date."""
+    from jobs.lakehouse.pipeline import run_stage
+
+    console.print_json(json.dumps(run_stage(name, _date(date), run_id), default=str))
+
+
+@app.command()
+def day(date: str = typer.Option(..., "--date", "-d")) -> None:
+    """Run land -> bronze -> silver -> gold for one date, in-process (no Airflow)."""
+    from jobs.lakehouse.pipeline import STAGES, run_stage
+
+    for name in STAGES:
+        run_stage(name, _date(date))
+    console.print(f"[green]day {date} done[/green]")
+
+
+@services_app.command("up")
+def services_up(airflow: bool = typer.Option(True, help="Also start Airflow's components")) -> None:
+    """Start Spark Connect (and Airflow) in the background; waits until they answer."""
+    from jobs.platform import airflow_login, services
+
+    settings = Settings()
+    started = services.up(settings, airflow=airflow)
+    console.print(f"up: {', '.join(s.name for s in started)} (logs in {settings.run_dir})")
+    if airflow:
+        console.print(airflow_login.instructions(settings))
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop everything `services up` started."""
+    from jobs.platform import services
+
+    stopped = services.down(Settings())
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    from jobs.platform import services
+
+    for name, pid in services.status(Settings()).items():
+        console.print(f"{name:15s} {'running, pid ' + str(pid) if pid else 'stopped'}")
+
+
+@app.command()
+def demo(start: str = typer.Option(None), end: str = typer.Option(None),
+         keep_running: bool = typer.Option(False, help="Leave Airflow running afterwards")) -> None:
+    """Backfill the daily DAG through Airflow's scheduler over a window, then summarise."""
+    from jobs.platform import demo as demo_run
+
+    settings = Settings()
+    demo_run.run(settings, _date(start) if start else settings.demo_start,
+                 _date(end) if end else settings.demo_end, keep_running=keep_running)
+
+
+@app.command()
+def summary(start: str = typer.Option(...), end: str = typer.Option(...)) -> None:
+    """Rows per layer per day and quarantined counts by reason, from the Delta tables."""
+    from jobs.platform import report
+
+    report.print_summary(Settings(), _date(start), _date(end), console)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,57 @@
+"""Run one lakehouse stage for one logical date: what the DAG's tasks and the CLI call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from jobs.common.dates import check_in_range
+from jobs.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STAGES = ("land", "bronze", "silver", "gold")
+
+
+def release(spark) -> None:
+    """End a Spark Connect client's server-side session (its cached plans and checkpoints)
+    instead of leaving it to the server's idle timeout. A classic session is kept."""
+    from jobs.common.spark import is_connect
+
+    if is_connect(spark):
+        spark.stop()
+
+
+def run_stage(stage: str, day: dt.date, run_id: str | None = None,
+              settings: Settings | None = None, spark=None) -> dict:
+    """Run ``stage`` for ``day``; returns the stage's row counts.
+
+    Pass ``spark`` to reuse a session (tests); otherwise one is opened and released.
+    """
+    settings = settings or Settings()
+    check_in_range(day)
+    run_id = run_id or f"manual__{day.isoformat()}"
+    started = time.perf_counter()
+    if stage == "land":
+        from jobs.lakehouse import landing
+
+        result = landing.run(day, settings)
+    else:
+        from jobs.common.delta import open_tables
+        from jobs.common.spark import get_spark
+        from jobs.lakehouse import bronze, gold, silver
+
+        job: dict[str, Callable] = {"bronze": bronze.run, "silver": silver.run, "gold": gold.run}
+        if stage not in job:
+            raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        own_session = spark is None
+        spark = spark or get_spark(settings)
+        try:
+            result = job[stage](spark, open_tables(spark, settings), settings, day, run_id)
+        finally:
+            if own_session:
+                release(spark)
+    log.info("%s %s done in %.1fs", stage, day, time.perf_counter() - started)
+    return result

@@ -1,0 +1,1 @@
+"""Running the platform locally: the Airflow environment and the long-lived services."""

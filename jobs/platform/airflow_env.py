@@ -1,0 +1,64 @@
+"""The environment every Airflow component (and the tests) runs with.
+
+Everything lives under ``<state_dir>/airflow``: config, SQLite DB, logs. The DAGs and plugins come
+straight from the repository. Production values (a Postgres metadata DB, other ports) are set the
+usual Airflow way, with ``AIRFLOW__SECTION__KEY`` variables, which win over these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from jobs.common.settings import PROJECT_ROOT, Settings
+
+
+def _secret(path: Path) -> str:
+    """A random secret generated once per state folder (shared by all components)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    api = f"http://{settings.airflow_host}:{settings.airflow_port}"
+    defaults = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": settings.airflow_host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": _secret(home / ".api_secret"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / ".jwt_secret"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Keep tools' home-directory state inside the project.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+    }
+    env = dict(base if base is not None else os.environ)
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    # Tasks are thin Spark Connect clients of the server `nightjar services up` starts.
+    env.setdefault("NIGHTJAR_SPARK_REMOTE", f"sc://127.0.0.1:{settings.spark_connect_port}")
+    env.setdefault("NIGHTJAR_STATE_DIR", str(settings.state_dir))
+    # Components start each other by the bare name `airflow`: the venv's bin must be on PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env

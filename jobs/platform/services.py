@@ -1,0 +1,187 @@
+"""Start, check and stop the local platform's long-lived processes.
+
+* ``spark-connect``: one Spark Connect server; every task is a thin client of it, so a task pays
+  an import and a gRPC handshake, not a ~10 s JVM start.
+* ``api-server``, ``scheduler``, ``dag-processor``, ``triggerer``: Airflow 3's components.
+
+Pid files and logs live in ``<state_dir>/run``. Each process gets its own process group, so
+stopping one stops its children too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobs.common.settings import Settings
+from jobs.common.spark import java_home, static_conf
+from jobs.platform.airflow_env import airflow_env
+
+BIN = Path(sys.executable).parent
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+_children: dict[str, subprocess.Popen] = {}  # started by this process (reaped, so exits show)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    port: int | None = None  # health check: the port accepts connections
+
+
+def spark_home() -> str:
+    import pyspark
+
+    return str(Path(pyspark.__file__).parent)
+
+
+def spark_connect_service(settings: Settings) -> Service:
+    confs = {
+        **static_conf(settings),
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+        # Tasks release their sessions; this bounds what an abandoned one (a killed task) holds.
+        "spark.connect.session.manager.defaultSessionTimeout": "10m",
+    }
+    command = [
+        str(BIN / "spark-submit"), "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--master", settings.spark_master, "--name", "nightjar-spark-connect",
+    ]
+    for key, value in confs.items():
+        command += ["--conf", f"{key}={value}"]
+    env = dict(os.environ)
+    env["SPARK_HOME"] = spark_home()
+    if (home := java_home()) is not None:
+        env["JAVA_HOME"] = home
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["SPARK_LOCAL_DIRS"] = str(settings.spark_dir / "tmp")
+    env["SPARK_LOG_DIR"] = str(settings.run_dir)
+    return Service("spark-connect", command, env, settings.spark_connect_port)
+
+
+def airflow_service(settings: Settings, component: str) -> Service:
+    port = settings.airflow_port if component == "api-server" else None
+    return Service(component, [str(BIN / "airflow"), component], airflow_env(settings), port)
+
+
+def all_services(settings: Settings, airflow: bool = True) -> list[Service]:
+    services = [spark_connect_service(settings)]
+    if airflow:
+        services += [airflow_service(settings, c) for c in AIRFLOW_COMPONENTS]
+    return services
+
+
+def _pidfile(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def pid_of(settings: Settings, name: str) -> int | None:
+    path = _pidfile(settings, name)
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def start(settings: Settings, service: Service) -> int:
+    if (pid := pid_of(settings, service.name)) is not None:
+        return pid
+    if service.port and port_open(service.port):
+        raise RuntimeError(
+            f"cannot start {service.name}: port {service.port} is already in use by another "
+            "process (stop it, or set another port in the settings)")
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    (settings.spark_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    log = open(settings.run_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - child keeps it
+    proc = subprocess.Popen(
+        service.command, env=service.env, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True, cwd=settings.state_dir,
+    )
+    _pidfile(settings, service.name).write_text(str(proc.pid))
+    _children[service.name] = proc
+    return proc.pid
+
+
+def wait_ready(settings: Settings, service: Service, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child = _children.get(service.name)
+        if pid_of(settings, service.name) is None or (child and child.poll() is not None):
+            raise RuntimeError(f"{service.name} exited during start-up; see "
+                               f"{settings.run_dir / (service.name + '.log')}")
+        if service.port is None or port_open(service.port):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{service.name} did not open port {service.port} within {timeout:.0f}s; "
+                       f"see {settings.run_dir / (service.name + '.log')}")
+
+
+def migrate_airflow_db(settings: Settings) -> None:
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env(settings),
+                   check=True, stdout=subprocess.DEVNULL, cwd=settings.state_dir)
+
+
+def up(settings: Settings, airflow: bool = True) -> list[Service]:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    services = all_services(settings, airflow)
+    if airflow:
+        migrate_airflow_db(settings)
+    for service in services:
+        start(settings, service)
+    for service in services:
+        wait_ready(settings, service)
+    return services
+
+
+def stop(settings: Settings, name: str, timeout: float = 30) -> bool:
+    pid = pid_of(settings, name)
+    if pid is None:
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    child = _children.pop(name, None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:  # our child: reaped, not a zombie
+            break
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    _pidfile(settings, name).unlink(missing_ok=True)
+    return True
+
+
+def down(settings: Settings) -> list[str]:
+    names = [*reversed(AIRFLOW_COMPONENTS), "spark-connect"]
+    return [name for name in names if stop(settings, name)]
+
+
+def status(settings: Settings) -> dict[str, int | None]:
+    return {name: pid_of(settings, name) for name in ("spark-connect", *AIRFLOW_COMPONENTS)}

@@ -1,0 +1,56 @@
+"""Shared fixtures: one Spark Connect server (and so one Spark session) for the whole run.
+
+Tests run against real components on small data. Their state lives in ``.state/test`` and they
+use their own ports, so they do not disturb a `make airflow` running beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_STATE = ROOT / ".state" / "test"
+os.environ.update({
+    "NIGHTJAR_STATE_DIR": str(TEST_STATE),
+    "NIGHTJAR_SPARK_CONNECT_PORT": "15102",
+    "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:15102",
+    "NIGHTJAR_AIRFLOW_PORT": "18080",
+    "AIRFLOW_HOME": str(TEST_STATE / "airflow"),
+})
+
+from jobs.common.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def spark(settings):
+    from jobs.common.spark import get_spark
+    from jobs.platform import services
+
+    services.stop(settings, "spark-connect")  # a server left over by an interrupted run
+    services.up(settings, airflow=False)
+    session = get_spark(settings)
+    yield session
+    session.stop()
+    services.down(settings)
+
+
+@pytest.fixture()
+def lake(settings, tmp_path) -> Settings:
+    """Settings whose landing zone and lakehouse are empty folders private to the test."""
+    return settings.model_copy(update={
+        "lakehouse_uri": str(tmp_path / "lakehouse"), "landing_uri": str(tmp_path / "landing")})
+
+
+@pytest.fixture()
+def tables(spark, lake):
+    from jobs.common.delta import open_tables
+
+    return open_tables(spark, lake)
