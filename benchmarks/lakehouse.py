@@ -24,13 +24,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".state" / "bench"
-os.environ.update({
-    "NIGHTJAR_STATE_DIR": str(STATE),
-    "NIGHTJAR_SPARK_CONNECT_PORT": "25002",
-    "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25002",
-    "NIGHTJAR_AIRFLOW_PORT": "28080",
-    "AIRFLOW_HOME": str(STATE / "airflow"),
-})
+os.environ.update(
+    {
+        "NIGHTJAR_STATE_DIR": str(STATE),
+        "NIGHTJAR_SPARK_CONNECT_PORT": "25002",
+        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25002",
+        "NIGHTJAR_AIRFLOW_PORT": "28080",
+        "AIRFLOW_HOME": str(STATE / "airflow"),
+    }
+)
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -55,18 +57,28 @@ def first_action_seconds(remote: bool) -> float:
     env = dict(os.environ)
     if not remote:
         env.pop("NIGHTJAR_SPARK_REMOTE")
-    out = subprocess.run([sys.executable, "-c", code, str(time.time())], env=env, cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(time.time())],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return float(out.strip().splitlines()[-1])
 
 
 def day_run_seconds(api: AirflowAPI, day: dt.date) -> tuple[float, dict[str, float]]:
     run_id = f"bench__{day}"
     started = time.perf_counter()
-    api.post(f"/dags/{demo.DAG_ID}/dagRuns",
-             {"dag_run_id": run_id, "logical_date": f"{day}T00:00:00Z", "conf": {}})
+    api.post(
+        f"/dags/{demo.DAG_ID}/dagRuns",
+        {"dag_run_id": run_id, "logical_date": f"{day}T00:00:00Z", "conf": {}},
+    )
     while (state := api.get(f"/dags/{demo.DAG_ID}/dagRuns/{run_id}")["state"]) not in (
-            "success", "failed"):
+        "success",
+        "failed",
+    ):
         time.sleep(0.5)
     wall = time.perf_counter() - started
     if state != "success":
@@ -87,11 +99,15 @@ def main() -> None:
         thin = [first_action_seconds(remote=True) for _ in range(5)]
         cold = first_action_seconds(remote=False)
         results["per_task_overhead_s"] = {
-            "connect_client_median": statistics.median(thin), "connect_client_all": thin,
-            "cold_local_session": cold}
-        console.print(f"per-task overhead (process start -> first Spark action): "
-                      f"Connect client median {statistics.median(thin):.2f}s, "
-                      f"cold local session {cold:.2f}s ({cold / statistics.median(thin):.1f}x)")
+            "connect_client_median": statistics.median(thin),
+            "connect_client_all": thin,
+            "cold_local_session": cold,
+        }
+        console.print(
+            f"per-task overhead (process start -> first Spark action): "
+            f"Connect client median {statistics.median(thin):.2f}s, "
+            f"cold local session {cold:.2f}s ({cold / statistics.median(thin):.1f}x)"
+        )
 
         services.up(settings)
         api = AirflowAPI(settings)
@@ -121,15 +137,19 @@ def main() -> None:
     for column in ("figure", "value", "target"):
         table.add_column(column)
     o = results["per_task_overhead_s"]
-    table.add_row("per-task overhead (Connect client, median of 5)",
-                  f"{o['connect_client_median']:.2f} s", "<= 2 s")
+    table.add_row(
+        "per-task overhead (Connect client, median of 5)",
+        f"{o['connect_client_median']:.2f} s",
+        "<= 2 s",
+    )
     table.add_row("  vs cold local session", f"{o['cold_local_session']:.2f} s", "")
     table.add_row("59-day demo backfill", f"{results['backfill_59_days_s']:.0f} s", "<= 480 s")
     for label in ("early", "late"):
         r = results[f"day_run_{label}"]
         tasks = ", ".join(f"{k} {v:.1f}" for k, v in r["tasks_s"].items())
-        table.add_row(f"day-run {r['date']} under the scheduler", f"{r['wall_s']:.1f} s",
-                      f"tasks: {tasks}")
+        table.add_row(
+            f"day-run {r['date']} under the scheduler", f"{r['wall_s']:.1f} s", f"tasks: {tasks}"
+        )
     ratio = results["day_run_late"]["wall_s"] / results["day_run_early"]["wall_s"]
     table.add_row("late / early day-run", f"{ratio:.2f}", "<= ~1")
     console.print(table)

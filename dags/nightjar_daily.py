@@ -28,7 +28,12 @@ from airflow.sdk import DAG, Asset, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 GOLD_TABLES = [
-    "flights", "scheduled_flights", "carrier_stats", "origin_stats", "route_stats", "plane_stats",
+    "flights",
+    "scheduled_flights",
+    "carrier_stats",
+    "origin_stats",
+    "route_stats",
+    "plane_stats",
     "origin_weather_daily",
 ]
 GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for t in GOLD_TABLES]
@@ -67,8 +72,12 @@ with DAG(
     max_active_runs=4,
     tags=["nightjar", "lakehouse"],
     params={
-        "date": Param(None, type=["null", "string"], format="date",
-                      description="Logical day to process when triggered without a logical date"),
+        "date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Logical day to process when triggered without a logical date",
+        ),
     },
     default_args={
         "retries": 2,

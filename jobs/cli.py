@@ -32,15 +32,19 @@ def _date(value: str) -> dt.date:
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @app.command()
-def stage(name: str = typer.Argument(..., help="land | bronze | silver | gold"),
-          date: str = typer.Option(..., "--date", "-d"),
-          run_id: str | None = typer.Option(None)) -> None:
+def stage(
+    name: str = typer.Argument(..., help="land | bronze | silver | gold"),
+    date: str = typer.Option(..., "--date", "-d"),
+    run_id: str | None = typer.Option(None),
+) -> None:
     """Run one lakehouse stage for one logical date."""
     from jobs.lakehouse.pipeline import run_stage
 
@@ -87,14 +91,21 @@ def services_status() -> None:
 
 
 @app.command()
-def demo(start: str = typer.Option(None), end: str = typer.Option(None),
-         keep_running: bool = typer.Option(False, help="Leave Airflow running afterwards")) -> None:
+def demo(
+    start: str = typer.Option(None),
+    end: str = typer.Option(None),
+    keep_running: bool = typer.Option(False, help="Leave Airflow running afterwards"),
+) -> None:
     """Backfill the daily DAG through Airflow's scheduler over a window, then summarise."""
     from jobs.platform import demo as demo_run
 
     settings = Settings()
-    demo_run.run(settings, _date(start) if start else settings.demo_start,
-                 _date(end) if end else settings.demo_end, keep_running=keep_running)
+    demo_run.run(
+        settings,
+        _date(start) if start else settings.demo_start,
+        _date(end) if end else settings.demo_end,
+        keep_running=keep_running,
+    )
 
 
 @app.command()

@@ -13,13 +13,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_STATE = ROOT / ".state" / "test"
-os.environ.update({
-    "NIGHTJAR_STATE_DIR": str(TEST_STATE),
-    "NIGHTJAR_SPARK_CONNECT_PORT": "15102",
-    "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:15102",
-    "NIGHTJAR_AIRFLOW_PORT": "18080",
-    "AIRFLOW_HOME": str(TEST_STATE / "airflow"),
-})
+os.environ.update(
+    {
+        "NIGHTJAR_STATE_DIR": str(TEST_STATE),
+        "NIGHTJAR_SPARK_CONNECT_PORT": "15102",
+        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:15102",
+        "NIGHTJAR_AIRFLOW_PORT": "18080",
+        "AIRFLOW_HOME": str(TEST_STATE / "airflow"),
+    }
+)
 
 from jobs.common.settings import Settings  # noqa: E402
 
@@ -45,8 +47,12 @@ def spark(settings):
 @pytest.fixture()
 def lake(settings, tmp_path) -> Settings:
     """Settings whose landing zone and lakehouse are empty folders private to the test."""
-    return settings.model_copy(update={
-        "lakehouse_uri": str(tmp_path / "lakehouse"), "landing_uri": str(tmp_path / "landing")})
+    return settings.model_copy(
+        update={
+            "lakehouse_uri": str(tmp_path / "lakehouse"),
+            "landing_uri": str(tmp_path / "landing"),
+        }
+    )
 
 
 @pytest.fixture()

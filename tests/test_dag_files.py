@@ -15,7 +15,14 @@ def test_parsing_the_daily_dag_does_no_heavy_imports():
         "'deltalake'}); dag = ns['dag'];"
         "print(heavy, [t.task_id for t in dag.tasks], sorted(dag.tags))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=os.environ,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip().splitlines()[-1] == (
-        "[] ['land', 'bronze', 'silver', 'gold'] ['lakehouse', 'nightjar']")
+        "[] ['land', 'bronze', 'silver', 'gold'] ['lakehouse', 'nightjar']"
+    )

@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     # --- where state lives -------------------------------------------------------------------
     state_dir: Path = Field(
         default=PROJECT_ROOT / ".state",
-        description="Root of all runtime state: landing zone, lakehouse, Airflow home, Spark scratch.",
+        description="Root of all runtime state: landing zone, lakehouse, Airflow home, "
+        "Spark scratch.",
     )
     lakehouse_uri: str | None = Field(
         default=None,
@@ -47,7 +48,8 @@ class Settings(BaseSettings):
     spark_shuffle_partitions: int = Field(default=4, ge=1)
     spark_driver_memory: str = "4g"
     spark_java_options: str = Field(
-        default="", description="Extra JVM options for the Spark driver (local / Connect server).")
+        default="", description="Extra JVM options for the Spark driver (local / Connect server)."
+    )
     spark_connect_port: int = Field(default=15002, description="Port `nightjar services` uses.")
 
     # --- Delta Lake ------------------------------------------------------------------------

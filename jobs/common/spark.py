@@ -63,8 +63,9 @@ def static_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(scratch / "warehouse"),
         # Keep Ivy and Derby out of ~ (the project writes nothing to the home directory).
         "spark.jars.ivy": str(scratch / "ivy"),
-        "spark.driver.extraJavaOptions":
-            f"-Dderby.system.home={scratch / 'derby'} {settings.spark_java_options}".strip(),
+        "spark.driver.extraJavaOptions": (
+            f"-Dderby.system.home={scratch / 'derby'} {settings.spark_java_options}".strip()
+        ),
         **sql_conf(settings),
     }
 

@@ -37,8 +37,10 @@ def read_header(path: str) -> list[str]:
     filesystem, file_path = fs.FileSystem.from_uri(path if "://" in path else f"file://{path}")
     info = filesystem.get_file_info(file_path)
     if info.type == fs.FileType.NotFound:
-        raise LandingError(f"missing landing file {path}: the landing task for this date has not "
-                           "run or failed; nothing was written")
+        raise LandingError(
+            f"missing landing file {path}: the landing task for this date has not "
+            "run or failed; nothing was written"
+        )
     with filesystem.open_input_stream(file_path) as stream:
         first_line = io.TextIOWrapper(stream, encoding="utf-8").readline()
     if not first_line.strip():
@@ -58,7 +60,9 @@ def read_export(spark: SparkSession, path: str, export: str) -> tuple[DataFrame,
         )
     extra = [c for c in header if c not in expected]
     if extra:
-        log.warning("landing file %s has unexpected column(s) %s: kept in _rescued_data", path, extra)
+        log.warning(
+            "landing file %s has unexpected column(s) %s: kept in _rescued_data", path, extra
+        )
     schema = T.StructType(
         [T.StructField(c, T.StringType()) for c in header]
         + [T.StructField("_corrupt_record", T.StringType())]
@@ -87,8 +91,10 @@ def collect(
         F.lit(day).alias("_logical_date"),
     ).toArrow()
     if data.num_rows == 0 and export in MUST_HAVE_ROWS:
-        raise LandingError(f"empty landing file {path}: header only, no {export} records for "
-                           f"{day}; refusing to write an empty partition")
+        raise LandingError(
+            f"empty landing file {path}: header only, no {export} records for "
+            f"{day}; refusing to write an empty partition"
+        )
     return data
 
 

@@ -35,19 +35,32 @@ def end_of_day(day: Column) -> Column:
 def flight_rows(silver: DataFrame, settings: Settings, with_label: bool) -> DataFrame:
     local_dep = F.from_utc_timestamp("sched_dep_utc", OPERATING_TZ)
     cols = [
-        "flight_id", "flight_date",
+        "flight_id",
+        "flight_date",
         end_of_day(F.date_sub("flight_date", 1)).alias("prediction_ts"),
-        "carrier", "flight", "tailnum", "origin", "dest",
+        "carrier",
+        "flight",
+        "tailnum",
+        "origin",
+        "dest",
         F.concat_ws("-", "origin", "dest").alias("route"),
         "sched_dep_utc",
         F.hour(local_dep).alias("sched_dep_hour"),
         F.dayofweek("flight_date").alias("day_of_week"),
         F.month("flight_date").alias("month"),
-        "distance", "plane_year", "plane_seats",
+        "distance",
+        "plane_year",
+        "plane_seats",
     ]
     if with_label:
-        disrupted = F.col("is_cancelled") | (F.col("dep_delay") >= settings.disruption_delay_minutes)
-        cols += ["is_cancelled", "dep_delay", F.coalesce(disrupted, F.lit(False)).alias("is_disrupted")]
+        disrupted = F.col("is_cancelled") | (
+            F.col("dep_delay") >= settings.disruption_delay_minutes
+        )
+        cols += [
+            "is_cancelled",
+            "dep_delay",
+            F.coalesce(disrupted, F.lit(False)).alias("is_disrupted"),
+        ]
     return silver.select(*cols)
 
 
@@ -64,39 +77,50 @@ def entity_stats(flights: DataFrame, key: str, day: dt.date, windows: tuple[int,
         n = F.sum(inside.cast("long"))
         aggs += [
             n.alias(f"flights_{w}d"),
-            F.try_divide(F.sum((inside & F.col("is_disrupted")).cast("long")), n)
-            .alias(f"disrupted_rate_{w}d"),
-            F.try_divide(F.sum((inside & F.col("is_cancelled")).cast("long")), n)
-            .alias(f"cancel_rate_{w}d"),
+            F.try_divide(F.sum((inside & F.col("is_disrupted")).cast("long")), n).alias(
+                f"disrupted_rate_{w}d"
+            ),
+            F.try_divide(F.sum((inside & F.col("is_cancelled")).cast("long")), n).alias(
+                f"cancel_rate_{w}d"
+            ),
             F.avg(F.when(inside, F.col("dep_delay"))).alias(f"avg_dep_delay_{w}d"),
         ]
     out = past.groupBy(key).agg(*aggs)
     return out.select(
-        key, F.lit(day).alias("as_of_date"), end_of_day(F.lit(day)).alias("event_ts"),
+        key,
+        F.lit(day).alias("as_of_date"),
+        end_of_day(F.lit(day)).alias("event_ts"),
         *[c for c in out.columns if c != key],
     )
 
 
 def weather_daily(weather: DataFrame, day: dt.date) -> DataFrame:
     late = F.col("hour") >= 18  # the last six hours before the day closes
-    out = weather.where(F.col("obs_date") == F.lit(day)).groupBy("origin").agg(
-        F.count(F.lit(1)).alias("n_obs"),
-        F.avg("temp").alias("temp_mean"),
-        F.min("temp").alias("temp_min"),
-        F.avg("humid").alias("humid_mean"),
-        F.max("wind_speed").alias("wind_speed_max"),
-        F.max("wind_gust").alias("wind_gust_max"),
-        F.sum("precip").alias("precip_total"),
-        F.sum((F.col("precip") > 0).cast("long")).alias("precip_hours"),
-        F.min("visib").alias("visib_min"),
-        F.avg("pressure").alias("pressure_mean"),
-        F.sum(F.when(late, F.col("precip"))).alias("precip_last6h"),
-        F.min(F.when(late, F.col("visib"))).alias("visib_min_last6h"),
-        F.max(F.when(late, F.col("wind_speed"))).alias("wind_speed_max_last6h"),
+    out = (
+        weather.where(F.col("obs_date") == F.lit(day))
+        .groupBy("origin")
+        .agg(
+            F.count(F.lit(1)).alias("n_obs"),
+            F.avg("temp").alias("temp_mean"),
+            F.min("temp").alias("temp_min"),
+            F.avg("humid").alias("humid_mean"),
+            F.max("wind_speed").alias("wind_speed_max"),
+            F.max("wind_gust").alias("wind_gust_max"),
+            F.sum("precip").alias("precip_total"),
+            F.sum((F.col("precip") > 0).cast("long")).alias("precip_hours"),
+            F.min("visib").alias("visib_min"),
+            F.avg("pressure").alias("pressure_mean"),
+            F.sum(F.when(late, F.col("precip"))).alias("precip_last6h"),
+            F.min(F.when(late, F.col("visib"))).alias("visib_min_last6h"),
+            F.max(F.when(late, F.col("wind_speed"))).alias("wind_speed_max_last6h"),
+        )
     )
-    return out.select("origin", F.lit(day).alias("as_of_date"),
-                      end_of_day(F.lit(day)).alias("event_ts"),
-                      *[c for c in out.columns if c != "origin"])
+    return out.select(
+        "origin",
+        F.lit(day).alias("as_of_date"),
+        end_of_day(F.lit(day)).alias("event_ts"),
+        *[c for c in out.columns if c != "origin"],
+    )
 
 
 def run(
@@ -107,23 +131,36 @@ def run(
     history = [day - dt.timedelta(days=i) for i in range(max(windows))]
 
     today_flights = flight_rows(
-        tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [day]}), settings, True)
+        tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [day]}), settings, True
+    )
     trailing = flight_rows(
         tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": history}), settings, True
     ).localCheckpoint()
     outputs: list[tuple] = [
         (tb.GOLD_FLIGHTS, today_flights, {"flight_date": [day]}),
-        (tb.GOLD_SCHEDULED_FLIGHTS,
-         flight_rows(tables.read(tb.SILVER_SCHEDULE, partitions={"flight_date": [tomorrow]}),
-                     settings, False),
-         {"flight_date": [tomorrow]}),
-        (tb.GOLD_WEATHER,
-         weather_daily(tables.read(tb.SILVER_WEATHER, partitions={"obs_date": [day]}), day),
-         {"as_of_date": [day]}),
+        (
+            tb.GOLD_SCHEDULED_FLIGHTS,
+            flight_rows(
+                tables.read(tb.SILVER_SCHEDULE, partitions={"flight_date": [tomorrow]}),
+                settings,
+                False,
+            ),
+            {"flight_date": [tomorrow]},
+        ),
+        (
+            tb.GOLD_WEATHER,
+            weather_daily(tables.read(tb.SILVER_WEATHER, partitions={"obs_date": [day]}), day),
+            {"as_of_date": [day]},
+        ),
     ]
     for entity, key in tb.ENTITY_KEYS.items():
-        outputs.append((tb.gold_stats(entity, windows), entity_stats(trailing, key, day, windows),
-                        {"as_of_date": [day]}))
+        outputs.append(
+            (
+                tb.gold_stats(entity, windows),
+                entity_stats(trailing, key, day, windows),
+                {"as_of_date": [day]},
+            )
+        )
     counts = {}
     for spec, frame, partitions in outputs:
         data = frame.toArrow()  # one Spark job per output; the count comes with it

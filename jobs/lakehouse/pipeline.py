@@ -24,8 +24,13 @@ def release(spark) -> None:
         spark.stop()
 
 
-def run_stage(stage: str, day: dt.date, run_id: str | None = None,
-              settings: Settings | None = None, spark=None) -> dict:
+def run_stage(
+    stage: str,
+    day: dt.date,
+    run_id: str | None = None,
+    settings: Settings | None = None,
+    spark=None,
+) -> dict:
     """Run ``stage`` for ``day``; returns the stage's row counts.
 
     Pass ``spark`` to reuse a session (tests); otherwise one is opened and released.

@@ -28,14 +28,35 @@ ACCEPTED, QUARANTINED, DUPLICATE = "accepted", "quarantined", "duplicate"
 
 # Raw column -> Spark type, per source. Columns not listed stay strings.
 FLIGHT_TYPES = {
-    "year": "int", "month": "int", "day": "int", "dep_time": "int", "sched_dep_time": "int",
-    "dep_delay": "double", "arr_time": "int", "sched_arr_time": "int", "arr_delay": "double",
-    "flight": "int", "air_time": "double", "distance": "double", "hour": "int", "minute": "int",
+    "year": "int",
+    "month": "int",
+    "day": "int",
+    "dep_time": "int",
+    "sched_dep_time": "int",
+    "dep_delay": "double",
+    "arr_time": "int",
+    "sched_arr_time": "int",
+    "arr_delay": "double",
+    "flight": "int",
+    "air_time": "double",
+    "distance": "double",
+    "hour": "int",
+    "minute": "int",
 }
 WEATHER_TYPES = {
-    "year": "int", "month": "int", "day": "int", "hour": "int", "temp": "double",
-    "dewp": "double", "humid": "double", "wind_dir": "double", "wind_speed": "double",
-    "wind_gust": "double", "precip": "double", "pressure": "double", "visib": "double",
+    "year": "int",
+    "month": "int",
+    "day": "int",
+    "hour": "int",
+    "temp": "double",
+    "dewp": "double",
+    "humid": "double",
+    "wind_dir": "double",
+    "wind_speed": "double",
+    "wind_gust": "double",
+    "precip": "double",
+    "pressure": "double",
+    "visib": "double",
 }
 AIRPORT_TYPES = {"lat": "double", "lon": "double", "alt": "int", "tz": "int"}
 PLANE_TYPES = {"year": "int", "engines": "int", "seats": "int", "speed": "int"}
@@ -60,10 +81,9 @@ def parse(frame: DataFrame, types: dict[str, str], required: list[str]) -> DataF
             value = raw.try_cast(type_name)
         value = F.when(is_missing(raw), F.lit(None)).otherwise(value)
         values[name] = value
-        reasons.append(
-            F.when(~is_missing(raw) & value.isNull(), F.lit(f"INVALID_TYPE:{name}"))
-        )
+        reasons.append(F.when(~is_missing(raw) & value.isNull(), F.lit(f"INVALID_TYPE:{name}")))
     raw_json = F.to_json(F.struct(*[F.col(c) for c in frame.columns if c != "_logical_date"]))
+
     def clean(c: str) -> Column:  # metadata columns pass through; raw text loses "NA" tokens
         return F.col(c) if c.startswith("_") else F.when(~is_missing(F.col(c)), F.col(c))
 
@@ -85,8 +105,7 @@ def add_reasons(frame: DataFrame, checks: list[Column]) -> DataFrame:
     column rewrite per check would grow the optimized plan exponentially)."""
     if not checks:
         return frame
-    return frame.withColumn(
-        "_reasons", F.concat("_reasons", F.array_compact(F.array(*checks))))
+    return frame.withColumn("_reasons", F.concat("_reasons", F.array_compact(F.array(*checks))))
 
 
 def make_date(year: str, month: str, day: str) -> Column:
@@ -118,13 +137,29 @@ def dimension(frame: DataFrame, types: dict[str, str], key: str) -> DataFrame:
     return classify(parse(frame, types, required=[key]), [key])
 
 
-def flights(frame: DataFrame, day: dt.date, airports: DataFrame, airlines: DataFrame,
-            planes: DataFrame, *, with_outcomes: bool) -> DataFrame:
+def flights(
+    frame: DataFrame,
+    day: dt.date,
+    airports: DataFrame,
+    airlines: DataFrame,
+    planes: DataFrame,
+    *,
+    with_outcomes: bool,
+) -> DataFrame:
     """Operated flights (``with_outcomes``) or a timetable for ``day``, tagged with ``_status``."""
     types = {k: v for k, v in FLIGHT_TYPES.items() if k in frame.columns}
     types["time_hour"] = "timestamp"
-    required = ["year", "month", "day", "sched_dep_time", "carrier", "flight", "origin", "dest",
-                "time_hour"]
+    required = [
+        "year",
+        "month",
+        "day",
+        "sched_dep_time",
+        "carrier",
+        "flight",
+        "origin",
+        "dest",
+        "time_hour",
+    ]
     df = parse(frame, types, required)
     df = df.withColumn("flight_date", make_date("year", "month", "day"))
     checks = [
@@ -134,18 +169,33 @@ def flights(frame: DataFrame, day: dt.date, airports: DataFrame, airlines: DataF
     ]
     if with_outcomes:
         checks.append(
-            check(~valid_hhmm(F.col("dep_time"), allow_2400=True), "OUT_OF_RANGE:dep_time"))
+            check(~valid_hhmm(F.col("dep_time"), allow_2400=True), "OUT_OF_RANGE:dep_time")
+        )
 
-    origin = airports.select(F.col("faa").alias("origin"), F.col("name").alias("origin_name"),
-                             F.col("tzone").alias("origin_tz"))
-    dest = airports.select(F.col("faa").alias("dest"), F.col("name").alias("dest_name"),
-                           F.col("tzone").alias("dest_tz"))
+    origin = airports.select(
+        F.col("faa").alias("origin"),
+        F.col("name").alias("origin_name"),
+        F.col("tzone").alias("origin_tz"),
+    )
+    dest = airports.select(
+        F.col("faa").alias("dest"),
+        F.col("name").alias("dest_name"),
+        F.col("tzone").alias("dest_tz"),
+    )
     carrier = airlines.select("carrier", F.col("name").alias("carrier_name"))
     plane = planes.select(
-        "tailnum", *[F.col(c).alias(f"plane_{c}") for c in
-                     ("year", "type", "manufacturer", "model", "engines", "seats", "engine")])
-    df = (df.join(F.broadcast(origin), "origin", "left").join(F.broadcast(dest), "dest", "left")
-          .join(F.broadcast(carrier), "carrier", "left").join(F.broadcast(plane), "tailnum", "left"))
+        "tailnum",
+        *[
+            F.col(c).alias(f"plane_{c}")
+            for c in ("year", "type", "manufacturer", "model", "engines", "seats", "engine")
+        ],
+    )
+    df = (
+        df.join(F.broadcast(origin), "origin", "left")
+        .join(F.broadcast(dest), "dest", "left")
+        .join(F.broadcast(carrier), "carrier", "left")
+        .join(F.broadcast(plane), "tailnum", "left")
+    )
     # Without the origin's time zone the departure cannot be placed in UTC.
     checks += [
         check(F.col("origin").isNotNull() & F.col("origin_tz").isNull(), "UNKNOWN_AIRPORT:origin"),
@@ -154,26 +204,44 @@ def flights(frame: DataFrame, day: dt.date, airports: DataFrame, airlines: DataF
     df = add_reasons(df, checks)
 
     sched_local = F.try_make_timestamp(
-        "year", "month", "day", F.floor(F.col("sched_dep_time") / 100).cast("int"),
-        (F.col("sched_dep_time") % 100).cast("int"), F.lit(0))
+        "year",
+        "month",
+        "day",
+        F.floor(F.col("sched_dep_time") / 100).cast("int"),
+        (F.col("sched_dep_time") % 100).cast("int"),
+        F.lit(0),
+    )
     ok = F.size("_reasons") == 0
-    df = df.withColumn("sched_dep_utc", F.when(ok, F.to_utc_timestamp(sched_local, F.col("origin_tz"))))
-    df = df.withColumn("flight_id", F.concat_ws(
-        "-", F.date_format("flight_date", "yyyyMMdd"), "carrier", "flight", "origin"))
+    df = df.withColumn(
+        "sched_dep_utc", F.when(ok, F.to_utc_timestamp(sched_local, F.col("origin_tz")))
+    )
+    df = df.withColumn(
+        "flight_id",
+        F.concat_ws("-", F.date_format("flight_date", "yyyyMMdd"), "carrier", "flight", "origin"),
+    )
     completeness = None
     if with_outcomes:
         # The actual departure is the schedule plus the delay (dep_time alone is ambiguous
         # across midnight); a flight with no departure time was cancelled.
-        df = df.withColumn("dep_utc", F.when(
-            ok, F.col("sched_dep_utc") + F.make_interval(mins=F.col("dep_delay").cast("int"))))
+        df = df.withColumn(
+            "dep_utc",
+            F.when(
+                ok, F.col("sched_dep_utc") + F.make_interval(mins=F.col("dep_delay").cast("int"))
+            ),
+        )
         df = df.withColumn("is_cancelled", F.col("dep_time").isNull())
-        completeness = sum(F.col(c).isNotNull().cast("int") for c in ("dep_time", "arr_time", "air_time"))
+        completeness = sum(
+            F.col(c).isNotNull().cast("int") for c in ("dep_time", "arr_time", "air_time")
+        )
     return classify(df, ["flight_id"], completeness)
 
 
 def weather(frame: DataFrame, day: dt.date) -> DataFrame:
-    df = parse(frame, {**WEATHER_TYPES, "time_hour": "timestamp"},
-               required=["origin", "year", "month", "day", "hour", "time_hour"])
+    df = parse(
+        frame,
+        {**WEATHER_TYPES, "time_hour": "timestamp"},
+        required=["origin", "year", "month", "day", "hour", "time_hour"],
+    )
     df = df.withColumn("obs_date", make_date("year", "month", "day"))
     df = add_reasons(df, [check(F.col("obs_date") != F.lit(day), "WRONG_DATE")])
     return classify(df, ["origin", "time_hour"])
@@ -181,23 +249,31 @@ def weather(frame: DataFrame, day: dt.date) -> DataFrame:
 
 # --- the job ------------------------------------------------------------------------------------
 SILVER_OUTPUTS = {
-    "flights": tb.SILVER_FLIGHTS, "schedule": tb.SILVER_SCHEDULE, "weather": tb.SILVER_WEATHER,
-    "airports": tb.SILVER_AIRPORTS, "airlines": tb.SILVER_AIRLINES, "planes": tb.SILVER_PLANES,
+    "flights": tb.SILVER_FLIGHTS,
+    "schedule": tb.SILVER_SCHEDULE,
+    "weather": tb.SILVER_WEATHER,
+    "airports": tb.SILVER_AIRPORTS,
+    "airlines": tb.SILVER_AIRLINES,
+    "planes": tb.SILVER_PLANES,
 }
 
 
 def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> pa.Table:
     """Run the source's Spark plan once, as Arrow, with what the writers need precomputed."""
-    return tagged.select(
-        "*",
-        F.lit(source_table).alias("source_table"),
-        F.lit(day).alias("logical_date"),
-        F.col("_source_file").alias("source_file"),
-        F.col("_record").alias("record"),
-        F.get("_reasons", 0).alias("reason"),
-        F.array_join("_reasons", ";").alias("reasons"),
-        F.lit(run_id).alias("_run_id"),
-    ).drop("_reasons").toArrow()
+    return (
+        tagged.select(
+            "*",
+            F.lit(source_table).alias("source_table"),
+            F.lit(day).alias("logical_date"),
+            F.col("_source_file").alias("source_file"),
+            F.col("_record").alias("record"),
+            F.get("_reasons", 0).alias("reason"),
+            F.array_join("_reasons", ";").alias("reasons"),
+            F.lit(run_id).alias("_run_id"),
+        )
+        .drop("_reasons")
+        .toArrow()
+    )
 
 
 def with_status(data: pa.Table, status: str) -> pa.Table:
@@ -224,7 +300,8 @@ def run(
     # as local relations) instead of re-running the dimensions' plans inside every join.
     dims = {
         name: spark.createDataFrame(
-            with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns))
+            with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns)
+        )
         for name in dims_tagged
     }
     tagged = {
@@ -243,18 +320,32 @@ def run(
         accepted = with_status(rows, ACCEPTED).select(spec.columns)
         if name in partitions:
             tables.overwrite_partitions(
-                spec, accepted, {spec.partition_by[0]: partitions[name]}, run_id=run_id)
+                spec, accepted, {spec.partition_by[0]: partitions[name]}, run_id=run_id
+            )
         else:
             tables.merge(spec, accepted, run_id=run_id)
     quarantined = pa.concat_tables(
-        [with_status(rows, QUARANTINED).select(tb.QUARANTINE.columns) for rows in data.values()])
-    tables.overwrite_partitions(tb.QUARANTINE, quarantined,
-                                {"source_table": list(data), "logical_date": [day]}, run_id=run_id)
+        [with_status(rows, QUARANTINED).select(tb.QUARANTINE.columns) for rows in data.values()]
+    )
+    tables.overwrite_partitions(
+        tb.QUARANTINE,
+        quarantined,
+        {"source_table": list(data), "logical_date": [day]},
+        run_id=run_id,
+    )
     recon = pa.Table.from_pylist(
-        [{"source_table": name, "logical_date": day, **c, "_run_id": run_id}
-         for name, c in counts.items()], schema=tb.RECONCILIATION.arrow_schema)
-    tables.overwrite_partitions(tb.RECONCILIATION, recon,
-                                {"source_table": list(counts), "logical_date": [day]}, run_id=run_id)
+        [
+            {"source_table": name, "logical_date": day, **c, "_run_id": run_id}
+            for name, c in counts.items()
+        ],
+        schema=tb.RECONCILIATION.arrow_schema,
+    )
+    tables.overwrite_partitions(
+        tb.RECONCILIATION,
+        recon,
+        {"source_table": list(counts), "logical_date": [day]},
+        run_id=run_id,
+    )
     log.info("silver %s: %s", day, counts)
     return counts
 

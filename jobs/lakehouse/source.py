@@ -15,21 +15,70 @@ import pyarrow.parquet as pq
 
 # Columns of each export, in the upstream's order (the landing files' headers).
 FLIGHT_COLUMNS = [
-    "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
-    "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest", "air_time",
-    "distance", "hour", "minute", "time_hour",
+    "year",
+    "month",
+    "day",
+    "dep_time",
+    "sched_dep_time",
+    "dep_delay",
+    "arr_time",
+    "sched_arr_time",
+    "arr_delay",
+    "carrier",
+    "flight",
+    "tailnum",
+    "origin",
+    "dest",
+    "air_time",
+    "distance",
+    "hour",
+    "minute",
+    "time_hour",
 ]
 # Tomorrow's timetable: what is known about a flight before it operates.
 SCHEDULE_COLUMNS = [
-    "year", "month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight", "tailnum",
-    "origin", "dest", "distance", "hour", "minute", "time_hour",
+    "year",
+    "month",
+    "day",
+    "sched_dep_time",
+    "sched_arr_time",
+    "carrier",
+    "flight",
+    "tailnum",
+    "origin",
+    "dest",
+    "distance",
+    "hour",
+    "minute",
+    "time_hour",
 ]
 WEATHER_COLUMNS = [
-    "origin", "year", "month", "day", "hour", "temp", "dewp", "humid", "wind_dir", "wind_speed",
-    "wind_gust", "precip", "pressure", "visib", "time_hour",
+    "origin",
+    "year",
+    "month",
+    "day",
+    "hour",
+    "temp",
+    "dewp",
+    "humid",
+    "wind_dir",
+    "wind_speed",
+    "wind_gust",
+    "precip",
+    "pressure",
+    "visib",
+    "time_hour",
 ]
 PLANE_COLUMNS = [
-    "tailnum", "year", "type", "manufacturer", "model", "engines", "seats", "speed", "engine",
+    "tailnum",
+    "year",
+    "type",
+    "manufacturer",
+    "model",
+    "engines",
+    "seats",
+    "speed",
+    "engine",
 ]
 AIRLINE_COLUMNS = ["carrier", "name"]
 AIRPORT_COLUMNS = ["faa", "name", "lat", "lon", "alt", "tz", "dst", "tzone"]
@@ -45,8 +94,9 @@ def data_dir() -> Path:
 
 def _read_csv(name: str) -> pd.DataFrame:
     files = {"flights": "flights.csv.zip"}
-    return pd.read_csv(data_dir() / files.get(name, f"{name}.csv"), dtype=str,
-                       keep_default_na=False)
+    return pd.read_csv(
+        data_dir() / files.get(name, f"{name}.csv"), dtype=str, keep_default_na=False
+    )
 
 
 def table(name: str, cache_dir: Path | None = None, day: dt.date | None = None) -> pd.DataFrame:
@@ -67,10 +117,16 @@ def table(name: str, cache_dir: Path | None = None, day: dt.date | None = None) 
             tmp.replace(path)  # atomic: concurrent landings never see half a file
         filters = None
         if day is not None:
-            filters = [("year", "=", str(day.year)), ("month", "=", str(day.month)),
-                       ("day", "=", str(day.day))]
+            filters = [
+                ("year", "=", str(day.year)),
+                ("month", "=", str(day.month)),
+                ("day", "=", str(day.day)),
+            ]
         return pq.read_table(path, filters=filters).to_pandas()
     if day is not None:
-        frame = frame[(frame["year"] == str(day.year)) & (frame["month"] == str(day.month))
-                      & (frame["day"] == str(day.day))]
+        frame = frame[
+            (frame["year"] == str(day.year))
+            & (frame["month"] == str(day.month))
+            & (frame["day"] == str(day.day))
+        ]
     return frame

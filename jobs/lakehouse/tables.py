@@ -41,16 +41,39 @@ BRONZE = {
 
 # --- silver: typed, cleaned, de-duplicated, conformed ------------------------------------------
 _SCHEDULE_COLUMNS = [
-    "flight_id string", "flight_date date", "carrier string", "flight int", "tailnum string",
-    "origin string", "dest string", "sched_dep_time int", "sched_arr_time int", "distance double",
-    "sched_dep_utc timestamp", "time_hour timestamp",
-    "carrier_name string", "origin_name string", "origin_tz string", "dest_name string",
-    "dest_tz string", "plane_year int", "plane_type string", "plane_manufacturer string",
-    "plane_model string", "plane_engines int", "plane_seats int", "plane_engine string",
+    "flight_id string",
+    "flight_date date",
+    "carrier string",
+    "flight int",
+    "tailnum string",
+    "origin string",
+    "dest string",
+    "sched_dep_time int",
+    "sched_arr_time int",
+    "distance double",
+    "sched_dep_utc timestamp",
+    "time_hour timestamp",
+    "carrier_name string",
+    "origin_name string",
+    "origin_tz string",
+    "dest_name string",
+    "dest_tz string",
+    "plane_year int",
+    "plane_type string",
+    "plane_manufacturer string",
+    "plane_model string",
+    "plane_engines int",
+    "plane_seats int",
+    "plane_engine string",
 ]
 _OUTCOME_COLUMNS = [
-    "dep_time int", "dep_delay double", "arr_time int", "arr_delay double", "air_time double",
-    "dep_utc timestamp", "is_cancelled boolean",
+    "dep_time int",
+    "dep_delay double",
+    "arr_time int",
+    "arr_delay double",
+    "air_time double",
+    "dep_utc timestamp",
+    "is_cancelled boolean",
 ]
 _LINEAGE = ["_source_file string", "_run_id string"]
 
@@ -73,9 +96,20 @@ SILVER_SCHEDULE = TableSpec(
 SILVER_WEATHER = TableSpec(
     name="silver.weather",
     schema=struct(
-        "origin string", "obs_date date", "hour int", "time_hour timestamp", "temp double",
-        "dewp double", "humid double", "wind_dir double", "wind_speed double",
-        "wind_gust double", "precip double", "pressure double", "visib double", *_LINEAGE,
+        "origin string",
+        "obs_date date",
+        "hour int",
+        "time_hour timestamp",
+        "temp double",
+        "dewp double",
+        "humid double",
+        "wind_dir double",
+        "wind_speed double",
+        "wind_gust double",
+        "precip double",
+        "pressure double",
+        "visib double",
+        *_LINEAGE,
     ),
     partition_by=("obs_date",),
     key=("origin", "time_hour"),
@@ -84,34 +118,67 @@ SILVER_WEATHER = TableSpec(
 )
 SILVER_AIRPORTS = TableSpec(
     name="silver.airports",
-    schema=struct("faa string", "name string", "lat double", "lon double", "alt int",
-                  "tz int", "dst string", "tzone string"),
+    schema=struct(
+        "faa string",
+        "name string",
+        "lat double",
+        "lon double",
+        "alt int",
+        "tz int",
+        "dst string",
+        "tzone string",
+    ),
     key=("faa",),
     description="Airports (current state, upserted from each day's snapshot)",
 )
 SILVER_AIRLINES = TableSpec(
-    name="silver.airlines", schema=struct("carrier string", "name string"), key=("carrier",),
+    name="silver.airlines",
+    schema=struct("carrier string", "name string"),
+    key=("carrier",),
     description="Airlines (current state, upserted from each day's snapshot)",
 )
 SILVER_PLANES = TableSpec(
     name="silver.planes",
-    schema=struct("tailnum string", "year int", "type string", "manufacturer string",
-                  "model string", "engines int", "seats int", "speed int", "engine string"),
+    schema=struct(
+        "tailnum string",
+        "year int",
+        "type string",
+        "manufacturer string",
+        "model string",
+        "engines int",
+        "seats int",
+        "speed int",
+        "engine string",
+    ),
     key=("tailnum",),
     description="Planes (current state, upserted from each day's snapshot)",
 )
 QUARANTINE = TableSpec(
     name="silver.quarantine",
-    schema=struct("source_table string", "logical_date date", "source_file string",
-                  "record string", "reason string", "reasons string", "_run_id string"),
+    schema=struct(
+        "source_table string",
+        "logical_date date",
+        "source_file string",
+        "record string",
+        "reason string",
+        "reasons string",
+        "_run_id string",
+    ),
     partition_by=("source_table", "logical_date"),
     description="Records that could not be accepted, with a reason code per record",
     run_metadata=("_run_id",),
 )
 RECONCILIATION = TableSpec(
     name="silver.reconciliation",
-    schema=struct("source_table string", "logical_date date", "landed long", "accepted long",
-                  "quarantined long", "duplicates long", "_run_id string"),
+    schema=struct(
+        "source_table string",
+        "logical_date date",
+        "landed long",
+        "accepted long",
+        "quarantined long",
+        "duplicates long",
+        "_run_id string",
+    ),
     partition_by=("source_table", "logical_date"),
     description="Per run and source: landed = accepted + quarantined + duplicates removed",
     run_metadata=("_run_id",),
@@ -119,10 +186,22 @@ RECONCILIATION = TableSpec(
 
 # --- gold: ML-ready, each row has an entity key and an event timestamp -------------------------
 _GOLD_FLIGHT_COLUMNS = [
-    "flight_id string", "flight_date date", "prediction_ts timestamp", "carrier string",
-    "flight int", "tailnum string", "origin string", "dest string", "route string",
-    "sched_dep_utc timestamp", "sched_dep_hour int", "day_of_week int", "month int",
-    "distance double", "plane_year int", "plane_seats int",
+    "flight_id string",
+    "flight_date date",
+    "prediction_ts timestamp",
+    "carrier string",
+    "flight int",
+    "tailnum string",
+    "origin string",
+    "dest string",
+    "route string",
+    "sched_dep_utc timestamp",
+    "sched_dep_hour int",
+    "day_of_week int",
+    "month int",
+    "distance double",
+    "plane_year int",
+    "plane_seats int",
 ]
 _LABEL_COLUMNS = ["is_cancelled boolean", "dep_delay double", "is_disrupted boolean"]
 
@@ -148,8 +227,12 @@ ENTITY_KEYS = {"carrier": "carrier", "origin": "origin", "route": "route", "plan
 def _stats_columns(windows: tuple[int, ...]) -> list[str]:
     cols = []
     for w in (1, *windows):
-        cols += [f"flights_{w}d long", f"disrupted_rate_{w}d double",
-                 f"cancel_rate_{w}d double", f"avg_dep_delay_{w}d double"]
+        cols += [
+            f"flights_{w}d long",
+            f"disrupted_rate_{w}d double",
+            f"cancel_rate_{w}d double",
+            f"avg_dep_delay_{w}d double",
+        ]
     return cols
 
 
@@ -157,8 +240,9 @@ def gold_stats(entity: str, windows: tuple[int, ...]) -> TableSpec:
     key = ENTITY_KEYS[entity]
     return TableSpec(
         name=f"gold.{entity}_stats",
-        schema=struct(f"{key} string", "as_of_date date", "event_ts timestamp",
-                      *_stats_columns(windows)),
+        schema=struct(
+            f"{key} string", "as_of_date date", "event_ts timestamp", *_stats_columns(windows)
+        ),
         partition_by=("as_of_date",),
         key=(key, "as_of_date"),
         description=f"As-of-day trailing disruption statistics per {entity}, from flights on "
@@ -169,10 +253,21 @@ def gold_stats(entity: str, windows: tuple[int, ...]) -> TableSpec:
 GOLD_WEATHER = TableSpec(
     name="gold.origin_weather_daily",
     schema=struct(
-        "origin string", "as_of_date date", "event_ts timestamp", "n_obs long",
-        "temp_mean double", "temp_min double", "humid_mean double", "wind_speed_max double",
-        "wind_gust_max double", "precip_total double", "precip_hours long", "visib_min double",
-        "pressure_mean double", "precip_last6h double", "visib_min_last6h double",
+        "origin string",
+        "as_of_date date",
+        "event_ts timestamp",
+        "n_obs long",
+        "temp_mean double",
+        "temp_min double",
+        "humid_mean double",
+        "wind_speed_max double",
+        "wind_gust_max double",
+        "precip_total double",
+        "precip_hours long",
+        "visib_min double",
+        "pressure_mean double",
+        "precip_last6h double",
+        "visib_min_last6h double",
         "wind_speed_max_last6h double",
     ),
     partition_by=("as_of_date",),

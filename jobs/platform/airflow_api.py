@@ -37,11 +37,13 @@ class AirflowAPI:
         self.settings = settings
         token = httpx.post(
             f"{self.base}/auth/token",
-            json={"username": "admin", "password": admin_password(settings)}, timeout=30,
+            json={"username": "admin", "password": admin_password(settings)},
+            timeout=30,
         )
         token.raise_for_status()
         self.client = httpx.Client(
-            base_url=f"{self.base}/api/v2", timeout=30,
+            base_url=f"{self.base}/api/v2",
+            timeout=30,
             headers={"Authorization": f"Bearer {token.json()['access_token']}"},
         )
 
@@ -49,7 +51,9 @@ class AirflowAPI:
         # SQLite (the embedded metadata DB) answers "database is locked" under concurrent
         # writes, which the API reports as 503: a short wait and a retry get through.
         retry=retry_if_exception_type(Unavailable),
-        stop=stop_after_attempt(8), wait=wait_exponential(multiplier=0.5, max=5), reraise=True,
+        stop=stop_after_attempt(8),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        reraise=True,
     )
     def _call(self, method: str, path: str, **kwargs) -> Any:
         response = self.client.request(method, path, **kwargs)
@@ -58,7 +62,9 @@ class AirflowAPI:
         if response.status_code == 409:
             raise Conflict(f"Airflow API {method} {path}: 409 {response.text}")
         if response.is_error:
-            raise RuntimeError(f"Airflow API {method} {path}: {response.status_code} {response.text}")
+            raise RuntimeError(
+                f"Airflow API {method} {path}: {response.status_code} {response.text}"
+            )
         return response.json() if response.content else None
 
     def get(self, path: str, **params) -> Any:
@@ -79,8 +85,10 @@ class AirflowAPI:
                 return response.json()
             if time.monotonic() > deadline:
                 errors = self.get("/importErrors")
-                raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f}s; import errors: "
-                                   f"{errors.get('import_errors')}")
+                raise TimeoutError(
+                    f"DAG {dag_id} not parsed after {timeout:.0f}s; import errors: "
+                    f"{errors.get('import_errors')}"
+                )
             time.sleep(1)
 
     def dag_runs(self, dag_id: str, **params) -> list[dict]:
@@ -95,19 +103,32 @@ class AirflowAPI:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
-    def create_backfill(self, dag_id: str, start: str, end: str, max_active_runs: int = 4,
-                        reprocess: str = "completed") -> dict:
+    def create_backfill(
+        self,
+        dag_id: str,
+        start: str,
+        end: str,
+        max_active_runs: int = 4,
+        reprocess: str = "completed",
+    ) -> dict:
         body = {
-            "dag_id": dag_id, "from_date": f"{start}T00:00:00Z", "to_date": f"{end}T00:00:00Z",
-            "max_active_runs": max_active_runs, "reprocess_behavior": reprocess,
-            "run_backwards": False, "dag_run_conf": {},
+            "dag_id": dag_id,
+            "from_date": f"{start}T00:00:00Z",
+            "to_date": f"{end}T00:00:00Z",
+            "max_active_runs": max_active_runs,
+            "reprocess_behavior": reprocess,
+            "run_backwards": False,
+            "dag_run_conf": {},
         }
         try:
             return self.post("/backfills", body)
         except Conflict:
             # A retried request may have created it already: use that one if it matches.
             for backfill in self.get("/backfills", dag_id=dag_id)["backfills"]:
-                if (backfill["completed_at"] is None and backfill["from_date"] == body["from_date"]
-                        and backfill["to_date"] == body["to_date"]):
+                if (
+                    backfill["completed_at"] is None
+                    and backfill["from_date"] == body["from_date"]
+                    and backfill["to_date"] == body["to_date"]
+                ):
                     return backfill
             raise

@@ -8,5 +8,7 @@ from jobs.platform.airflow_api import admin_password
 
 def instructions(settings: Settings) -> str:
     url = f"http://{settings.airflow_host}:{settings.airflow_port}"
-    return (f"Airflow UI: {url}  (user: admin, password: {admin_password(settings)}; "
-            f"stored in {settings.airflow_home / 'passwords.json'})")
+    return (
+        f"Airflow UI: {url}  (user: admin, password: {admin_password(settings)}; "
+        f"stored in {settings.airflow_home / 'passwords.json'})"
+    )

@@ -22,27 +22,41 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
     """Create a backfill and follow it to the end; returns the final state of its runs."""
     api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
     n_days = (end - start).days + 1
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
     last = None
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         bar = progress.add_task(f"backfill {start}..{end}", total=n_days)
         while True:
-            runs = [r for r in api.dag_runs(DAG_ID, run_type="backfill")
-                    if start.isoformat() <= r["logical_date"][:10] <= end.isoformat()]
+            runs = [
+                r
+                for r in api.dag_runs(DAG_ID, run_type="backfill")
+                if start.isoformat() <= r["logical_date"][:10] <= end.isoformat()
+            ]
             done = [r for r in runs if r["state"] in ("success", "failed")]
-            progress.update(bar, completed=len(done),
-                            description=f"backfill {start}..{end} "
-                            f"({sum(r['state'] == 'running' for r in runs)} running)")
+            progress.update(
+                bar,
+                completed=len(done),
+                description=f"backfill {start}..{end} "
+                f"({sum(r['state'] == 'running' for r in runs)} running)",
+            )
             if not console.is_terminal and len(done) != last:  # a line per change in logs/CI
                 last = len(done)
-                console.print(f"  {last}/{n_days} days done, "
-                              f"{sum(r['state'] == 'running' for r in runs)} running")
+                console.print(
+                    f"  {last}/{n_days} days done, "
+                    f"{sum(r['state'] == 'running' for r in runs)} running"
+                )
                 console.file.flush()
             failed = [r for r in runs if r["state"] == "failed"]
             if failed:
-                raise RuntimeError(f"backfill run(s) failed: {[r['dag_run_id'] for r in failed]}; "
-                                   "see the task logs in the Airflow UI")
+                raise RuntimeError(
+                    f"backfill run(s) failed: {[r['dag_run_id'] for r in failed]}; "
+                    "see the task logs in the Airflow UI"
+                )
             if len(done) == n_days:
                 return runs
             time.sleep(2)
@@ -53,7 +67,8 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
     # This process reads the summary through the same Spark Connect server the tasks use.
     if not settings.spark_remote:
         settings = settings.model_copy(
-            update={"spark_remote": f"sc://127.0.0.1:{settings.spark_connect_port}"})
+            update={"spark_remote": f"sc://127.0.0.1:{settings.spark_connect_port}"}
+        )
     began = time.perf_counter()
     console.print("[bold]Starting Spark Connect and Airflow[/bold] …")
     try:
@@ -64,14 +79,18 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
         # in the past, unpausing schedules nothing else.
         api.patch(f"/dags/{DAG_ID}", {"is_paused": False})
         console.file.flush()
-        console.print(f"services up after {time.perf_counter() - began:.0f}s; "
-                      f"backfilling {DAG_ID} from {start} to {end}")
+        console.print(
+            f"services up after {time.perf_counter() - began:.0f}s; "
+            f"backfilling {DAG_ID} from {start} to {end}"
+        )
         t0 = time.perf_counter()
         backfill(api, start, end)
         backfill_s = time.perf_counter() - t0
         report.print_summary(settings, start, end, console)
-        console.print(f"backfill of {(end - start).days + 1} days: {backfill_s:.0f}s; "
-                      f"total elapsed {time.perf_counter() - began:.0f}s")
+        console.print(
+            f"backfill of {(end - start).days + 1} days: {backfill_s:.0f}s; "
+            f"total elapsed {time.perf_counter() - began:.0f}s"
+        )
         console.print(f"Lakehouse: {settings.lakehouse}")
         if keep_running:
             console.print(airflow_login.instructions(settings))

@@ -35,18 +35,28 @@ def layer_counts(settings: Settings, start: dt.date, end: dt.date) -> dict[dt.da
         per_day(tb.QUARANTINE, "logical_date", "quarantined", F.col("source_table") == "flights"),
     ]
     recon = tables.read(tb.RECONCILIATION).where(F.col("source_table") == "flights")
-    sources.append({r["logical_date"]: {"duplicates": r["duplicates"]}
-                    for r in recon.collect() if start <= r["logical_date"] <= end})
+    sources.append(
+        {
+            r["logical_date"]: {"duplicates": r["duplicates"]}
+            for r in recon.collect()
+            if start <= r["logical_date"] <= end
+        }
+    )
     for source in sources:
         for day, counts in source.items():
             out.setdefault(day, {}).update(counts)
     return dict(sorted(out.items()))
 
 
-def quarantine_by_reason(settings: Settings, start: dt.date, end: dt.date) -> list[tuple[str, str, int]]:
+def quarantine_by_reason(
+    settings: Settings, start: dt.date, end: dt.date
+) -> list[tuple[str, str, int]]:
     spark = get_spark(settings)
-    df = open_tables(spark, settings).read(tb.QUARANTINE).where(
-        F.col("logical_date").between(F.lit(start), F.lit(end)))
+    df = (
+        open_tables(spark, settings)
+        .read(tb.QUARANTINE)
+        .where(F.col("logical_date").between(F.lit(start), F.lit(end)))
+    )
     rows = df.groupBy("source_table", "reason").count().orderBy(F.desc("count")).collect()
     return [(r["source_table"], r["reason"], r["count"]) for r in rows]
 

@@ -52,9 +52,13 @@ def spark_connect_service(settings: Settings) -> Service:
         "spark.connect.session.manager.defaultSessionTimeout": "10m",
     }
     command = [
-        str(BIN / "spark-submit"), "--class",
+        str(BIN / "spark-submit"),
+        "--class",
         "org.apache.spark.sql.connect.service.SparkConnectServer",
-        "--master", settings.spark_master, "--name", "nightjar-spark-connect",
+        "--master",
+        settings.spark_master,
+        "--name",
+        "nightjar-spark-connect",
     ]
     for key, value in confs.items():
         command += ["--conf", f"{key}={value}"]
@@ -109,13 +113,19 @@ def start(settings: Settings, service: Service) -> int:
     if service.port and port_open(service.port):
         raise RuntimeError(
             f"cannot start {service.name}: port {service.port} is already in use by another "
-            "process (stop it, or set another port in the settings)")
+            "process (stop it, or set another port in the settings)"
+        )
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     (settings.spark_dir / "tmp").mkdir(parents=True, exist_ok=True)
     log = open(settings.run_dir / f"{service.name}.log", "ab")  # noqa: SIM115 - child keeps it
     proc = subprocess.Popen(
-        service.command, env=service.env, stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True, cwd=settings.state_dir,
+        service.command,
+        env=service.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=settings.state_dir,
     )
     _pidfile(settings, service.name).write_text(str(proc.pid))
     _children[service.name] = proc
@@ -127,18 +137,27 @@ def wait_ready(settings: Settings, service: Service, timeout: float = 120) -> No
     while time.monotonic() < deadline:
         child = _children.get(service.name)
         if pid_of(settings, service.name) is None or (child and child.poll() is not None):
-            raise RuntimeError(f"{service.name} exited during start-up; see "
-                               f"{settings.run_dir / (service.name + '.log')}")
+            raise RuntimeError(
+                f"{service.name} exited during start-up; see "
+                f"{settings.run_dir / (service.name + '.log')}"
+            )
         if service.port is None or port_open(service.port):
             return
         time.sleep(0.5)
-    raise TimeoutError(f"{service.name} did not open port {service.port} within {timeout:.0f}s; "
-                       f"see {settings.run_dir / (service.name + '.log')}")
+    raise TimeoutError(
+        f"{service.name} did not open port {service.port} within {timeout:.0f}s; "
+        f"see {settings.run_dir / (service.name + '.log')}"
+    )
 
 
 def migrate_airflow_db(settings: Settings) -> None:
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=airflow_env(settings),
-                   check=True, stdout=subprocess.DEVNULL, cwd=settings.state_dir)
+    subprocess.run(
+        [str(BIN / "airflow"), "db", "migrate"],
+        env=airflow_env(settings),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=settings.state_dir,
+    )
 
 
 def up(settings: Settings, airflow: bool = True) -> list[Service]:
@@ -157,10 +176,8 @@ def stop(settings: Settings, name: str, timeout: float = 30) -> bool:
     pid = pid_of(settings, name)
     if pid is None:
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     child = _children.pop(name, None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -19,10 +19,14 @@ from jobs.common.delta.spark_native import spark_delta_available
 D1, D2, D3 = dt.date(2013, 1, 1), dt.date(2013, 1, 2), dt.date(2013, 1, 3)
 SPEC = TableSpec(
     name="test.events",
-    schema=T.StructType([
-        T.StructField("k", T.StringType()), T.StructField("d", T.DateType()),
-        T.StructField("v", T.DoubleType()), T.StructField("ts", T.TimestampType()),
-    ]),
+    schema=T.StructType(
+        [
+            T.StructField("k", T.StringType()),
+            T.StructField("d", T.DateType()),
+            T.StructField("v", T.DoubleType()),
+            T.StructField("ts", T.TimestampType()),
+        ]
+    ),
     partition_by=("d",),
     key=("k",),
 )
@@ -39,7 +43,8 @@ def store(request, spark, lake):
 
 def rows(spark, data):
     return spark.createDataFrame(
-        [(k, d, v, dt.datetime(2013, 1, 1, 12)) for k, d, v in data], SPEC.schema)
+        [(k, d, v, dt.datetime(2013, 1, 1, 12)) for k, d, v in data], SPEC.schema
+    )
 
 
 def content(store, **kwargs):
@@ -88,7 +93,9 @@ def test_arrow_frames_are_accepted_like_spark_frames(store, spark):
 
 def test_frames_with_other_columns_are_refused(store, spark):
     bad = rows(spark, [("a", D1, 1.0)]).withColumnRenamed("v", "value")
-    with pytest.raises(DeltaIOError, match=r"missing columns \['v'\], unexpected columns \['value'\]"):
+    with pytest.raises(
+        DeltaIOError, match=r"missing columns \['v'\], unexpected columns \['value'\]"
+    ):
         store.append(SPEC, bad)
 
 

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from jobs.common.delta import open_tables
-from jobs.lakehouse import source, tables as tb
+from jobs.lakehouse import source
+from jobs.lakehouse import tables as tb
 from jobs.lakehouse.pipeline import run_stage
 from jobs.platform import demo, services
 from jobs.platform.airflow_api import AirflowAPI
@@ -56,7 +57,15 @@ def test_dag_is_parsed_with_docs_tags_and_assets(api):
     assert {t["name"] for t in dag["tags"]} == {"nightjar", "lakehouse"}
     assert "land" in dag["doc_md"] and "gold" in dag["doc_md"]
     tasks = {t["task_id"]: t for t in api.get(f"/dags/{DAG_ID}/tasks")["tasks"]}
-    assert list(tasks) == ["land", "bronze", "silver", "gold"]
+    assert {k: t["downstream_task_ids"] for k, t in tasks.items()} == {
+        "land": ["bronze"],
+        "bronze": ["silver"],
+        "silver": ["gold"],
+        "gold": [],
+    }
+    assert all(t["doc_md"] for t in tasks.values())
+    assets = {a["name"] for a in api.get("/assets", limit=100)["assets"]}
+    assert {"gold.flights", "gold.carrier_stats", "gold.origin_weather_daily"} <= assets
     assert tasks["gold"]["depends_on_past"] is True
     assert all(t["retries"] == 2 for t in tasks.values())
     assert api.get("/importErrors")["total_entries"] == 0
@@ -69,20 +78,26 @@ def test_backfill_builds_every_layer_matching_the_source(backfilled):
     flights = source.table("flights")
     for day in DAYS:
         src = flights[(flights.month == "1") & (flights.day == str(day.day))]
-        disrupted = (src.dep_time == "NA") | (src.dep_delay.where(src.dep_delay != "NA")
-                                              .astype(float) >= 15)
+        disrupted = (src.dep_time == "NA") | (
+            src.dep_delay.where(src.dep_delay != "NA").astype(float) >= 15
+        )
         gold = tables.read(tb.GOLD_FLIGHTS, partitions={"flight_date": [day]})
         assert gold.count() == len(src)
         assert gold.where("is_disrupted").count() == int(disrupted.sum())
         assert tables.count_rows(tb.BRONZE["flights"], {"_logical_date": [day]}) == len(src)
-        recon = tables.read(tb.RECONCILIATION, partitions={
-            "source_table": ["flights"], "logical_date": [day]}).first()
+        recon = tables.read(
+            tb.RECONCILIATION, partitions={"source_table": ["flights"], "logical_date": [day]}
+        ).first()
         assert recon["landed"] == recon["accepted"] + recon["quarantined"] + recon["duplicates"]
     # Day 3's 28-day statistics include days 1-3 and nothing else.
-    carrier = tables.read(tb.gold_stats("carrier", (7, 28)),
-                          partitions={"as_of_date": [END]}).where("carrier = 'UA'").first()
-    src = flights[(flights.month == "1") & flights.day.isin(["1", "2", "3"])
-                  & (flights.carrier == "UA")]
+    carrier = (
+        tables.read(tb.gold_stats("carrier", (7, 28)), partitions={"as_of_date": [END]})
+        .where("carrier = 'UA'")
+        .first()
+    )
+    src = flights[
+        (flights.month == "1") & flights.day.isin(["1", "2", "3"]) & (flights.carrier == "UA")
+    ]
     assert carrier["flights_28d"] == len(src)
 
 
@@ -90,10 +105,15 @@ def test_rerunning_a_day_through_airflow_changes_no_table_content(backfilled, ap
     _, tables = backfilled
     before = snapshot(tables, settings.rolling_windows_days)
     version = tables.version(tb.SILVER_FLIGHTS)
-    run_id = next(r["dag_run_id"] for r in api.dag_runs(DAG_ID)
-                  if r["logical_date"].startswith(DAYS[1].isoformat()))
-    api.post(f"/dags/{DAG_ID}/clearTaskInstances", {
-        "dag_run_id": run_id, "dry_run": False, "reset_dag_runs": True, "only_failed": False})
+    run_id = next(
+        r["dag_run_id"]
+        for r in api.dag_runs(DAG_ID)
+        if r["logical_date"].startswith(DAYS[1].isoformat())
+    )
+    api.post(
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        {"dag_run_id": run_id, "dry_run": False, "reset_dag_runs": True, "only_failed": False},
+    )
     assert wait_for_run(api, run_id)["state"] == "success"
     assert tables.version(tb.SILVER_FLIGHTS) > version  # it really ran again
     assert_same(before, snapshot(tables, settings.rolling_windows_days))
@@ -101,23 +121,36 @@ def test_rerunning_a_day_through_airflow_changes_no_table_content(backfilled, ap
 
 def test_backfill_equals_running_the_days_one_by_one(backfilled, settings, spark, tmp_path):
     _, tables = backfilled
-    one_by_one = settings.model_copy(update={
-        "lakehouse_uri": str(tmp_path / "lakehouse"), "landing_uri": str(tmp_path / "landing")})
+    one_by_one = settings.model_copy(
+        update={
+            "lakehouse_uri": str(tmp_path / "lakehouse"),
+            "landing_uri": str(tmp_path / "landing"),
+        }
+    )
     for day in DAYS:
         for stage in ("land", "bronze", "silver", "gold"):
             run_stage(stage, day, f"manual__{day}", one_by_one, spark=spark)
-    assert_same(snapshot(tables, settings.rolling_windows_days),
-                snapshot(open_tables(spark, one_by_one), settings.rolling_windows_days))
+    assert_same(
+        snapshot(tables, settings.rolling_windows_days),
+        snapshot(open_tables(spark, one_by_one), settings.rolling_windows_days),
+    )
 
 
 def test_a_date_outside_the_data_fails_clearly_without_retries(api, backfilled):
     # A REST trigger without a logical date names the day in the run's conf (the `date` param).
-    run = api.post(f"/dags/{DAG_ID}/dagRuns", {
-        "logical_date": None, "dag_run_id": "manual__out_of_range", "conf": {"date": "2014-01-01"}})
+    run = api.post(
+        f"/dags/{DAG_ID}/dagRuns",
+        {
+            "logical_date": None,
+            "dag_run_id": "manual__out_of_range",
+            "conf": {"date": "2014-01-01"},
+        },
+    )
     assert wait_for_run(api, run["dag_run_id"])["state"] == "failed"
     land = next(t for t in api.task_instances(DAG_ID, run["dag_run_id"]) if t["task_id"] == "land")
     assert land["state"] == "failed" and land["try_number"] == 1
-    log = api.get(f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/land/logs/1",
-                  full_content=True)
+    log = api.get(
+        f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/land/logs/1", full_content=True
+    )
     text = str(log)
     assert "logical date 2014-01-01 is outside the source data's range" in text

@@ -10,9 +10,18 @@ from jobs.lakehouse import tables as tb
 
 def all_specs(windows: tuple[int, ...]) -> list[TableSpec]:
     return [
-        *tb.BRONZE.values(), tb.SILVER_FLIGHTS, tb.SILVER_SCHEDULE, tb.SILVER_WEATHER,
-        tb.SILVER_AIRPORTS, tb.SILVER_AIRLINES, tb.SILVER_PLANES, tb.QUARANTINE,
-        tb.RECONCILIATION, tb.GOLD_FLIGHTS, tb.GOLD_SCHEDULED_FLIGHTS, tb.GOLD_WEATHER,
+        *tb.BRONZE.values(),
+        tb.SILVER_FLIGHTS,
+        tb.SILVER_SCHEDULE,
+        tb.SILVER_WEATHER,
+        tb.SILVER_AIRPORTS,
+        tb.SILVER_AIRLINES,
+        tb.SILVER_PLANES,
+        tb.QUARANTINE,
+        tb.RECONCILIATION,
+        tb.GOLD_FLIGHTS,
+        tb.GOLD_SCHEDULED_FLIGHTS,
+        tb.GOLD_WEATHER,
         *[tb.gold_stats(e, windows) for e in tb.ENTITY_KEYS],
     ]
 

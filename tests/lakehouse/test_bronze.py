@@ -6,7 +6,8 @@ import json
 import pytest
 
 from jobs.common.errors import LandingError
-from jobs.lakehouse import bronze, tables as tb
+from jobs.lakehouse import bronze
+from jobs.lakehouse import tables as tb
 from tests.lakehouse.helpers import land, read_csv, write_csv
 
 DAY = dt.date(2013, 2, 1)
@@ -69,19 +70,22 @@ def test_an_extra_column_is_rescued_not_dropped(spark, tables, lake):
     assert json.loads(df.first()["_rescued_data"]) == {"gate": "G0"}
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("missing_column", r"lacks expected column\(s\) \['dep_delay'\]"),
-    ("empty_file", r"empty landing file .*flights.csv: header only"),
-    ("zero_bytes", r"empty landing file .*flights.csv: no header"),
-    ("missing_file", r"missing landing file .*flights.csv"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing_column", r"lacks expected column\(s\) \['dep_delay'\]"),
+        ("empty_file", r"empty landing file .*flights.csv: header only"),
+        ("zero_bytes", r"empty landing file .*flights.csv: no header"),
+        ("missing_file", r"missing landing file .*flights.csv"),
+    ],
+)
 def test_landing_problems_stop_the_run_and_write_nothing(spark, tables, lake, damage, message):
     land(lake, DAY)
     path = lake_file(lake, "flights")
     rows = read_csv(path)
     if damage == "missing_column":
         i = rows[0].index("dep_delay")
-        write_csv(path, [r[:i] + r[i + 1:] for r in rows])
+        write_csv(path, [r[:i] + r[i + 1 :] for r in rows])
     elif damage == "empty_file":
         write_csv(path, rows[:1])
     elif damage == "zero_bytes":

@@ -5,7 +5,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from jobs.lakehouse import gold, source, tables as tb
+from jobs.lakehouse import gold, source
+from jobs.lakehouse import tables as tb
 from jobs.lakehouse.pipeline import run_stage
 
 DAYS = [dt.date(2013, 7, 1), dt.date(2013, 7, 2), dt.date(2013, 7, 3)]
@@ -17,9 +18,13 @@ def built(spark, settings, tmp_path_factory):
     from jobs.common.delta import open_tables
 
     root = tmp_path_factory.mktemp("gold")
-    lake = settings.model_copy(update={
-        "lakehouse_uri": str(root / "lakehouse"), "landing_uri": str(root / "landing"),
-        "rolling_windows_days": WINDOWS})
+    lake = settings.model_copy(
+        update={
+            "lakehouse_uri": str(root / "lakehouse"),
+            "landing_uri": str(root / "landing"),
+            "rolling_windows_days": WINDOWS,
+        }
+    )
     for day in DAYS:
         for stage in ("land", "bronze", "silver", "gold"):
             run_stage(stage, day, "r", lake, spark=spark)
@@ -50,25 +55,32 @@ def test_gold_flights_carry_the_label_and_prediction_time(built):
     scheduled = tables.read(tb.GOLD_SCHEDULED_FLIGHTS).toPandas()
     assert sorted(set(scheduled.flight_date)) == [d + dt.timedelta(days=1) for d in DAYS]
     assert (scheduled.flight_date == dt.date(2013, 7, 4)).sum() == len(
-        source_flights([dt.date(2013, 7, 4)]))
+        source_flights([dt.date(2013, 7, 4)])
+    )
     assert "is_disrupted" not in scheduled.columns
 
 
-@pytest.mark.parametrize("entity, key, src_key", [
-    ("carrier", "carrier", ["carrier"]), ("origin", "origin", ["origin"]),
-    ("plane", "tailnum", ["tailnum"]), ("route", "route", ["origin", "dest"]),
-])
+@pytest.mark.parametrize(
+    "entity, key, src_key",
+    [
+        ("carrier", "carrier", ["carrier"]),
+        ("origin", "origin", ["origin"]),
+        ("plane", "tailnum", ["tailnum"]),
+        ("route", "route", ["origin", "dest"]),
+    ],
+)
 def test_trailing_stats_match_the_source(built, entity, key, src_key):
     lake, tables = built
     day = DAYS[-1]
     got = tables.read(gold_spec(entity), partitions={"as_of_date": [day]}).toPandas()
     got = got.set_index(key)
     for window in (1, *WINDOWS):
-        src = source_flights(DAYS[len(DAYS) - window:])
+        src = source_flights(DAYS[len(DAYS) - window :])
         src = src[src[src_key[0]] != "NA"]
         src[key] = src[src_key].agg("-".join, axis=1) if len(src_key) > 1 else src[src_key[0]]
-        expected = src.groupby(key).agg(n=("flight", "size"), rate=("disrupted", "mean"),
-                                        delay=("delay", "mean"))
+        expected = src.groupby(key).agg(
+            n=("flight", "size"), rate=("disrupted", "mean"), delay=("delay", "mean")
+        )
         for entity_key, row in expected.iterrows():
             assert got.loc[entity_key, f"flights_{window}d"] == row.n
             assert got.loc[entity_key, f"disrupted_rate_{window}d"] == pytest.approx(row.rate)
@@ -88,11 +100,14 @@ def test_aggregates_never_use_a_later_day(spark, built):
     day = DAYS[1]
     stored = tables.read(gold_spec("carrier"), partitions={"as_of_date": [day]}).toPandas()
     flights = gold.flight_rows(
-        tables.read(tb.SILVER_FLIGHTS), lake, with_label=True)  # all three days
+        tables.read(tb.SILVER_FLIGHTS), lake, with_label=True
+    )  # all three days
     recomputed = gold.entity_stats(flights, "carrier", day, WINDOWS).toPandas()
     pd.testing.assert_frame_equal(
         stored.sort_values("carrier", ignore_index=True),
-        recomputed.sort_values("carrier", ignore_index=True), check_dtype=False)
+        recomputed.sort_values("carrier", ignore_index=True),
+        check_dtype=False,
+    )
     assert len(stored) > 0
 
 
@@ -103,8 +118,9 @@ def test_weather_summary_matches_the_source(built):
     w = source.table("weather", day=day)
     for col in ("temp", "precip", "visib"):
         w[col] = pd.to_numeric(w[col], errors="coerce")
-    expected = w.groupby("origin").agg(temp=("temp", "mean"), precip=("precip", "sum"),
-                                       visib=("visib", "min"), n=("temp", "size"))
+    expected = w.groupby("origin").agg(
+        temp=("temp", "mean"), precip=("precip", "sum"), visib=("visib", "min"), n=("temp", "size")
+    )
     got = got.set_index("origin")
     for origin, row in expected.iterrows():
         assert got.loc[origin, "temp_mean"] == pytest.approx(row.temp)

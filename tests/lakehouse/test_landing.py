@@ -32,6 +32,8 @@ def test_relanding_replaces_the_folder_whole(lake):
 
 @pytest.mark.parametrize("day", [dt.date(2012, 12, 31), dt.date(2014, 1, 1)])
 def test_a_date_outside_the_data_is_refused(lake, day):
-    with pytest.raises(NightjarError, match=f"logical date {day} is outside .*2013-01-01..2013-12-31"):
+    with pytest.raises(
+        NightjarError, match=f"logical date {day} is outside .*2013-01-01..2013-12-31"
+    ):
         landing.run(day, lake)
     assert not landing.landing_dir(lake, day).exists()

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.lakehouse import bronze, silver, source, tables as tb
+from jobs.lakehouse import bronze, silver, source
+from jobs.lakehouse import tables as tb
 from tests.lakehouse.helpers import edit_row, land, read_csv, write_csv
 
 
@@ -21,16 +22,23 @@ def test_clean_day_is_accepted_whole_with_correct_utc_times(spark, tables, lake,
     land(lake, day)
     counts = build(spark, tables, lake, day)
     src = source.table("flights", day=day)
-    assert counts["flights"] == {"landed": len(src), "accepted": len(src), "quarantined": 0,
-                                 "duplicates": 0}
+    assert counts["flights"] == {
+        "landed": len(src),
+        "accepted": len(src),
+        "quarantined": 0,
+        "duplicates": 0,
+    }
     df = tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [day]})
     # The source's own UTC hour agrees with our local-time + time-zone conversion, DST included.
     assert df.where(F.date_trunc("hour", "sched_dep_utc") != F.col("time_hour")).count() == 0
     assert df.where("is_cancelled").count() == int((src.dep_time == "NA").sum())
     late = df.where("dep_utc != sched_dep_utc + make_interval(0,0,0,0,0,cast(dep_delay AS int),0)")
     assert late.count() == 0
-    one = df.where("flight_id = '{}'".format(
-        f"{day:%Y%m%d}-{src.carrier.iloc[0]}-{src.flight.iloc[0]}-{src.origin.iloc[0]}")).first()
+    one = df.where(
+        "flight_id = '{}'".format(
+            f"{day:%Y%m%d}-{src.carrier.iloc[0]}-{src.flight.iloc[0]}-{src.origin.iloc[0]}"
+        )
+    ).first()
     assert one["carrier_name"] and one["origin_tz"] == "America/New_York"
 
 
@@ -52,15 +60,25 @@ def test_bad_records_are_quarantined_with_reasons_and_counts_reconcile(spark, ta
     assert counts == {"landed": landed, "accepted": landed - 6, "quarantined": 5, "duplicates": 1}
 
     q = tables.read(tb.QUARANTINE).where("source_table = 'flights'").toPandas()
-    assert sorted(q.reason) == sorted([
-        "INVALID_TYPE:dep_delay", "UNKNOWN_CARRIER", "WRONG_DATE",
-        "OUT_OF_RANGE:sched_dep_time", "MALFORMED_ROW"])
+    assert sorted(q.reason) == sorted(
+        [
+            "INVALID_TYPE:dep_delay",
+            "UNKNOWN_CARRIER",
+            "WRONG_DATE",
+            "OUT_OF_RANGE:sched_dep_time",
+            "MALFORMED_ROW",
+        ]
+    )
     bad_type = q[q.reason == "INVALID_TYPE:dep_delay"].iloc[0]
     assert json.loads(bad_type.record)["dep_delay"] == "twelve"
     assert bad_type.source_file == str(path)
     recon = tables.read(tb.RECONCILIATION).where("source_table = 'flights'").first()
     assert (recon["landed"], recon["accepted"], recon["quarantined"], recon["duplicates"]) == (
-        landed, landed - 6, 5, 1)
+        landed,
+        landed - 6,
+        5,
+        1,
+    )
     accepted = tables.read(tb.SILVER_FLIGHTS)
     assert accepted.count() == landed - 6
     assert accepted.select("flight_id").distinct().count() == landed - 6

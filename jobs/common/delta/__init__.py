@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from jobs.common.delta.base import DeltaIOError, DeltaTables, Partitions, TableSpec, partition_predicate
+from jobs.common.delta.base import (
+    DeltaIOError,
+    DeltaTables,
+    Partitions,
+    TableSpec,
+    partition_predicate,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -15,7 +21,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DeltaIOError", "DeltaTables", "Partitions", "TableSpec", "open_tables", "partition_predicate",
+    "DeltaIOError",
+    "DeltaTables",
+    "Partitions",
+    "TableSpec",
+    "open_tables",
+    "partition_predicate",
 ]
 
 

@@ -21,7 +21,12 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from jobs.common.delta.base import (
-    DeltaIOError, DeltaTables, Frame, Partitions, TableSpec, partition_predicate,
+    DeltaIOError,
+    DeltaTables,
+    Frame,
+    Partitions,
+    TableSpec,
+    partition_predicate,
 )
 
 if TYPE_CHECKING:
@@ -85,7 +90,10 @@ class DeltaRsTables(DeltaTables):
         self.create(spec)
         data = self.conform_arrow(spec, df)
         write_deltalake(
-            self.uri(spec), data, mode="append", partition_by=list(spec.partition_by) or None,
+            self.uri(spec),
+            data,
+            mode="append",
+            partition_by=list(spec.partition_by) or None,
             commit_properties=self._commit(run_id, "append"),
         )
         return self.version(spec)
@@ -98,7 +106,10 @@ class DeltaRsTables(DeltaTables):
         data = self.conform_arrow(spec, df)
         self._check_inside(spec, data, partitions)
         write_deltalake(
-            self.uri(spec), data, mode="overwrite", predicate=partition_predicate(partitions),
+            self.uri(spec),
+            data,
+            mode="overwrite",
+            predicate=partition_predicate(partitions),
             partition_by=list(spec.partition_by) or None,
             commit_properties=self._commit(run_id, "overwrite_partitions"),
         )
@@ -111,7 +122,9 @@ class DeltaRsTables(DeltaTables):
             return
         inside = None
         for column, values in partitions.items():
-            mask = pc.is_in(data[column], value_set=pa.array(values, type=data.schema.field(column).type))
+            mask = pc.is_in(
+                data[column], value_set=pa.array(values, type=data.schema.field(column).type)
+            )
             inside = mask if inside is None else pc.and_(inside, mask)
         outside = data.num_rows - pc.sum(pc.cast(inside, pa.int64())).as_py()
         if outside:
@@ -127,11 +140,17 @@ class DeltaRsTables(DeltaTables):
         self.check_merge_keys(spec, data)
         on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
         changed = " OR ".join(
-            f"(t.{c} IS DISTINCT FROM s.{c})" for c in spec.columns if c not in spec.key)
+            f"(t.{c} IS DISTINCT FROM s.{c})" for c in spec.columns if c not in spec.key
+        )
         (
             self._table(spec)
-            .merge(data, predicate=on, source_alias="s", target_alias="t",
-                   commit_properties=self._commit(run_id, "merge"))
+            .merge(
+                data,
+                predicate=on,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=self._commit(run_id, "merge"),
+            )
             .when_matched_update_all(predicate=changed or None)
             .when_not_matched_insert_all()
             .execute()
@@ -160,7 +179,8 @@ class DeltaRsTables(DeltaTables):
             # Spark's partition discovery reads the values from the paths; we have just checked
             # that they agree with the log.
             df = (
-                self.spark.read.schema(schema).option("basePath", root)
+                self.spark.read.schema(schema)
+                .option("basePath", root)
                 .parquet(*[f"{root}/{path}" for path, _ in files])
             )
         else:

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from jobs.common.delta.base import (
-    DeltaIOError, DeltaTables, Frame, Partitions, TableSpec, partition_predicate,
+    DeltaIOError,
+    DeltaTables,
+    Frame,
+    Partitions,
+    TableSpec,
+    partition_predicate,
 )
 
 if TYPE_CHECKING:
@@ -40,8 +45,11 @@ def spark_delta_available(spark: SparkSession, probe: bool = False) -> tuple[boo
     except Exception as exc:  # the error's class tells whether the data source exists
         text = str(exc)
         if "DATA_SOURCE_NOT_FOUND" in text or "Failed to find data source: delta" in text:
-            reasons.insert(0, "the Delta jars are not on Spark's classpath "
-                              "(format('delta') -> DATA_SOURCE_NOT_FOUND)")
+            reasons.insert(
+                0,
+                "the Delta jars are not on Spark's classpath "
+                "(format('delta') -> DATA_SOURCE_NOT_FOUND)",
+            )
     if reasons:
         return False, "; ".join(reasons)
     return True, "format('delta') resolves and the Delta SQL extension is configured"
@@ -67,12 +75,15 @@ class SparkNativeTables(DeltaTables):
             if have != spec.columns or tuple(detail["partitionColumns"]) != spec.partition_by:
                 raise DeltaIOError(
                     f"{spec.name}: existing table has columns {have} partitioned by "
-                    f"{detail['partitionColumns']}; the code expects {spec.columns} by {spec.partition_by}"
+                    f"{detail['partitionColumns']}; the code expects {spec.columns} "
+                    f"by {spec.partition_by}"
                 )
             return
         columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in spec.schema)
         parts = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
-        self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self._ident(spec)} ({columns}) USING delta{parts}")
+        self.spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {self._ident(spec)} ({columns}) USING delta{parts}"
+        )
 
     def _spark_frame(self, spec: TableSpec, df: Frame) -> DataFrame:
         if isinstance(df, pa.Table):
@@ -96,8 +107,10 @@ class SparkNativeTables(DeltaTables):
         self.create(spec)
         # Delta checks that every written row matches replaceWhere and fails the write if not.
         (
-            self._writer(spec, df, run_id).mode("overwrite")
-            .option("replaceWhere", partition_predicate(partitions)).save(self.uri(spec))
+            self._writer(spec, df, run_id)
+            .mode("overwrite")
+            .option("replaceWhere", partition_predicate(partitions))
+            .save(self.uri(spec))
         )
         return self.version(spec)
 
@@ -108,8 +121,10 @@ class SparkNativeTables(DeltaTables):
         view = f"nightjar_merge_{spec.name.replace('.', '_')}"
         source.createOrReplaceTempView(view)
         on = " AND ".join(f"t.{k} = s.{k}" for k in spec.key)
-        changed = " OR ".join(
-            f"NOT (t.{c} <=> s.{c})" for c in spec.columns if c not in spec.key) or "true"
+        changed = (
+            " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in spec.columns if c not in spec.key)
+            or "true"
+        )
         self.spark.sql(
             f"MERGE INTO {self._ident(spec)} t USING {view} s ON {on} "
             f"WHEN MATCHED AND ({changed}) THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
