@@ -109,6 +109,9 @@ def main() -> None:
             f"cold local session {cold:.2f}s ({cold / statistics.median(thin):.1f}x)"
         )
 
+        from jobs.lakehouse import source
+
+        source.warm_cache(settings.state_dir / "source_cache")
         services.up(settings)
         api = AirflowAPI(settings)
         api.wait_for_dag(demo.DAG_ID)

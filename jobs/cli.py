@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 
 import typer
 from rich.console import Console
@@ -32,6 +33,8 @@ def _date(value: str) -> dt.date:
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    # Anything that imports Airflow here must not create ~/airflow.
+    os.environ.setdefault("AIRFLOW_HOME", str(Settings().airflow_home))
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from jobs.common.dates import check_in_range
 from jobs.common.settings import Settings
+from jobs.lakehouse import source
 from jobs.platform import airflow_login, report, services
 from jobs.platform.airflow_api import AirflowAPI
 
@@ -19,7 +20,11 @@ console = Console()
 
 
 def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 4) -> list[dict]:
-    """Create a backfill and follow it to the end; returns the final state of its runs."""
+    """Create a backfill and follow it to the end; returns the final state of its runs.
+
+    A component that dies meanwhile (SQLite's locking can kill a scheduler) is restarted, with
+    a warning, so a long backfill still finishes.
+    """
     api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
     n_days = (end - start).days + 1
     columns = [
@@ -59,6 +64,9 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
                 )
             if len(done) == n_days:
                 return runs
+            for name in services.restart_dead(api.settings):
+                console.print(f"[yellow]warning: {name} had died and was restarted; see "
+                              f"{api.settings.run_dir / (name + '.log')}[/yellow]")
             time.sleep(2)
 
 
@@ -72,6 +80,7 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
     began = time.perf_counter()
     console.print("[bold]Starting Spark Connect and Airflow[/bold] …")
     try:
+        source.warm_cache(settings.state_dir / "source_cache")
         services.up(settings)
         api = AirflowAPI(settings)
         api.wait_for_dag(DAG_ID)

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -151,13 +152,18 @@ def wait_ready(settings: Settings, service: Service, timeout: float = 120) -> No
 
 
 def migrate_airflow_db(settings: Settings) -> None:
+    env = airflow_env(settings)
     subprocess.run(
         [str(BIN / "airflow"), "db", "migrate"],
-        env=airflow_env(settings),
-        check=True,
-        stdout=subprocess.DEVNULL,
-        cwd=settings.state_dir,
+        env=env, check=True, stdout=subprocess.DEVNULL, cwd=settings.state_dir,
     )
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    if url.startswith("sqlite:///"):
+        # Write-ahead logging lets the scheduler, API server and tasks read while one of them
+        # writes; in the default rollback-journal mode they collide ("database is locked") and
+        # a scheduler can die of it. The mode is stored in the database file.
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+            db.execute("PRAGMA journal_mode=WAL")
 
 
 def up(settings: Settings, airflow: bool = True) -> list[Service]:
@@ -193,6 +199,19 @@ def stop(settings: Settings, name: str, timeout: float = 30) -> bool:
             os.killpg(pid, signal.SIGKILL)
     _pidfile(settings, name).unlink(missing_ok=True)
     return True
+
+
+def restart_dead(settings: Settings, airflow: bool = True) -> list[str]:
+    """Start again any service whose process has died; returns their names."""
+    restarted = []
+    for service in all_services(settings, airflow):
+        child = _children.get(service.name)
+        if pid_of(settings, service.name) is None or (child and child.poll() is not None):
+            _children.pop(service.name, None)
+            _pidfile(settings, service.name).unlink(missing_ok=True)
+            start(settings, service)
+            restarted.append(service.name)
+    return restarted
 
 
 def down(settings: Settings) -> list[str]:
