@@ -48,6 +48,9 @@ STAGE_DOCS = {
 
 def run_stage(stage: str, **context) -> dict:
     """Run one job for the run's logical day. Bad input fails the task without retries."""
+    import time
+
+    started = time.perf_counter()
     from airflow.sdk.exceptions import AirflowFailException
 
     from jobs.common.dates import parse_date
@@ -56,7 +59,7 @@ def run_stage(stage: str, **context) -> dict:
 
     day = parse_date(context["params"].get("date") or context["data_interval_start"])
     try:
-        return run_job(stage, day, run_id=context["run_id"])
+        return run_job(stage, day, run_id=context["run_id"], task_started=started)
     except NightjarError as exc:
         raise AirflowFailException(str(exc)) from exc
 

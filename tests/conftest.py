@@ -7,6 +7,7 @@ use their own ports, so they do not disturb a `make airflow` running beside them
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,10 @@ def spark(settings):
     from jobs.common.spark import get_spark
     from jobs.platform import services
 
-    services.stop(settings, "spark-connect")  # a server left over by an interrupted run
+    # Start from nothing: stop what an interrupted run left behind, drop its state (Airflow DB,
+    # lakehouse), so every run sees the same fresh platform.
+    services.down(settings)
+    shutil.rmtree(TEST_STATE, ignore_errors=True)
     services.up(settings, airflow=False)
     session = get_spark(settings)
     yield session

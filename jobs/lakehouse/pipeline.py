@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -30,10 +31,13 @@ def run_stage(
     run_id: str | None = None,
     settings: Settings | None = None,
     spark=None,
+    task_started: float | None = None,
 ) -> dict:
     """Run ``stage`` for ``day``; returns the stage's row counts.
 
     Pass ``spark`` to reuse a session (tests); otherwise one is opened and released.
+    ``task_started`` (a ``time.perf_counter()`` value) is when the calling task began, for the
+    overhead measurement ``make bench`` switches on.
     """
     settings = settings or Settings()
     check_in_range(day)
@@ -53,6 +57,13 @@ def run_stage(
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
         own_session = spark is None
         spark = spark or get_spark(settings)
+        if os.environ.get("NIGHTJAR_MEASURE_TASK_OVERHEAD"):
+            # `make bench`: how long from entering the task to a first Spark action done.
+            spark.range(1).collect()
+            log.info(
+                "task overhead: first Spark action done %.2fs after the task started",
+                time.perf_counter() - (task_started or started),
+            )
         try:
             result = job[stage](spark, open_tables(spark, settings), settings, day, run_id)
         finally:

@@ -260,6 +260,7 @@ SILVER_OUTPUTS = {
 
 def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> pa.Table:
     """Run the source's Spark plan once, as Arrow, with what the writers need precomputed."""
+    duplicate = F.col("_status") == DUPLICATE
     return (
         tagged.select(
             "*",
@@ -267,8 +268,10 @@ def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> 
             F.lit(day).alias("logical_date"),
             F.col("_source_file").alias("source_file"),
             F.col("_record").alias("record"),
-            F.get("_reasons", 0).alias("reason"),
-            F.array_join("_reasons", ";").alias("reasons"),
+            F.when(duplicate, F.lit("DUPLICATE")).otherwise(F.get("_reasons", 0)).alias("reason"),
+            F.when(duplicate, F.lit("DUPLICATE"))
+            .otherwise(F.array_join("_reasons", ";"))
+            .alias("reasons"),
             F.lit(run_id).alias("_run_id"),
         )
         .drop("_reasons")
@@ -324,8 +327,14 @@ def run(
             )
         else:
             tables.merge(spec, accepted, run_id=run_id)
+    # Removed duplicates are kept beside the rejects (reason DUPLICATE): nothing is lost, and
+    # the reconciliation still counts them apart.
+    kept_aside = pa.array([QUARANTINED, DUPLICATE])
     quarantined = pa.concat_tables(
-        [with_status(rows, QUARANTINED).select(tb.QUARANTINE.columns) for rows in data.values()]
+        [
+            rows.filter(pc.is_in(rows["_status"], kept_aside)).select(tb.QUARANTINE.columns)
+            for rows in data.values()
+        ]
     )
     tables.overwrite_partitions(
         tb.QUARANTINE,

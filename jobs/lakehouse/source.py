@@ -102,8 +102,11 @@ def _read_csv(name: str) -> pd.DataFrame:
 def warm_cache(cache_dir: Path) -> None:
     """Convert every source table to Parquet once, before parallel landings race to do it."""
     for name in ("flights", "weather", "planes", "airlines", "airports"):
-        table(name, cache_dir, day=None if name in ("planes", "airlines", "airports")
-              else dt.date(2013, 1, 1))
+        table(
+            name,
+            cache_dir,
+            day=None if name in ("planes", "airlines", "airports") else dt.date(2013, 1, 1),
+        )
 
 
 def table(name: str, cache_dir: Path | None = None, day: dt.date | None = None) -> pd.DataFrame:

@@ -22,10 +22,19 @@ console = Console()
 def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 4) -> list[dict]:
     """Create a backfill and follow it to the end; returns the final state of its runs.
 
-    A component that dies meanwhile (SQLite's locking can kill a scheduler) is restarted, with
-    a warning, so a long backfill still finishes.
+    On the embedded SQLite metadata DB the backfill is created while the scheduler is stopped:
+    creating ~60 runs in one request while the scheduler writes can end in "database is
+    locked" half-way, leaving the scheduler holding task instances that were rolled back. A
+    component that dies meanwhile is restarted, with a warning, so a long backfill finishes.
     """
-    api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
+    sqlite = services.metadata_db_is_sqlite(api.settings)
+    if sqlite:
+        services.stop(api.settings, "scheduler")
+    try:
+        api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
+    finally:
+        if sqlite:
+            services.start(api.settings, services.airflow_service(api.settings, "scheduler"))
     n_days = (end - start).days + 1
     columns = [
         TextColumn("{task.description}"),
@@ -65,8 +74,10 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
             if len(done) == n_days:
                 return runs
             for name in services.restart_dead(api.settings):
-                console.print(f"[yellow]warning: {name} had died and was restarted; see "
-                              f"{api.settings.run_dir / (name + '.log')}[/yellow]")
+                console.print(
+                    f"[yellow]warning: {name} had died and was restarted; see "
+                    f"{api.settings.run_dir / (name + '.log')}[/yellow]"
+                )
             time.sleep(2)
 
 

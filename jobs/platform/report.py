@@ -32,7 +32,12 @@ def layer_counts(settings: Settings, start: dt.date, end: dt.date) -> dict[dt.da
         per_day(tb.SILVER_FLIGHTS, "flight_date", "silver"),
         per_day(tb.GOLD_FLIGHTS, "flight_date", "gold"),
         per_day(tb.GOLD_SCHEDULED_FLIGHTS, "flight_date", "to score"),
-        per_day(tb.QUARANTINE, "logical_date", "quarantined", F.col("source_table") == "flights"),
+        per_day(
+            tb.QUARANTINE,
+            "logical_date",
+            "quarantined",
+            (F.col("source_table") == "flights") & (F.col("reason") != "DUPLICATE"),
+        ),
     ]
     recon = tables.read(tb.RECONCILIATION).where(F.col("source_table") == "flights")
     sources.append(

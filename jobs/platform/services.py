@@ -151,11 +151,18 @@ def wait_ready(settings: Settings, service: Service, timeout: float = 120) -> No
     )
 
 
+def metadata_db_is_sqlite(settings: Settings) -> bool:
+    return airflow_env(settings)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite")
+
+
 def migrate_airflow_db(settings: Settings) -> None:
     env = airflow_env(settings)
     subprocess.run(
         [str(BIN / "airflow"), "db", "migrate"],
-        env=env, check=True, stdout=subprocess.DEVNULL, cwd=settings.state_dir,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=settings.state_dir,
     )
     url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     if url.startswith("sqlite:///"):

@@ -67,8 +67,11 @@ def test_bad_records_are_quarantined_with_reasons_and_counts_reconcile(spark, ta
             "WRONG_DATE",
             "OUT_OF_RANGE:sched_dep_time",
             "MALFORMED_ROW",
+            "DUPLICATE",
         ]
     )
+    duplicate = json.loads(q[q.reason == "DUPLICATE"].iloc[0].record)
+    assert [duplicate[c] for c in rows[0]] == rows[10]  # the removed copy is kept, verbatim
     bad_type = q[q.reason == "INVALID_TYPE:dep_delay"].iloc[0]
     assert json.loads(bad_type.record)["dep_delay"] == "twelve"
     assert bad_type.source_file == str(path)
