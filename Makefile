@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup run test lint format airflow stop bench clean distclean
+.PHONY: help setup run test lint format airflow stop quality-docs bench clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ airflow: setup  ## start Spark Connect + Airflow (UI on 127.0.0.1:8080) in the b
 
 stop:  ## stop what `make airflow` / `make run` started
 	@if [ -x $(BIN)/nightjar ]; then $(BIN)/nightjar services down; fi
+
+quality-docs: setup  ## rebuild the Great Expectations Data Docs and print where to open them
+	$(BIN)/nightjar quality-docs
 
 bench: setup  ## benchmarks: per-task Spark overhead, day-run wall time, demo backfill
 	$(BIN)/python -m benchmarks.lakehouse

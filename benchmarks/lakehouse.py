@@ -144,7 +144,7 @@ def main() -> None:
 
         # Give the late day its 28 days of history (in-process: the history is not what is
         # measured), then time both days alone under the scheduler.
-        from jobs.lakehouse.pipeline import run_stage
+        from jobs.pipeline import run_stage
 
         for i in range(28, 0, -1):
             day = dt.date(2013, 12, 31) - dt.timedelta(days=i)

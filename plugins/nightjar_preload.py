@@ -2,7 +2,8 @@
 
 With the LocalExecutor, every task process is forked from the scheduler (via its executor
 workers), so modules imported here are inherited for free instead of being imported by every
-task: pandas, pyarrow, the Spark Connect client and delta-rs cost ~1.5 s per task on two cores.
+task: pandas, pyarrow, the Spark Connect client and delta-rs cost ~1.5 s per task on two cores, and
+Great Expectations several seconds more.
 Only the scheduler preloads (the API server, DAG processor and triggerer do not run tasks), and
 only when Airflow loads plugins eagerly (``[core] lazy_load_plugins = False``, which
 ``jobs/platform/airflow_env.py`` sets). Importing is all it does: no Spark session or gRPC
@@ -26,11 +27,13 @@ PRELOAD = (
     "pyspark.sql.connect.session",
     "pyspark.sql.connect.functions",
     "deltalake",
-    "jobs.lakehouse.pipeline",
+    "jobs.pipeline",
     "jobs.lakehouse.bronze",
     "jobs.lakehouse.silver",
     "jobs.lakehouse.gold",
     "jobs.common.delta.rs",
+    "great_expectations",
+    "jobs.quality.gates",
 )
 
 

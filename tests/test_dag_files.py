@@ -24,5 +24,6 @@ def test_parsing_the_daily_dag_does_no_heavy_imports():
         check=True,
     ).stdout
     assert out.strip().splitlines()[-1] == (
-        "[] ['land', 'bronze', 'silver', 'gold'] ['lakehouse', 'nightjar']"
+        "[] ['land', 'bronze', 'silver', 'check_silver', 'gold', 'check_gold'] "
+        "['lakehouse', 'nightjar']"
     )

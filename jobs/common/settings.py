@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     disruption_delay_minutes: int = Field(
         default=15, description="A flight departing this many minutes late or more is disrupted."
     )
+    max_quarantine_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Quarantined / landed flights above this fails the silver quality gate.",
+    )
     rolling_windows_days: tuple[int, ...] = Field(
         default=(7, 28), description="Trailing windows of the as-of-day aggregates."
     )

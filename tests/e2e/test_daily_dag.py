@@ -14,7 +14,7 @@ import pytest
 from jobs.common.delta import open_tables
 from jobs.lakehouse import source
 from jobs.lakehouse import tables as tb
-from jobs.lakehouse.pipeline import run_stage
+from jobs.pipeline import STAGES, run_stage
 from jobs.platform import demo, services
 from jobs.platform.airflow_api import AirflowAPI
 from tests.lakehouse.snapshot import assert_same, snapshot
@@ -60,8 +60,10 @@ def test_dag_is_parsed_with_docs_tags_and_assets(api):
     assert {k: t["downstream_task_ids"] for k, t in tasks.items()} == {
         "land": ["bronze"],
         "bronze": ["silver"],
-        "silver": ["gold"],
-        "gold": [],
+        "silver": ["check_silver"],
+        "check_silver": ["gold"],
+        "gold": ["check_gold"],
+        "check_gold": [],
     }
     assert all(t["doc_md"] for t in tasks.values())
     assets = {a["name"] for a in api.get("/assets", limit=100)["assets"]}
@@ -128,7 +130,7 @@ def test_backfill_equals_running_the_days_one_by_one(backfilled, settings, spark
         }
     )
     for day in DAYS:
-        for stage in ("land", "bronze", "silver", "gold"):
+        for stage in STAGES:
             run_stage(stage, day, f"manual__{day}", one_by_one, spark=spark)
     assert_same(
         snapshot(tables, settings.rolling_windows_days),
@@ -154,3 +156,50 @@ def test_a_date_outside_the_data_fails_clearly_without_retries(api, backfilled):
     )
     text = str(log)
     assert "logical date 2014-01-01 is outside the source data's range" in text
+
+
+def test_a_critical_quality_failure_stops_the_run_before_gold(backfilled, api, spark):
+    """A crafted bad silver partition: re-running the gate fails it, gold does not run, and the
+    gold tables keep their version."""
+    from pyspark.sql import functions as F
+
+    _, tables = backfilled
+    day = DAYS[2]
+    flights = tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [day]})
+    tables.overwrite_partitions(
+        tb.SILVER_FLIGHTS,
+        flights.withColumn("carrier", F.lit(None).cast("string")).toArrow(),
+        {"flight_date": [day]},
+    )
+    gold_version = tables.version(tb.GOLD_FLIGHTS)
+    run_id = next(
+        r["dag_run_id"]
+        for r in api.dag_runs(DAG_ID)
+        if r["logical_date"].startswith(day.isoformat())
+    )
+    tries_before = {t["task_id"]: t["try_number"] for t in api.task_instances(DAG_ID, run_id)}
+    api.post(
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        {
+            "dag_run_id": run_id,
+            "task_ids": ["check_silver"],
+            "include_downstream": True,
+            "dry_run": False,
+            "reset_dag_runs": True,
+            "only_failed": False,
+        },
+    )
+    assert wait_for_run(api, run_id)["state"] == "failed"
+    states = {t["task_id"]: t for t in api.task_instances(DAG_ID, run_id)}
+    assert states["check_silver"]["state"] == "failed"
+    assert states["gold"]["state"] == "upstream_failed"
+    assert tables.version(tb.GOLD_FLIGHTS) == gold_version
+    try_number = states["check_silver"]["try_number"]
+    log = str(
+        api.get(
+            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/check_silver/logs/{try_number}",
+            full_content=True,
+        )
+    )
+    assert "expect_column_values_to_not_be_null(carrier)" in log
+    assert try_number == tries_before["check_silver"] + 1  # one attempt: a failed gate is final

@@ -7,7 +7,7 @@ import pytest
 
 from jobs.lakehouse import gold, source
 from jobs.lakehouse import tables as tb
-from jobs.lakehouse.pipeline import run_stage
+from jobs.pipeline import run_stage
 
 DAYS = [dt.date(2013, 7, 1), dt.date(2013, 7, 2), dt.date(2013, 7, 3)]
 WINDOWS = (2, 3)  # small windows so three days exercise every trailing computation

@@ -1,4 +1,5 @@
-"""Run one lakehouse stage for one logical date: what the DAG's tasks and the CLI call."""
+"""Run one stage of the daily pipeline for one logical date: what the DAG's tasks and the CLI
+call. Stages: land -> bronze -> silver -> check_silver -> gold -> check_gold."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from jobs.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STAGES = ("land", "bronze", "silver", "gold")
+STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
 
 
 def release(spark) -> None:
@@ -51,8 +52,15 @@ def run_stage(
         from jobs.common.delta import open_tables
         from jobs.common.spark import get_spark
         from jobs.lakehouse import bronze, gold, silver
+        from jobs.quality import gates
 
-        job: dict[str, Callable] = {"bronze": bronze.run, "silver": silver.run, "gold": gold.run}
+        job: dict[str, Callable] = {
+            "bronze": bronze.run,
+            "silver": silver.run,
+            "check_silver": gates.check_silver,
+            "gold": gold.run,
+            "check_gold": gates.check_gold,
+        }
         if stage not in job:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
         own_session = spark is None

@@ -1,0 +1,157 @@
+"""The quality gates of the daily DAG: silver after the silver task, gold after the gold task.
+
+Each gate validates the Delta snapshot of the run's partition (collected to pandas: a day is
+~1,000 rows, where GX's pandas engine answers in well under a second), records every result in
+``quality.results``, prints the Data Docs page, and raises on critical failures so nothing
+downstream runs on bad data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pandas as pd
+import pyarrow as pa
+from pyspark.sql import SparkSession
+
+from jobs.common.dates import OPERATING_TZ
+from jobs.common.delta import DeltaTables, TableSpec
+from jobs.common.schema import struct
+from jobs.common.settings import Settings
+from jobs.lakehouse import tables as tb
+from jobs.quality.gx_runner import ValidationOutcome, enforce, validate
+
+log = logging.getLogger(__name__)
+
+QUALITY_RESULTS = TableSpec(
+    name="quality.results",
+    schema=struct(
+        "logical_date date",
+        "layer string",
+        "suite string",
+        "expectation string",
+        "column string",
+        "kwargs string",
+        "severity string",
+        "success boolean",
+        "observed_value string",
+        "exception string",
+        "_run_id string",
+    ),
+    partition_by=("layer", "logical_date"),
+    description="Every expectation evaluated by a quality gate, per day and layer",
+    run_metadata=("_run_id",),
+)
+
+
+def record(
+    tables: DeltaTables, layer: str, day: dt.date, outcomes: list[ValidationOutcome], run_id: str
+) -> None:
+    rows = [row for outcome in outcomes for row in outcome.rows]
+    data = pa.Table.from_pylist(rows, schema=QUALITY_RESULTS.arrow_schema)
+    tables.overwrite_partitions(
+        QUALITY_RESULTS, data, {"layer": [layer], "logical_date": [day]}, run_id=run_id
+    )
+    for outcome in outcomes:
+        log.info("Data Docs for %s on %s: %s", outcome.suite, day, outcome.docs_page)
+
+
+def quarantine_rate_row(tables: DeltaTables, settings: Settings, day: dt.date, run_id: str) -> dict:
+    """The silver job's quarantine rate for flights, as a gate result (critical above the
+    configured maximum)."""
+    recon = tables.read(
+        tb.RECONCILIATION, partitions={"source_table": ["flights"], "logical_date": [day]}
+    ).first()
+    rate = recon["quarantined"] / recon["landed"] if recon and recon["landed"] else 0.0
+    return {
+        "logical_date": day,
+        "layer": "silver",
+        "suite": "silver_flights",
+        "expectation": "quarantine_rate_at_most",
+        "column": None,
+        "kwargs": f'{{"max_value": {settings.max_quarantine_rate}}}',
+        "severity": "critical",
+        "success": rate <= settings.max_quarantine_rate,
+        "observed_value": f"{rate:.4f}",
+        "exception": None,
+        "_run_id": run_id,
+    }
+
+
+def check_silver(
+    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+) -> dict:
+    frame = (
+        tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [day]})
+        .select(
+            "flight_id",
+            "carrier",
+            "origin",
+            "dest",
+            "sched_dep_utc",
+            "distance",
+            "dep_delay",
+        )
+        .toPandas()
+    )
+    local = pd.to_datetime(frame["sched_dep_utc"]).dt.tz_localize("UTC").dt.tz_convert(OPERATING_TZ)
+    frame["sched_dep_local_date"] = local.dt.strftime("%Y-%m-%d")
+    parameters = {
+        "carriers": [
+            r["carrier"] for r in tables.read(tb.SILVER_AIRLINES).select("carrier").collect()
+        ],
+        "airports": [r["faa"] for r in tables.read(tb.SILVER_AIRPORTS).select("faa").collect()],
+        "logical_date": [day.isoformat()],
+    }
+    outcome = validate(frame, "silver_flights", "silver", day, parameters, settings, run_id)
+    outcome.rows.append(quarantine_rate_row(tables, settings, day, run_id))
+    record(tables, "silver", day, [outcome], run_id)
+    enforce(outcome)
+    return {"expectations": len(outcome.rows), "failed": len(outcome.failed)}
+
+
+def check_gold(
+    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+) -> dict:
+    flights = tables.read(tb.GOLD_FLIGHTS, partitions={"flight_date": [day]}).toPandas()
+    silver_rows = tables.count_rows(tb.SILVER_FLIGHTS, {"flight_date": [day]})
+    window = max(settings.rolling_windows_days)
+    stacked = []
+    for entity, key in tb.ENTITY_KEYS.items():
+        spec = tb.gold_stats(entity, settings.rolling_windows_days)
+        stats = tables.read(spec, partitions={"as_of_date": [day]}).toPandas()
+        stacked.append(
+            pd.DataFrame(
+                {
+                    "entity": entity,
+                    "entity_key": stats[key],
+                    "event_ts": stats["event_ts"].astype(str),
+                    "disrupted_rate_window": stats[f"disrupted_rate_{window}d"],
+                    "cancel_rate_window": stats[f"cancel_rate_{window}d"],
+                    "flights_window": stats[f"flights_{window}d"],
+                }
+            )
+        )
+    end_of_day = pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(OPERATING_TZ)
+    outcomes = [
+        validate(
+            flights, "gold_flights", "gold", day, {"silver_rows": silver_rows}, settings, run_id
+        ),
+        validate(
+            pd.concat(stacked, ignore_index=True),
+            "gold_entity_stats",
+            "gold",
+            day,
+            {"event_ts": [str(end_of_day.tz_convert("UTC").tz_localize(None))]},
+            settings,
+            run_id,
+        ),
+    ]
+    record(tables, "gold", day, outcomes, run_id)
+    for outcome in outcomes:
+        enforce(outcome)
+    return {
+        "expectations": sum(len(o.rows) for o in outcomes),
+        "failed": sum(len(o.failed) for o in outcomes),
+    }

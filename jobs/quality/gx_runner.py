@@ -1,0 +1,216 @@
+"""Run a versioned Great Expectations suite on one day's data and keep every result.
+
+Suites are JSON files under ``expectations/`` (the GX 1.x suite format). Each expectation names
+its severity in ``meta.severity``: ``critical`` failures stop the run (nothing downstream is
+built on bad data), ``warning`` failures are recorded and the run continues. Results go to the
+``quality.results`` Delta table and into GX Data Docs under ``<state_dir>/quality/data_docs``.
+
+The GX context is ephemeral (suites come from the repository, not from a GX project folder),
+with validation results and Data Docs on the filesystem, so parallel backfill runs never
+rewrite a shared config file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from jobs.common.errors import NightjarError
+from jobs.common.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+SUITES_DIR = PROJECT_ROOT / "expectations"
+SEVERITIES = ("critical", "warning")
+
+
+class QualityGateError(NightjarError):
+    """Critical expectations failed; the run stops before anything downstream."""
+
+
+@dataclass
+class ValidationOutcome:
+    suite: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    docs_page: Path | None = None
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if not r["success"]]
+
+    def failed_with(self, severity: str) -> list[dict[str, Any]]:
+        return [r for r in self.failed if r["severity"] == severity]
+
+
+def suite_path(name: str) -> Path:
+    return SUITES_DIR / f"{name}.json"
+
+
+def load_suite(name: str) -> dict[str, Any]:
+    """The suite's JSON, checked: GX silently drops expectations it cannot parse."""
+    path = suite_path(name)
+    if not path.exists():
+        raise NightjarError(f"no expectation suite {name!r}: {path} does not exist")
+    spec = json.loads(path.read_text())
+    for i, expectation in enumerate(spec.get("expectations", [])):
+        severity = expectation.get("meta", {}).get("severity")
+        if severity not in SEVERITIES:
+            raise NightjarError(
+                f"{path}: expectation {i} ({expectation.get('type')}) has severity "
+                f"{severity!r}; expected one of {SEVERITIES}"
+            )
+    return spec
+
+
+def _context(settings: Settings):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import DataContextConfig
+
+    root = settings.state_dir / "quality"
+
+    def filesystem(sub: str) -> dict:
+        return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(root / sub)}
+
+    config = DataContextConfig(
+        stores={
+            "expectations_store": {"class_name": "ExpectationsStore"},
+            "validation_results_store": {
+                "class_name": "ValidationResultsStore",
+                "store_backend": filesystem("validations"),
+            },
+            "checkpoint_store": {"class_name": "CheckpointStore"},
+            "validation_definition_store": {"class_name": "ValidationDefinitionStore"},
+        },
+        expectations_store_name="expectations_store",
+        validation_results_store_name="validation_results_store",
+        checkpoint_store_name="checkpoint_store",
+        data_docs_sites={
+            "local_site": {
+                "class_name": "SiteBuilder",
+                "store_backend": filesystem("data_docs"),
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+        analytics_enabled=False,
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def validate(
+    frame: pd.DataFrame,
+    suite_name: str,
+    layer: str,
+    day: dt.date,
+    parameters: dict[str, Any],
+    settings: Settings,
+    run_id: str,
+) -> ValidationOutcome:
+    """Validate ``frame`` against ``expectations/<suite_name>.json``; never raises on failures
+    (see :func:`enforce`)."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    spec = load_suite(suite_name)
+    context = _context(settings)
+    suite = context.suites.add(gx.ExpectationSuite(**spec))
+    if len(suite.expectations) != len(spec["expectations"]):
+        raise NightjarError(
+            f"{suite_path(suite_name)}: GX accepted {len(suite.expectations)} of "
+            f"{len(spec['expectations'])} expectations; see the log for the rest"
+        )
+    batch_definition = (
+        context.data_sources.add_pandas("nightjar")
+        .add_dataframe_asset(suite_name)
+        .add_batch_definition_whole_dataframe("day")
+    )
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=suite_name,
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs")],
+            result_format="SUMMARY",
+        )
+    )
+    run_time = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters,
+        run_id=RunIdentifier(run_name=f"{day}-{run_id}", run_time=run_time),
+    )
+    key, suite_result = next(iter(result.run_results.items()))
+
+    outcome = ValidationOutcome(suite=suite_name)
+    for r in suite_result.results:
+        config = r.expectation_config
+        details = r.result or {}
+        observed = details.get("observed_value")
+        if observed is None and "unexpected_count" in details:
+            observed = {
+                "unexpected_count": details["unexpected_count"],
+                "unexpected_percent": details.get("unexpected_percent"),
+                "examples": details.get("partial_unexpected_list", [])[:5],
+            }
+        outcome.rows.append(
+            {
+                "logical_date": day,
+                "layer": layer,
+                "suite": suite_name,
+                "expectation": config.type,
+                "column": config.kwargs.get("column"),
+                "kwargs": json.dumps(
+                    {k: v for k, v in config.kwargs.items() if k != "batch_id"}, default=str
+                ),
+                "severity": config.meta.get("severity"),
+                "success": bool(r.success),
+                "observed_value": json.dumps(observed, default=str),
+                "exception": (r.exception_info or {}).get("exception_message"),
+                "_run_id": run_id,
+            }
+        )
+    urls = context.get_docs_sites_urls(resource_identifier=key)
+    if urls and urls[0].get("site_url"):
+        outcome.docs_page = Path(urllib.parse.unquote(urls[0]["site_url"].removeprefix("file://")))
+    return outcome
+
+
+def enforce(outcome: ValidationOutcome) -> None:
+    """Log warnings; raise naming every failed critical expectation and what was observed."""
+    for row in outcome.failed_with("warning"):
+        log.warning(
+            "quality warning in %s: %s(%s) observed %s",
+            outcome.suite,
+            row["expectation"],
+            row["column"] or "",
+            row["observed_value"],
+        )
+    critical = outcome.failed_with("critical")
+    if critical:
+        lines = [
+            f"  - {r['expectation']}({r['column'] or ''}) {r['kwargs']}: observed "
+            f"{r['observed_value']}" + (f" [error: {r['exception']}]" if r["exception"] else "")
+            for r in critical
+        ]
+        raise QualityGateError(
+            f"quality gate {outcome.suite}: {len(critical)} critical expectation(s) failed; "
+            "nothing downstream runs:\n"
+            + "\n".join(lines)
+            + (f"\nData Docs: {outcome.docs_page}" if outcome.docs_page else "")
+        )
+
+
+def rebuild_docs(settings: Settings) -> Path:
+    """Rebuild the Data Docs site from every stored validation result; returns index.html."""
+    context = _context(settings)
+    context.build_data_docs()
+    return settings.state_dir / "quality" / "data_docs" / "index.html"

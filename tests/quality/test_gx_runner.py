@@ -1,0 +1,110 @@
+"""The Great Expectations runner on crafted frames: severities, suites read from files, Docs.
+
+Only the runner and the silver suite exist so far; wiring the gates into the daily DAG (and the
+bronze/gold/cross-day suites) is still to do (issue 3).
+"""
+
+import datetime as dt
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from jobs.quality import gx_runner
+
+DAY = dt.date(2013, 1, 1)
+PARAMS = {"carriers": ["UA", "AA"], "airports": ["JFK", "EWR"], "logical_date": ["2013-01-01"]}
+
+
+def frame(**changes):
+    df = pd.DataFrame(
+        {
+            "flight_id": ["f1", "f2", "f3"],
+            "carrier": ["UA", "AA", "UA"],
+            "origin": ["JFK", "EWR", "JFK"],
+            "dest": ["IAH", "ORD", "LAX"],
+            "sched_dep_utc": pd.to_datetime(["2013-01-01 10:00"] * 3),
+            "distance": [1400.0, 719.0, 2475.0],
+            "dep_delay": [2.0, -3.0, 30.0],
+            "sched_dep_local_date": ["2013-01-01"] * 3,
+        }
+    )
+    for column, values in changes.items():
+        df[column] = values
+    return df
+
+
+@pytest.fixture()
+def quality_settings(settings, tmp_path):
+    return settings.model_copy(update={"state_dir": tmp_path})
+
+
+def run(df, settings, run_id="r"):
+    return gx_runner.validate(df, "silver_flights", "silver", DAY, PARAMS, settings, run_id)
+
+
+def test_a_clean_frame_passes_every_expectation_and_gets_a_docs_page(quality_settings):
+    outcome = run(frame(), quality_settings)
+    assert len(outcome.rows) == len(gx_runner.load_suite("silver_flights")["expectations"])
+    assert outcome.failed == []
+    gx_runner.enforce(outcome)  # does not raise
+    page = outcome.docs_page.read_text()
+    assert "silver_flights" in page and "unique" in page  # the suite and its rendered checks
+    assert "2013-01-01" in page  # the run, named after its logical date
+
+
+def test_critical_failures_stop_with_the_expectations_and_observed_values(quality_settings):
+    outcome = run(frame(flight_id=["f1", "f1", "f3"], carrier=["UA", "ZZ", "UA"]), quality_settings)
+    failed = {(r["expectation"], r["column"]) for r in outcome.failed_with("critical")}
+    assert failed == {
+        ("expect_column_values_to_be_unique", "flight_id"),
+        ("expect_column_values_to_be_in_set", "carrier"),
+    }
+    with pytest.raises(gx_runner.QualityGateError) as error:
+        gx_runner.enforce(outcome)
+    assert "2 critical expectation(s) failed" in str(error.value)
+    assert '"examples": ["ZZ"]' in str(error.value)
+
+
+def test_a_warning_is_recorded_and_does_not_stop(quality_settings):
+    outcome = run(frame(dep_delay=[2.0, 2000.0, 1.0]), quality_settings)
+    assert [(r["column"], r["severity"]) for r in outcome.failed] == [("dep_delay", "warning")]
+    assert json.loads(outcome.failed[0]["observed_value"])["examples"] == [2000.0]
+    gx_runner.enforce(outcome)  # does not raise
+
+
+def test_the_suite_is_read_from_its_file(quality_settings, tmp_path, monkeypatch):
+    suites = tmp_path / "expectations"
+    shutil.copytree(gx_runner.SUITES_DIR, suites)
+    path = suites / "silver_flights.json"
+    spec = json.loads(path.read_text())
+    for expectation in spec["expectations"]:
+        if expectation["kwargs"].get("column") == "distance":
+            expectation["kwargs"]["max_value"] = 2000  # 2475 miles now fails
+    path.write_text(json.dumps(spec))
+    monkeypatch.setattr(gx_runner, "SUITES_DIR", suites)
+    failed = run(frame(), quality_settings).failed_with("critical")
+    assert [(r["column"], json.loads(r["observed_value"])["examples"]) for r in failed] == [
+        ("distance", [2475.0])
+    ]
+
+
+def test_a_suite_with_an_unknown_severity_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "bad.json").write_text(
+        json.dumps(
+            {
+                "name": "bad",
+                "expectations": [
+                    {
+                        "type": "expect_table_row_count_to_be_between",
+                        "kwargs": {"min_value": 1},
+                        "meta": {"severity": "fatal"},
+                    }
+                ],
+            }
+        )
+    )
+    monkeypatch.setattr(gx_runner, "SUITES_DIR", tmp_path)
+    with pytest.raises(gx_runner.NightjarError, match="severity 'fatal'"):
+        gx_runner.load_suite("bad")
