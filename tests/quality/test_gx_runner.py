@@ -108,3 +108,10 @@ def test_a_suite_with_an_unknown_severity_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(gx_runner, "SUITES_DIR", tmp_path)
     with pytest.raises(gx_runner.NightjarError, match="severity 'fatal'"):
         gx_runner.load_suite("bad")
+
+
+def test_quality_docs_rebuild_an_index_of_every_stored_validation(quality_settings):
+    run(frame(), quality_settings, run_id="first")
+    run(frame(dep_delay=[2.0, 2000.0, 1.0]), quality_settings, run_id="second")
+    index = gx_runner.rebuild_docs(quality_settings).read_text()
+    assert "2013-01-01-first" in index and "2013-01-01-second" in index
