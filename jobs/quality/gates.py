@@ -20,7 +20,9 @@ from jobs.common.delta import DeltaTables, TableSpec
 from jobs.common.schema import struct
 from jobs.common.settings import Settings
 from jobs.lakehouse import tables as tb
-from jobs.quality.gx_runner import ValidationOutcome, enforce, validate
+from jobs.lakehouse import source
+from jobs.quality import trends
+from jobs.quality.gx_runner import ValidationOutcome, enforce, load_suite, validate
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,26 @@ def quarantine_rate_row(tables: DeltaTables, settings: Settings, day: dt.date, r
     }
 
 
+def check_bronze(
+    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+) -> dict:
+    """Structure of what landed: run by the bronze task right after it writes, before silver."""
+    flights = tables.read(tb.BRONZE["flights"], partitions={"_logical_date": [day]})
+    columns = [*source.FLIGHT_COLUMNS, *(c.split()[0] for c in tb.BRONZE_META)]
+    outcome = validate(
+        flights.toPandas(),
+        "bronze_flights",
+        "bronze",
+        day,
+        {"columns": columns},
+        settings,
+        run_id,
+    )
+    record(tables, "bronze", day, [outcome], run_id)
+    enforce(outcome)
+    return {"expectations": len(outcome.rows), "failed": len(outcome.failed)}
+
+
 def check_silver(
     spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
 ) -> dict:
@@ -92,6 +114,8 @@ def check_silver(
             "sched_dep_utc",
             "distance",
             "dep_delay",
+            "arr_delay",
+            "tailnum",
         )
         .toPandas()
     )
@@ -106,9 +130,21 @@ def check_silver(
     }
     outcome = validate(frame, "silver_flights", "silver", day, parameters, settings, run_id)
     outcome.rows.append(quarantine_rate_row(tables, settings, day, run_id))
-    record(tables, "silver", day, [outcome], run_id)
-    enforce(outcome)
-    return {"expectations": len(outcome.rows), "failed": len(outcome.failed)}
+    bands, history = trends.trailing_parameters(
+        tables, tb.SILVER_FLIGHTS, "flight_date", day, load_suite("silver_flights_trends")
+    )
+    log.info("cross-day bands for %s from %d days of history: %s", day, history, bands)
+    outcomes = [
+        outcome,
+        validate(frame, "silver_flights_trends", "silver", day, bands, settings, run_id),
+    ]
+    record(tables, "silver", day, outcomes, run_id)
+    for outcome in outcomes:
+        enforce(outcome)
+    return {
+        "expectations": sum(len(o.rows) for o in outcomes),
+        "failed": sum(len(o.failed) for o in outcomes),
+    }
 
 
 def check_gold(

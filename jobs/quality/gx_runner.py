@@ -71,7 +71,7 @@ def load_suite(name: str) -> dict[str, Any]:
 
 def _context(settings: Settings):
     import great_expectations as gx
-    from great_expectations.data_context.types.base import DataContextConfig
+    from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
 
     root = settings.state_dir / "quality"
 
@@ -99,6 +99,7 @@ def _context(settings: Settings):
             }
         },
         analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),  # a bar per metric floods task logs
     )
     return gx.get_context(project_config=config, mode="ephemeral")
 
@@ -157,7 +158,10 @@ def validate(
         config = r.expectation_config
         details = r.result or {}
         observed = details.get("observed_value")
-        if observed is None and "unexpected_count" in details:
+        mismatched = (details.get("details") or {}).get("mismatched")
+        if mismatched:  # column-set checks: what is missing or unexpected, not every column
+            observed = mismatched
+        elif observed is None and "unexpected_count" in details:
             observed = {
                 "unexpected_count": details["unexpected_count"],
                 "unexpected_percent": details.get("unexpected_percent"),

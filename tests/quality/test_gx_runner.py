@@ -1,8 +1,4 @@
-"""The Great Expectations runner on crafted frames: severities, suites read from files, Docs.
-
-Only the runner and the silver suite exist so far; wiring the gates into the daily DAG (and the
-bronze/gold/cross-day suites) is still to do (issue 3).
-"""
+"""The Great Expectations runner on crafted frames: severities, suites read from files, Docs."""
 
 import datetime as dt
 import json

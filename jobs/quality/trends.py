@@ -1,0 +1,95 @@
+"""Cross-day checks: bounds for a day's statistics derived from its trailing window.
+
+A suite's expectation opts in with ``meta.band`` (see ``expectations/silver_flights_trends.json``):
+``stat`` is the daily statistic (``row_count``, ``mean``, ``median`` or ``non_null_rate`` of the
+expectation's column), and ``relative`` or ``absolute`` the band's half-width around its center,
+the mean of that statistic over the ``trailing_days`` before D. The bounds are handed to GX as
+the expectation's ``$PARAMETER`` values, so every threshold stays in the suite file.
+
+The daily statistics are aggregated by Spark on the trailing partitions (one small job, one row
+per day comes back), so the cost does not grow with the lakehouse's history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from jobs.common.delta import DeltaTables, TableSpec
+from jobs.common.errors import NightjarError
+
+
+def _daily_stat(stat: str, column: str | None) -> Column:
+    if stat == "row_count":
+        return F.count(F.lit(1))
+    if column is None:
+        raise NightjarError(f"band statistic {stat!r} needs the expectation's column")
+    if stat == "mean":
+        return F.avg(column)
+    if stat == "median":
+        return F.median(column)
+    if stat == "non_null_rate":
+        return F.avg(F.col(column).isNotNull().cast("double"))
+    raise NightjarError(
+        f"unknown band statistic {stat!r}; expected row_count, mean, median or non_null_rate"
+    )
+
+
+def _parameter(value: Any) -> str | None:
+    return value.get("$PARAMETER") if isinstance(value, dict) else None
+
+
+def banded(suite: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(statistic alias, band, kwargs) of every expectation with a trailing band."""
+    out = []
+    for i, expectation in enumerate(suite["expectations"]):
+        band = expectation.get("meta", {}).get("band")
+        if band is None:
+            continue
+        kwargs = expectation["kwargs"]
+        if not (_parameter(kwargs.get("min_value")) and _parameter(kwargs.get("max_value"))):
+            raise NightjarError(
+                f"suite {suite['name']}: expectation {i} has meta.band but its min_value and "
+                "max_value are not $PARAMETER references"
+            )
+        if ("relative" in band) == ("absolute" in band):
+            raise NightjarError(
+                f"suite {suite['name']}: expectation {i}: meta.band needs exactly one of "
+                "'relative' or 'absolute'"
+            )
+        out.append((f"{band['stat']}__{kwargs.get('column') or 'table'}", band, kwargs))
+    return out
+
+
+def trailing_parameters(
+    tables: DeltaTables, table: TableSpec, date_column: str, day: dt.date, suite: dict[str, Any]
+) -> tuple[dict[str, float | None], int]:
+    """The ``$PARAMETER`` bounds of ``suite``'s banded expectations for ``day``, and how many
+    days of history they were derived from. Open bounds (None) below ``min_history_days``."""
+    trailing = int(suite["meta"]["trailing_days"])
+    expectations = banded(suite)
+    days = [day - dt.timedelta(days=n) for n in range(1, trailing + 1)]
+    aggregates = {alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in expectations}
+    daily = (
+        tables.read(table, partitions={date_column: days})
+        .groupBy(date_column)
+        .agg(*[expr.alias(alias) for alias, expr in aggregates.items()])
+        .toPandas()
+    )
+    history = len(daily)
+    enough = history >= int(suite["meta"]["min_history_days"])
+    parameters: dict[str, float | None] = {}
+    for alias, band, kwargs in expectations:
+        low, high = None, None
+        center = daily[alias].mean() if enough else None
+        if center is not None and center == center:  # NaN: the column was null every day
+            if "relative" in band:
+                low, high = center * (1 - band["relative"]), center * (1 + band["relative"])
+            else:
+                low, high = center - band["absolute"], center + band["absolute"]
+        parameters[_parameter(kwargs["min_value"])] = None if low is None else float(low)
+        parameters[_parameter(kwargs["max_value"])] = None if high is None else float(high)
+    return parameters, history
