@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         le=1,
         description="Quarantined / landed flights above this fails the silver quality gate.",
     )
+    quality_engine: Literal["pandas", "spark"] = Field(
+        default="pandas",
+        description="Where the quality gates run GX: a day collected to pandas (fastest for a "
+        "day's data, see `make bench-quality`) or GX's Spark engine on the Delta snapshot.",
+    )
     rolling_windows_days: tuple[int, ...] = Field(
         default=(7, 28), description="Trailing windows of the as-of-day aggregates."
     )

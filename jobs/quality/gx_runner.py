@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyspark.sql import DataFrame as SparkDataFrame
 
 from jobs.common.errors import NightjarError
 from jobs.common.settings import PROJECT_ROOT, Settings
@@ -105,7 +106,7 @@ def _context(settings: Settings):
 
 
 def validate(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | SparkDataFrame,
     suite_name: str,
     layer: str,
     day: dt.date,
@@ -126,10 +127,13 @@ def validate(
             f"{suite_path(suite_name)}: GX accepted {len(suite.expectations)} of "
             f"{len(spec['expectations'])} expectations; see the log for the rest"
         )
-    batch_definition = (
+    source = (
         context.data_sources.add_pandas("nightjar")
-        .add_dataframe_asset(suite_name)
-        .add_batch_definition_whole_dataframe("day")
+        if isinstance(frame, pd.DataFrame)
+        else context.data_sources.add_spark("nightjar")  # a Spark DataFrame: GX's Spark engine
+    )
+    batch_definition = source.add_dataframe_asset(suite_name).add_batch_definition_whole_dataframe(
+        "day"
     )
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)

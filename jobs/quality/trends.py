@@ -72,7 +72,9 @@ def trailing_parameters(
     trailing = int(suite["meta"]["trailing_days"])
     expectations = banded(suite)
     days = [day - dt.timedelta(days=n) for n in range(1, trailing + 1)]
-    aggregates = {alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in expectations}
+    aggregates = {
+        alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in expectations
+    }
     daily = (
         tables.read(table, partitions={date_column: days})
         .groupBy(date_column)

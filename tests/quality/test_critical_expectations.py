@@ -179,9 +179,11 @@ def test_the_clean_day_passes_every_gate_with_the_bands_active(spark, built):
     lake, tables = built
     for gate in (gates.check_bronze, gates.check_silver, gates.check_gold):
         assert gate(spark, tables, lake, DAY, "r")["failed"] == 0
-    trends = tables.read(
-        gates.QUALITY_RESULTS, partitions={"layer": ["silver"], "logical_date": [DAY]}
-    ).where("suite = 'silver_flights_trends'").toPandas()
+    trends = (
+        tables.read(gates.QUALITY_RESULTS, partitions={"layer": ["silver"], "logical_date": [DAY]})
+        .where("suite = 'silver_flights_trends'")
+        .toPandas()
+    )
     assert len(trends) == len(load_suite("silver_flights_trends")["expectations"])
     # with a week of identical history every band is closed around D's own statistics
     bounds = [json.loads(k) for k in trends.kwargs if "max_value" in json.loads(k)]
@@ -251,3 +253,19 @@ def test_a_volume_dip_within_the_critical_band_is_only_a_warning(spark, built):
         assert json.loads(failed.iloc[0].observed_value) == len(half)
     finally:
         tables.overwrite_partitions(tb.SILVER_FLIGHTS, to_arrow(clean, tb.SILVER_FLIGHTS), where)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.column == "flight_id"], ids=lambda c: c.id)
+def test_gx_spark_engine_reaches_the_same_verdicts(spark, built, case):
+    lake, tables = built
+    on_spark = lake.model_copy(update={"quality_engine": "spark"})
+    gate = GATE[case.suite]
+    assert gate(spark, tables, on_spark, DAY, "r")["failed"] == 0
+    where = {case.partition: [DAY]}
+    clean = tables.read(case.table, partitions=where).toPandas()
+    tables.overwrite_partitions(case.table, to_arrow(case.defect(clean), case.table), where)
+    try:
+        with pytest.raises(QualityGateError, match=rf"{case.expectation}\(flight_id\)"):
+            gate(spark, tables, on_spark, DAY, "r")
+    finally:
+        tables.overwrite_partitions(case.table, to_arrow(clean, case.table), where)

@@ -1,0 +1,196 @@
+"""`make bench-quality`: what the quality gates cost, printed and saved to
+.state/bench-quality/quality.json.
+
+1. Validation time added to a day-run: one day (2013-03-01) built through land -> bronze ->
+   silver -> gold, with 28 days of silver history before it (copies of the day's flights, so
+   the cross-day bands read a full window). Each stage and each gate runs as the DAG's tasks
+   run it (its own Spark Connect client); the gates (bronze, silver, gold) are timed against
+   the day-run without them, with GX on pandas (the default) and on GX's Spark engine.
+2. 1M silver rows (the day's flights repeated with distinct keys, written to a Delta
+   partition): `check_silver` end to end (snapshot read, every silver and cross-day
+   expectation, the quarantine rate, results recorded), pandas against Spark.
+
+Runs in its own state folder and Spark Connect port, beside a running `make airflow`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".state" / "bench-quality"
+os.environ.update(
+    {
+        "NIGHTJAR_STATE_DIR": str(STATE),
+        "NIGHTJAR_SPARK_CONNECT_PORT": "25012",
+        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25012",
+    }
+)
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from jobs.common.delta import open_tables  # noqa: E402
+from jobs.common.settings import Settings  # noqa: E402
+from jobs.common.spark import get_spark  # noqa: E402
+from jobs.lakehouse import bronze  # noqa: E402
+from jobs.lakehouse import tables as tb  # noqa: E402
+from jobs.pipeline import release, run_stage  # noqa: E402
+from jobs.platform import services  # noqa: E402
+from jobs.quality import gates  # noqa: E402
+
+console = Console()
+DAY = dt.date(2013, 3, 1)
+REPEATS = 3
+SCALED_ROWS = 1_000_000
+
+
+def in_own_session(job, settings: Settings) -> float:
+    """Seconds for ``job(spark, tables)`` in a fresh Connect client, as a DAG task runs it."""
+    started = time.perf_counter()
+    spark = get_spark(settings)
+    try:
+        job(spark, open_tables(spark, settings))
+    finally:
+        release(spark)
+    return time.perf_counter() - started
+
+
+def median_seconds(job, settings: Settings) -> float:
+    return statistics.median(in_own_session(job, settings) for _ in range(REPEATS))
+
+
+def copy_history(settings: Settings, flights: pa.Table, days: int) -> None:
+    tables = open_tables(get_spark(settings), settings)
+    for n in range(1, days + 1):
+        day = DAY - dt.timedelta(days=n)
+        copy = flights.set_column(
+            flights.schema.get_field_index("flight_date"),
+            "flight_date",
+            pa.array([day] * flights.num_rows, pa.date32()),
+        ).set_column(
+            flights.schema.get_field_index("flight_id"),
+            "flight_id",
+            pc.binary_join_element_wise(flights["flight_id"], pa.scalar(f"h{n}"), "-"),
+        )
+        tables.overwrite_partitions(tb.SILVER_FLIGHTS, copy, {"flight_date": [day]})
+
+
+def scaled(flights: pa.Table, factor: int) -> pa.Table:
+    """``flights`` repeated ``factor`` times, each copy with its own flight ids."""
+    copies = []
+    for n in range(factor):
+        ids = pc.binary_join_element_wise(flights["flight_id"], pa.scalar(f"x{n}"), "-")
+        copies.append(
+            flights.set_column(flights.schema.get_field_index("flight_id"), "flight_id", ids)
+        )
+    return pa.concat_tables(copies)
+
+
+def gate(check, engine: str):
+    def job(spark, tables):
+        check(spark, tables, settings_for(engine), DAY, "bench")
+
+    return job
+
+
+def settings_for(engine: str, **changes) -> Settings:
+    return Settings().model_copy(update={"quality_engine": engine, **changes})
+
+
+def main() -> None:
+    settings = Settings()
+    services.down(settings)
+    shutil.rmtree(STATE, ignore_errors=True)
+    services.up(settings, airflow=False)
+    results: dict[str, float] = {}
+    try:
+        # --- 1. a day-run with and without its gates -----------------------------------------
+        stage_seconds = {}
+        for stage in ("land", "bronze", "silver", "gold"):
+            started = time.perf_counter()
+            run_stage(stage, DAY, "bench", settings)
+            stage_seconds[stage] = time.perf_counter() - started
+        spark = get_spark(settings)
+        tables = open_tables(spark, settings)
+        silver = tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [DAY]}).toArrow()
+        copy_history(settings, silver, 28)
+        # bronze's own time, without the gate that the bronze task runs after it
+        stage_seconds["bronze"] = median_seconds(
+            lambda s, t: bronze.run(s, t, settings, DAY, "bench"), settings
+        )
+        results["day_run_without_gates_s"] = sum(stage_seconds.values())
+        for engine in ("pandas", "spark"):
+            for name, check in (
+                ("bronze", gates.check_bronze),
+                ("silver", gates.check_silver),
+                ("gold", gates.check_gold),
+            ):
+                results[f"gate_{name}_{engine}_s"] = median_seconds(gate(check, engine), settings)
+            results[f"gates_added_per_day_{engine}_s"] = sum(
+                results[f"gate_{n}_{engine}_s"] for n in ("bronze", "silver", "gold")
+            )
+        results["silver_rows_per_day"] = silver.num_rows
+
+        # --- 2. 1M silver rows -----------------------------------------------------------------
+        big = settings_for("pandas", lakehouse_uri=str(STATE / "lakehouse-1m"))
+        spark = get_spark(settings)  # the gates above released the earlier client
+        tables = open_tables(spark, settings)
+        big_tables = open_tables(spark, big)
+        for dimension in (tb.SILVER_AIRLINES, tb.SILVER_AIRPORTS):
+            big_tables.merge(dimension, tables.read(dimension).toArrow())
+        reconciliation = {"source_table": ["flights"], "logical_date": [DAY]}
+        big_tables.overwrite_partitions(
+            tb.RECONCILIATION,
+            tables.read(tb.RECONCILIATION, partitions=reconciliation).toArrow(),
+            reconciliation,
+        )
+        rows = scaled(silver, math.ceil(SCALED_ROWS / silver.num_rows))
+        big_tables.overwrite_partitions(tb.SILVER_FLIGHTS, rows, {"flight_date": [DAY]})
+        results["scaled_rows"] = rows.num_rows
+        for engine in ("pandas", "spark"):
+            config = big.model_copy(update={"quality_engine": engine})
+            results[f"silver_1m_{engine}_s"] = in_own_session(
+                lambda s, t, c=config: gates.check_silver(s, open_tables(s, c), c, DAY, "bench"),
+                config,
+            )
+        release(spark)
+    finally:
+        services.down(settings)
+
+    table = Table(title="Quality gates (median of 3 runs per gate)")
+    table.add_column("measure")
+    table.add_column("pandas", justify="right")
+    table.add_column("Spark", justify="right")
+    table.add_column("Spark / pandas", justify="right")
+    for label, key in (
+        ("bronze gate (in the bronze task)", "gate_bronze_{}_s"),
+        ("check_silver (incl. 28-day bands)", "gate_silver_{}_s"),
+        ("check_gold", "gate_gold_{}_s"),
+        ("validation added per day-run", "gates_added_per_day_{}_s"),
+        (f"check_silver on {results['scaled_rows']:,} rows", "silver_1m_{}_s"),
+    ):
+        p, s = results[key.format("pandas")], results[key.format("spark")]
+        table.add_row(label, f"{p:.2f}s", f"{s:.2f}s", f"{s / p:.1f}x")
+    console.print(table)
+    console.print(
+        f"day-run without gates ({results['silver_rows_per_day']} flights): "
+        f"{results['day_run_without_gates_s']:.1f}s; targets: <= 3 s added per day-run, "
+        "<= 20 s for 1M rows"
+    )
+    out = STATE / "quality.json"
+    out.write_text(json.dumps(results, indent=2))
+    console.print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()
