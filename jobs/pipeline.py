@@ -1,6 +1,6 @@
 """Run one stage of the daily pipeline for one logical date: what the DAG's tasks and the CLI
 call. Stages: land -> bronze (+ its quality gate) -> silver -> check_silver -> gold ->
-check_gold."""
+check_gold -> materialize (features into Feast's online store)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from jobs.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
+STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize")
 
 
 def release(spark) -> None:
@@ -49,6 +49,10 @@ def run_stage(
         from jobs.lakehouse import landing
 
         result = landing.run(day, settings)
+    elif stage == "materialize":  # Feast reads the gold snapshot itself: no Spark
+        from jobs.features import materialize
+
+        result = materialize.run(settings, day)
     else:
         from jobs.common.delta import open_tables
         from jobs.common.spark import get_spark

@@ -33,3 +33,12 @@ def check_in_range(day: dt.date) -> dt.date:
 
 def days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def end_of_day_utc(day: dt.date) -> dt.datetime:
+    """The UTC instant ``day`` closes in the operating time zone (the next local midnight):
+    features of ``day`` are stamped with it, and it is the prediction time of ``day + 1``."""
+    from zoneinfo import ZoneInfo
+
+    midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), ZoneInfo(OPERATING_TZ))
+    return midnight.astimezone(dt.UTC)

@@ -11,7 +11,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +30,13 @@ class Settings(BaseSettings):
         description="Root of all runtime state: landing zone, lakehouse, Airflow home, "
         "Spark scratch.",
     )
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        # tools that change directory (Feast's CLI, Spark) must see the same folder
+        return path.resolve()
+
     lakehouse_uri: str | None = Field(
         default=None,
         description="Root URI of the Delta tables (a path, or s3://... on a cluster). "
@@ -62,6 +69,22 @@ class Settings(BaseSettings):
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: int = 8080
     airflow_host: str = "127.0.0.1"
+
+    # --- Feast -------------------------------------------------------------------------------
+    feast_online_store: Literal["sqlite", "redis"] = Field(
+        default="sqlite",
+        description="Online store: an SQLite file under the state folder, or the Redis server "
+        "at feast_redis.",
+    )
+    feast_redis: str = Field(
+        default="127.0.0.1:6379,db=0",
+        description="Feast's Redis connection string (host:port[,db=N][,password=...]).",
+    )
+    feast_registry: str | None = Field(
+        default=None,
+        description="Feast registry: a file path (default <state_dir>/feast/registry.db) or a "
+        "SQLAlchemy URL (postgresql+psycopg2://...) for a shared SQL registry.",
+    )
 
     # --- schedule windows --------------------------------------------------------------------
     demo_start: dt.date = dt.date(2013, 1, 1)

@@ -177,7 +177,10 @@ def up(settings: Settings, airflow: bool = True) -> list[Service]:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     services = all_services(settings, airflow)
     if airflow:
+        from jobs.features.store import apply as feast_apply
+
         migrate_airflow_db(settings)
+        feast_apply(settings)  # the DAG's materialize task reads the current definitions
     for service in services:
         start(settings, service)
     for service in services:

@@ -1,0 +1,24 @@
+"""Feature services: the versioned feature sets models are trained and served with.
+
+A model records the service it was trained on; a new feature set is a new service
+(``flight_disruption_v2``), so a model in production keeps reading exactly the features it
+was trained with.
+"""
+
+import feature_views as fv
+from feast import FeatureService
+
+flight_disruption_v1 = FeatureService(
+    name="flight_disruption_v1",
+    features=[
+        fv.flight_schedule,
+        fv.carrier_stats,
+        fv.origin_stats,
+        fv.route_stats,
+        fv.plane_stats,
+        fv.origin_weather,
+    ],
+    description="Features of the nightly disruption-risk model (departure delayed >= 15 min "
+    "or cancelled), as of the evening before the flight",
+    tags={"model": "disruption", "version": "1"},
+)

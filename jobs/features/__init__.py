@@ -1,0 +1,1 @@
+"""Feature store: the Feast repository in ``feature_repo/`` over the gold Delta tables."""

@@ -1,0 +1,123 @@
+"""A Feast offline store that reads Delta tables at their current snapshot.
+
+Feast's default file offline store reads every parquet file under a table's folder, including
+the files a Delta correction (merge, partition overwrite) has removed from the log, and returns
+stale values. Its DuckDB store reads Delta through DuckDB's delta extension, which it downloads
+at run time (not possible offline). This store is Feast's DuckDB store (ibis point-in-time joins)
+with one change: a ``DeltaFormat`` source is read with delta-rs, from the files the Delta log
+lists as live in the table's current version. Other sources are read as the DuckDB store reads
+them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import ibis
+from feast.data_format import DeltaFormat
+from feast.infra.offline_stores import duckdb as feast_duckdb
+from feast.infra.offline_stores.file_source import FileSource
+from feast.infra.offline_stores.ibis import (  # noqa: I001
+    get_historical_features_ibis,
+    pull_all_from_table_or_query_ibis,
+    pull_latest_from_table_or_query_ibis,
+)
+
+from jobs.common.delta.snapshot import read_arrow
+
+
+class DeltaOfflineStoreConfig(feast_duckdb.DuckDBOfflineStoreConfig):
+    type: Literal["jobs.features.offline_store.DeltaOfflineStore"] = (
+        "jobs.features.offline_store.DeltaOfflineStore"
+    )
+
+
+def read_source(data_source, repo_path: str):
+    """An ibis table over ``data_source``; Delta tables at their current snapshot."""
+    if isinstance(data_source, FileSource) and isinstance(data_source.file_format, DeltaFormat):
+        return ibis.memtable(read_arrow(data_source.path))
+    return feast_duckdb._read_data_source(data_source, repo_path)
+
+
+def _io(config) -> dict:
+    return {
+        "data_source_reader": read_source,
+        "data_source_writer": feast_duckdb._write_data_source,
+        "staging_location": config.offline_store.staging_location,
+        "staging_location_endpoint_override": (
+            config.offline_store.staging_location_endpoint_override
+        ),
+    }
+
+
+class DeltaOfflineStore(feast_duckdb.DuckDBOfflineStore):
+    # Same signatures as Feast's OfflineStore; every argument is passed on by name.
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config,
+        data_source,
+        join_key_columns,
+        feature_name_columns,
+        timestamp_field,
+        created_timestamp_column,
+        start_date,
+        end_date,
+    ):
+        return pull_latest_from_table_or_query_ibis(
+            config=config,
+            data_source=data_source,
+            join_key_columns=join_key_columns,
+            feature_name_columns=feature_name_columns,
+            timestamp_field=timestamp_field,
+            created_timestamp_column=created_timestamp_column,
+            start_date=start_date,
+            end_date=end_date,
+            **_io(config),
+        )
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config,
+        data_source,
+        join_key_columns,
+        feature_name_columns,
+        timestamp_field,
+        created_timestamp_column=None,
+        start_date=None,
+        end_date=None,
+    ):
+        return pull_all_from_table_or_query_ibis(
+            config=config,
+            data_source=data_source,
+            join_key_columns=join_key_columns,
+            feature_name_columns=feature_name_columns,
+            timestamp_field=timestamp_field,
+            created_timestamp_column=created_timestamp_column,
+            start_date=start_date,
+            end_date=end_date,
+            **_io(config),
+        )
+
+    @staticmethod
+    def get_historical_features(
+        config,
+        feature_views,
+        feature_refs,
+        entity_df,
+        registry,
+        project,
+        full_feature_names=False,
+        filter_by_created_timestamp=False,
+    ):
+        return get_historical_features_ibis(
+            config=config,
+            feature_views=feature_views,
+            feature_refs=feature_refs,
+            entity_df=entity_df,
+            registry=registry,
+            project=project,
+            full_feature_names=full_feature_names,
+            filter_by_created_timestamp=filter_by_created_timestamp,
+            **_io(config),
+        )

@@ -1,0 +1,80 @@
+"""Open Nightjar's Feast repository with the platform's settings.
+
+``feature_repo/feature_store.yaml`` takes its registry and online store from environment
+variables; :func:`feast_env` renders them from :class:`Settings`, and :func:`feature_store`
+sets them before Feast reads the file, so the CLI and the jobs share one configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from jobs.common.settings import PROJECT_ROOT, Settings
+
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+FEATURE_SERVICE = "flight_disruption_v1"
+
+
+def _absolute(uri: str) -> str:
+    return uri if "://" in uri else str(Path(uri).resolve())
+
+
+def feast_env(settings: Settings) -> dict[str, str]:
+    """The environment ``feature_store.yaml`` is rendered with (JSON is YAML flow syntax)."""
+    feast_dir = settings.state_dir / "feast"
+    registry = settings.feast_registry or str(feast_dir / "registry.db")
+    if "://" in registry:
+        registry_config = {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60}
+    else:
+        registry_config = {"registry_type": "file", "path": registry, "cache_ttl_seconds": 60}
+    if settings.feast_online_store == "redis":
+        # skip_dedup: a re-materialized correction carries the same timestamp as the value it
+        # corrects; Redis would keep the old one (jobs/features/materialize.py keeps the order)
+        online = {"type": "redis", "connection_string": settings.feast_redis, "skip_dedup": True}
+    else:
+        online = {"type": "sqlite", "path": str(feast_dir / "online.db")}
+    return {
+        "NIGHTJAR_FEAST_REGISTRY_CONFIG": json.dumps(registry_config),
+        "NIGHTJAR_FEAST_ONLINE_STORE_CONFIG": json.dumps(online),
+        # the feature repo's modules read the lakehouse location from the settings
+        "NIGHTJAR_STATE_DIR": str(settings.state_dir),
+        "NIGHTJAR_LAKEHOUSE_URI": _absolute(settings.lakehouse),
+        **{"NIGHTJAR_ROLLING_WINDOWS_DAYS": json.dumps(list(settings.rolling_windows_days))},
+    }
+
+
+def feature_store(settings: Settings | None = None):
+    """A ``FeatureStore`` on ``feature_repo/`` configured from ``settings``."""
+    from feast import FeatureStore
+
+    settings = settings or Settings()
+    feast_dir = settings.state_dir / "feast"
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(feast_env(settings))
+    return FeatureStore(repo_path=str(FEATURE_REPO))
+
+
+def feast_cli(
+    args: list[str], settings: Settings | None = None, **run
+) -> subprocess.CompletedProcess:
+    """Run the ``feast`` CLI on ``feature_repo/`` with the platform's settings."""
+    settings = settings or Settings()
+    (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
+    feast = Path(sys.executable).with_name("feast")
+    return subprocess.run(
+        [str(feast), "--chdir", str(FEATURE_REPO), *args],
+        env={**os.environ, **feast_env(settings)},
+        check=True,
+        **run,
+    )
+
+
+def apply(settings: Settings | None = None) -> None:
+    """``feast apply``: register the repository's definitions (idempotent). Run as the CLI in
+    its own process: Feast's apply changes the working directory and imports the repository's
+    modules by name."""
+    feast_cli(["apply"], settings, capture_output=True, text=True)
