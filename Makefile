@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup run test lint format airflow stop quality-docs bench bench-quality clean distclean
+.PHONY: help setup run test lint format airflow stop quality-docs bench bench-quality bench-features clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ quality-docs: setup  ## rebuild the Great Expectations Data Docs and print where
 
 bench: setup  ## benchmarks: per-task Spark overhead, day-run wall time, demo backfill
 	$(BIN)/python -m benchmarks.lakehouse
+
+bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 100k-row historical retrieval
+	$(BIN)/python -m benchmarks.features
 
 bench-quality: setup  ## benchmark: validation time per day-run and on 1M silver rows, pandas vs Spark
 	$(BIN)/python -m benchmarks.quality

@@ -2,11 +2,12 @@
 
 ``feature_repo/feature_store.yaml`` takes its registry and online store from environment
 variables; :func:`feast_env` renders them from :class:`Settings`, and :func:`feature_store`
-sets them before Feast reads the file, so the CLI and the jobs share one configuration.
+and :func:`feast_cli` hand them to Feast, so the CLI and the jobs share one configuration.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -47,15 +48,29 @@ def feast_env(settings: Settings) -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def feature_store(settings: Settings | None = None):
-    """A ``FeatureStore`` on ``feature_repo/`` configured from ``settings``."""
+    """A ``FeatureStore`` on ``feature_repo/`` configured from ``settings``. The environment
+    is set only while Feast reads ``feature_store.yaml``, so other settings are untouched."""
     from feast import FeatureStore
 
     settings = settings or Settings()
-    feast_dir = settings.state_dir / "feast"
-    feast_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.update(feast_env(settings))
-    return FeatureStore(repo_path=str(FEATURE_REPO))
+    (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
+    with _environment(feast_env(settings)):
+        return FeatureStore(repo_path=str(FEATURE_REPO))
 
 
 def feast_cli(

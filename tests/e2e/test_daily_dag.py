@@ -63,12 +63,14 @@ def test_dag_is_parsed_with_docs_tags_and_assets(api):
         "silver": ["check_silver"],
         "check_silver": ["gold"],
         "gold": ["check_gold"],
-        "check_gold": [],
+        "check_gold": ["materialize"],
+        "materialize": [],
     }
     assert all(t["doc_md"] for t in tasks.values())
     assets = {a["name"] for a in api.get("/assets", limit=100)["assets"]}
     assert {"gold.flights", "gold.carrier_stats", "gold.origin_weather_daily"} <= assets
     assert tasks["gold"]["depends_on_past"] is True
+    assert tasks["materialize"]["max_active_tis_per_dag"] == 1
     assert all(t["retries"] == 2 for t in tasks.values())
     assert api.get("/importErrors")["total_entries"] == 0
 
@@ -156,6 +158,20 @@ def test_a_date_outside_the_data_fails_clearly_without_retries(api, backfilled):
     )
     text = str(log)
     assert "logical date 2014-01-01 is outside the source data's range" in text
+
+
+def test_the_backfill_leaves_the_newest_day_in_the_online_store(backfilled, settings):
+    from jobs.features import materialize
+    from jobs.features.store import feature_store
+
+    store = feature_store(settings)
+    assert materialize.newest_materialized_day(store) == DAYS[-1]
+    carriers = ["UA", "AA", "B6"]
+    online = store.get_online_features(
+        features=["carrier_stats:flights_1d"], entity_rows=[{"carrier": c} for c in carriers]
+    ).to_dict()
+    last = source.table("flights", day=DAYS[-1])  # every flight of that day was accepted
+    assert online["flights_1d"] == [int((last.carrier == c).sum()) for c in carriers]
 
 
 def test_a_critical_quality_failure_stops_the_run_before_gold(backfilled, api, spark):

@@ -1,0 +1,185 @@
+"""Feast on the gold Delta tables: point-in-time joins, snapshot reads after corrections,
+materialization, training sets, SDK retrieval."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.common.dates import end_of_day_utc
+from jobs.common.delta.snapshot import read_arrow
+from jobs.features import materialize, store, training
+from jobs.lakehouse import tables as tb
+from tests.features.conftest import DAYS
+
+CARRIER_STATS = tb.gold_stats("carrier", (7, 28))
+
+
+def stats_row(carrier: str, day: dt.date, rate: float) -> dict:
+    row = {f.name: None for f in CARRIER_STATS.arrow_schema}
+    row.update(
+        carrier=carrier,
+        as_of_date=day,
+        event_ts=end_of_day_utc(day).replace(tzinfo=None),
+        flights_1d=10,
+        disrupted_rate_7d=rate,
+    )
+    return row
+
+
+def historical(fs, rows: list[dict], features: list[str]) -> pd.DataFrame:
+    entities = pd.DataFrame(rows)
+    entities["event_timestamp"] = pd.to_datetime(entities["event_timestamp"], utc=True)
+    return (
+        fs.get_historical_features(entity_df=entities, features=features)
+        .to_df()
+        .sort_values("row")
+        .reset_index(drop=True)
+    )
+
+
+def test_point_in_time_takes_the_latest_value_at_or_before_and_never_a_later_one(feast_lake):
+    lake, tables = feast_lake
+    # crafted carrier "ZZ": 0.1 known at the end of 03-01, 0.9 known at the end of 03-03
+    crafted = [stats_row("ZZ", DAYS[0], 0.1), stats_row("ZZ", DAYS[2], 0.9)]
+    tables.merge(CARRIER_STATS, pa.Table.from_pylist(crafted, schema=CARRIER_STATS.arrow_schema))
+    end_0302, end_0303 = end_of_day_utc(DAYS[1]), end_of_day_utc(DAYS[2])
+    rows = [
+        {"row": 0, "carrier": "ZZ", "event_timestamp": end_0302},  # 0.9 is stamped later
+        {"row": 1, "carrier": "ZZ", "event_timestamp": end_0303 - dt.timedelta(seconds=1)},
+        {"row": 2, "carrier": "ZZ", "event_timestamp": end_0303},  # at the instant: known
+        {"row": 3, "carrier": "QQ", "event_timestamp": end_0303},  # no value at all
+        {"row": 4, "carrier": "ZZ", "event_timestamp": end_of_day_utc(DAYS[0])},
+        {"row": 5, "carrier": "ZZ", "event_timestamp": end_of_day_utc(DAYS[0]) - dt.timedelta(1)},
+    ]
+    frame = historical(store.feature_store(lake), rows, ["carrier_stats:disrupted_rate_7d"])
+    assert len(frame) == len(rows)  # nothing dropped, not even QQ or a too-early row
+    rates = frame["disrupted_rate_7d"].tolist()
+    assert rates[:3] == [0.1, 0.1, 0.9] and rates[4] == 0.1
+    assert pd.isna(rates[3]) and pd.isna(rates[5])
+
+
+def test_the_training_frame_has_one_row_per_labeled_flight_with_point_in_time_features(
+    feast_lake,
+):
+    lake, _ = feast_lake
+    frame = training.training_frame(lake, DAYS[1], DAYS[3])
+    gold = read_arrow(lake.table_uri("gold.flights"), {"flight_date": DAYS[1:]}).to_pandas()
+    assert len(frame) == len(gold) and frame.flight_id.is_unique
+    assert set(frame.flight_id) == set(gold.flight_id)
+    service = store.feature_store(lake).get_feature_service(store.FEATURE_SERVICE)
+    features = [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
+    assert set(features) <= set(frame.columns)
+    # a flight on 03-04 sees its carrier's statistics as of the end of 03-03, not of 03-04
+    stats = read_arrow(lake.table_uri("gold.carrier_stats")).to_pandas()
+    as_of = stats.set_index(["carrier", "as_of_date"])["flights_1d"]
+    sample = frame[frame.flight_date == DAYS[3]].head(50)
+    assert sample["carrier_stats__flights_1d"].tolist() == [
+        as_of[(c, DAYS[2])] for c in sample.carrier
+    ]
+    # flights without a tail number keep their row; their plane features are null
+    no_plane = frame[frame.tailnum.isna()]
+    assert len(no_plane) == gold.tailnum.isna().sum()
+    assert no_plane["plane_stats__flights_7d"].isna().all()
+
+
+def online_and_offline(lake, day: dt.date, n: int = 25) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of ``n`` of day+1's scheduled flights, online and as of their prediction time."""
+    fs = store.feature_store(lake)
+    service = fs.get_feature_service(store.FEATURE_SERVICE)
+    flights = read_arrow(
+        lake.table_uri("gold.scheduled_flights"), {"flight_date": [day + dt.timedelta(1)]}
+    ).to_pandas()
+    rows = flights.dropna(subset=["tailnum"]).head(n)[training.ENTITY_COLUMNS]
+    online = fs.get_online_features(
+        features=service, entity_rows=rows.to_dict("records"), full_feature_names=True
+    ).to_df()
+    offline = fs.get_historical_features(
+        entity_df=rows.assign(event_timestamp=end_of_day_utc(day)),
+        features=service,
+        full_feature_names=True,
+    ).to_df()
+    key = ["flight_id"]
+    columns = sorted(c for c in online.columns if "__" in c)
+    return (
+        online.sort_values(key)[key + columns].reset_index(drop=True),
+        offline.sort_values(key)[key + columns].reset_index(drop=True),
+    )
+
+
+def test_online_equals_offline_as_of_features_after_materializing_a_day(feast_lake):
+    lake, _ = feast_lake
+    assert materialize.run(lake, DAYS[2])["materialized_day"] == "2013-03-03"
+    online, offline = online_and_offline(lake, DAYS[2])
+    assert online["carrier_stats__flights_28d"].notna().all()
+    pd.testing.assert_frame_equal(online, offline, check_dtype=False)
+
+
+def test_materialization_is_idempotent_and_never_puts_an_older_day_online(feast_lake):
+    lake, _ = feast_lake
+    materialize.run(lake, DAYS[2])
+    before, _ = online_and_offline(lake, DAYS[2])
+    assert materialize.run(lake, DAYS[2])["materialized_day"] == "2013-03-03"
+    assert materialize.run(lake, DAYS[1])["materialized_day"] == "2013-03-03"  # older: no
+    after, _ = online_and_offline(lake, DAYS[2])
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_a_corrected_gold_value_is_served_offline_and_online(feast_lake):
+    """A merge rewrites the file holding UA's row; the old file stays in the folder (a plain
+    parquet read sees both values) but the Delta snapshot, and so Feast, sees only the new."""
+    lake, tables = feast_lake
+    day = DAYS[2]
+    where = {"as_of_date": [day]}
+    ua = tables.read(CARRIER_STATS, partitions=where).where("carrier = 'UA'").toPandas()
+    old = float(ua.disrupted_rate_7d.iloc[0])
+    corrected = ua.assign(disrupted_rate_7d=0.987)
+    corrected.attrs = {}
+    tables.merge(CARRIER_STATS, pa.Table.from_pandas(corrected, schema=CARRIER_STATS.arrow_schema))
+
+    folder = pq.read_table(lake.table_uri("gold.carrier_stats")).to_pandas()
+    stale = folder[(folder.carrier == "UA") & (folder.as_of_date.astype(str) == str(day))]
+    assert {old, 0.987} <= set(stale.disrupted_rate_7d)  # the trap is real
+
+    fs = store.feature_store(lake)
+    offline = historical(
+        fs,
+        [{"row": 0, "carrier": "UA", "event_timestamp": end_of_day_utc(day)}],
+        ["carrier_stats:disrupted_rate_7d"],
+    )
+    assert offline["disrupted_rate_7d"].tolist() == [0.987]
+    materialize.run(lake, day)
+    online = fs.get_online_features(
+        features=["carrier_stats:disrupted_rate_7d"], entity_rows=[{"carrier": "UA"}]
+    ).to_dict()
+    assert online["disrupted_rate_7d"] == [0.987]
+
+
+@pytest.fixture()
+def redis_lake(feast_lake):
+    import redis
+
+    lake, tables = feast_lake
+    client = redis.Redis(host="127.0.0.1", port=6379, db=7)
+    client.flushdb()
+    yield (
+        lake.model_copy(
+            update={"feast_online_store": "redis", "feast_redis": "127.0.0.1:6379,db=7"}
+        ),
+        client,
+    )
+    client.flushdb()
+
+
+def test_redis_online_store_end_to_end(redis_lake):
+    lake, client = redis_lake
+    store.apply(lake)  # same registry; `feast apply` sets up the Redis online store
+    materialize.run(lake, DAYS[3])
+    assert client.dbsize() > 0  # the features really are in Redis
+    online, offline = online_and_offline(lake, DAYS[3])
+    assert online["route_stats__flights_7d"].notna().all()
+    pd.testing.assert_frame_equal(online, offline, check_dtype=False)
