@@ -3,7 +3,9 @@ feast CLI commands the feature repo's README lists work against the repository."
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -52,13 +54,20 @@ def test_feast_materialize_commands_and_ui_work_on_the_repository(feast_lake):
     assert view.most_recent_end_time.isoformat().startswith("2013-03-04T05:00")
 
     port = 18888
+    env = {
+        **os.environ,
+        "NIGHTJAR_STATE_DIR": str(lake.state_dir),
+        "NIGHTJAR_LAKEHOUSE_URI": lake.lakehouse,
+        "NIGHTJAR_FEAST_REGISTRY": lake.feast_registry,
+    }
+    nightjar = str(PROJECT_ROOT / ".venv" / "bin" / "nightjar")
     ui = subprocess.Popen(
-        [str(PROJECT_ROOT / ".venv/bin/nightjar"), "feast", "ui", "-h", "127.0.0.1", "-p", str(port)],
-        env={**__import__("os").environ, "NIGHTJAR_STATE_DIR": str(lake.state_dir),
-             "NIGHTJAR_LAKEHOUSE_URI": lake.lakehouse,
-             "NIGHTJAR_FEAST_REGISTRY": lake.feast_registry},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [nightjar, "feast", "ui", "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 150
         while True:
@@ -77,8 +86,5 @@ def test_feast_materialize_commands_and_ui_work_on_the_repository(feast_lake):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as r:
             assert r.status == 200 and b"<html" in r.read().lower()
     finally:
-        import os
-        import signal
-
         os.killpg(ui.pid, signal.SIGTERM)
         ui.wait(timeout=30)
