@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup run test lint format airflow stop quality-docs bench bench-quality bench-features clean distclean
+.PHONY: help setup run test lint format airflow stop train rollback mlflow quality-docs bench bench-quality bench-features clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,15 @@ airflow: setup  ## start Spark Connect + Airflow (UI on 127.0.0.1:8080) in the b
 
 stop:  ## stop what `make airflow` / `make run` started
 	@if [ -x $(BIN)/nightjar ]; then $(BIN)/nightjar services down; fi
+
+train: setup  ## train, register and (if it wins) promote the disruption model; END=YYYY-MM-DD optional
+	$(BIN)/nightjar model train $(if $(END),--end $(END))
+
+rollback: setup  ## move the champion alias back to the previous champion
+	$(BIN)/nightjar model rollback
+
+mlflow: setup  ## MLflow UI on 127.0.0.1:5000 (runs, registered models, aliases)
+	$(BIN)/nightjar model ui
 
 quality-docs: setup  ## rebuild the Great Expectations Data Docs and print where to open them
 	$(BIN)/nightjar quality-docs

@@ -22,6 +22,10 @@ from jobs.common.settings import Settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 services_app = typer.Typer(no_args_is_help=True, help="Local long-lived services.")
 app.add_typer(services_app, name="services")
+model_app = typer.Typer(
+    no_args_is_help=True, help="The registered model: train, decisions, rollback."
+)
+app.add_typer(model_app, name="model")
 console = Console()
 
 
@@ -149,6 +153,71 @@ def training_set(
     frame = training_frame(Settings(), _date(start), _date(end))
     frame.to_parquet(out, index=False)
     console.print(f"{len(frame):,} flights x {frame.shape[1]} columns -> {out}")
+
+
+@model_app.command("train")
+def model_train(
+    end: str = typer.Option(None, help="last labeled flight date (default: newest in gold)"),
+    window_days: int = typer.Option(None, help="labeled days in the window (default 60)"),
+) -> None:
+    """Train, track in MLflow, register a challenger and promote it if it wins."""
+    from jobs.training import train
+
+    settings = Settings()
+    day = _date(end) if end else train.newest_labeled_day(settings)
+    console.print_json(train.describe(train.run(settings, day, window_days)))
+
+
+@model_app.command("rollback")
+def model_rollback() -> None:
+    """Move the champion alias back to the previous champion (recorded as a decision)."""
+    from jobs.training import registry, tracking
+
+    settings = Settings()
+    version = registry.rollback(settings, tracking.client(settings))
+    console.print(f"{settings.model_name}: champion is v{version} again")
+
+
+@model_app.command("decisions")
+def model_decisions() -> None:
+    """Every promotion, rejection and rollback, oldest first."""
+    from jobs.training import registry
+
+    frame = registry.decisions(Settings())
+    columns = ["decided_at", "version", "decision", "previous_champion", "champion_after", "reason"]
+    console.print(frame[columns].to_string(index=False) if len(frame) else "no decisions yet")
+
+
+@model_app.command("reproduce")
+def model_reproduce(run_id: str) -> None:
+    """Re-train from a run's recorded inputs and compare its test predictions."""
+    from jobs.training import train
+
+    frame = train.reproduce(Settings(), run_id)
+    same = (frame.p_logged == frame.p_again).all()
+    console.print(f"{len(frame)} test predictions; identical: {bool(same)}")
+    if not same:
+        raise typer.Exit(1)
+
+
+@model_app.command("ui")
+def model_ui(port: int = typer.Option(5000), host: str = typer.Option("127.0.0.1")) -> None:
+    """MLflow's UI over the configured tracking store (runs, models, aliases)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from jobs.training import tracking
+
+    settings = Settings()
+    tracking.client(settings)  # creates the store and the experiment on first use
+    mlflow = Path(sys.executable).with_name("mlflow")
+    console.print(f"MLflow UI on http://{host}:{port} ({settings.tracking_uri})")
+    subprocess.run(
+        [str(mlflow), "server", "--backend-store-uri", settings.tracking_uri,
+         "--host", host, "--port", str(port)],
+        check=False,
+    )  # fmt: skip
 
 
 @app.command("quality-docs")

@@ -25,6 +25,7 @@ os.environ.update(
 )
 
 from jobs.common.settings import Settings  # noqa: E402
+from tests.feature_lake import feast_lake  # noqa: E402, F401  (a shared fixture)
 
 
 @pytest.fixture(scope="session")

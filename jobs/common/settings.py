@@ -86,6 +86,30 @@ class Settings(BaseSettings):
         "SQLAlchemy URL (postgresql+psycopg2://...) for a shared SQL registry.",
     )
 
+    # --- training and the model registry -----------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI. Default: SQLite under <state_dir>/mlflow with local "
+        "artifacts; production: the tracking server (http://...), backed by Postgres.",
+    )
+    model_name: str = Field(default="flight_disruption", description="Registered model name.")
+    training_window_days: int = Field(default=60, ge=7, description="Labeled days per training.")
+    validation_days: int = Field(default=7, ge=1, description="Days for early stopping.")
+    test_days: int = Field(default=7, ge=1, description="Most recent held-out days.")
+    training_seed: int = 42
+    decision_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Probability above which a flight is flagged."
+    )
+    search_trials: int = Field(
+        default=0, ge=0, description="Random hyperparameter search trials (0: defaults only)."
+    )
+    promote_min_roc_auc: float = Field(
+        default=0.6, description="A challenger below this ROC AUC is never promoted."
+    )
+    promote_max_auc_drop: float = Field(
+        default=0.005, description="Promote only if ROC AUC >= champion's minus this margin."
+    )
+
     # --- schedule windows --------------------------------------------------------------------
     demo_start: dt.date = dt.date(2013, 1, 1)
     demo_end: dt.date = dt.date(2013, 2, 28)
@@ -129,6 +153,12 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         """Pid files and service logs of `nightjar services`."""
         return self.state_dir / "run"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
 
     def table_uri(self, name: str) -> str:
         """URI of a Delta table named like ``silver.flights``."""

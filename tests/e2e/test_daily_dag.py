@@ -70,7 +70,6 @@ def test_dag_is_parsed_with_docs_tags_and_assets(api):
     assets = {a["name"] for a in api.get("/assets", limit=100)["assets"]}
     assert {"gold.flights", "gold.carrier_stats", "gold.origin_weather_daily"} <= assets
     assert tasks["gold"]["depends_on_past"] is True
-    assert tasks["materialize"]["max_active_tis_per_dag"] == 1
     assert all(t["retries"] == 2 for t in tasks.values())
     assert api.get("/importErrors")["total_entries"] == 0
 

@@ -14,7 +14,7 @@ from jobs.common.dates import end_of_day_utc
 from jobs.common.delta.snapshot import read_arrow
 from jobs.features import materialize, store, training
 from jobs.lakehouse import tables as tb
-from tests.features.conftest import DAYS
+from tests.feature_lake import DAYS
 
 CARRIER_STATS = tb.gold_stats("carrier", (7, 28))
 

@@ -15,7 +15,7 @@ import pandas as pd
 from jobs.common.settings import PROJECT_ROOT
 from jobs.features import materialize
 from jobs.features.store import feast_cli, feature_store
-from tests.features.conftest import DAYS
+from tests.feature_lake import DAYS
 
 
 def readme_example() -> str:

@@ -26,3 +26,12 @@ def read_arrow(
     return table.to_pyarrow_table(
         filters=filters or None, columns=list(columns) if columns else None
     )
+
+
+def append_arrow(uri: str, data: pa.Table) -> int:
+    """Append ``data`` to the Delta table at ``uri`` (created on first write); returns the
+    new version. For small Python-side records (model decisions, predictions' lineage)."""
+    from deltalake import DeltaTable, write_deltalake
+
+    write_deltalake(uri, data, mode="append")
+    return DeltaTable(uri).version()

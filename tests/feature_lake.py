@@ -1,6 +1,6 @@
 """A small lakehouse (2013-03-01..03-04 through gold) with the Feast repository applied to it,
-built once per test session for the feature store tests; Feast's registry and online store are
-private to it."""
+built once per test session for the feature store and training tests (registered as a fixture
+in tests/conftest.py); Feast's registry and online store are private to it."""
 
 from __future__ import annotations
 

@@ -1,0 +1,95 @@
+"""The disruption model (XGBoost, hist) and the baseline it must beat."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from jobs.training.dataset import LABEL, Split
+
+DEFAULT_PARAMS = {
+    "tree_method": "hist",
+    "max_depth": 6,
+    "learning_rate": 0.05,
+    "min_child_weight": 5,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "n_estimators": 1000,
+    "early_stopping_rounds": 50,
+    "eval_metric": "logloss",
+}
+SEARCH_SPACE = {
+    "max_depth": [3, 4, 5, 6, 8],
+    "learning_rate": [0.02, 0.05, 0.1],
+    "min_child_weight": [1, 5, 20],
+    "subsample": [0.7, 0.8, 1.0],
+    "colsample_bytree": [0.6, 0.8, 1.0],
+}
+# The baseline: what a planner knows from the timetable alone.
+BASELINE_FEATURES = ["flight_schedule__sched_dep_hour", "flight_schedule__day_of_week", "carrier"]
+
+
+@dataclass
+class Trained:
+    model: xgb.XGBClassifier
+    params: dict
+    trials: list[dict] = field(default_factory=list)
+
+
+def _fit(split: Split, features: list[str], params: dict, seed: int) -> xgb.XGBClassifier:
+    y = split.train[LABEL].astype(int)
+    # class imbalance: weight the disrupted minority up to balance the classes
+    scale = float((y == 0).sum()) / max(int((y == 1).sum()), 1)
+    model = xgb.XGBClassifier(
+        **params, scale_pos_weight=scale, random_state=seed, n_jobs=2, verbosity=0
+    )
+    model.fit(
+        split.train[features],
+        y,
+        eval_set=[(split.validation[features], split.validation[LABEL].astype(int))],
+        verbose=False,
+    )
+    return model
+
+
+def train_xgboost(split: Split, features: list[str], seed: int, search_trials: int = 0) -> Trained:
+    """XGBoost with early stopping on the validation days; with ``search_trials``, a bounded
+    random search picks the parameters with the best validation log loss."""
+    best = Trained(_fit(split, features, DEFAULT_PARAMS, seed), dict(DEFAULT_PARAMS))
+    best_loss = best.model.best_score
+    rng = random.Random(seed)
+    trials = [{"params": dict(DEFAULT_PARAMS), "validation_logloss": best_loss}]
+    for _ in range(search_trials):
+        params = {**DEFAULT_PARAMS, **{k: rng.choice(v) for k, v in SEARCH_SPACE.items()}}
+        model = _fit(split, features, params, seed)
+        trials.append({"params": params, "validation_logloss": model.best_score})
+        if model.best_score < best_loss:
+            best, best_loss = Trained(model, params), model.best_score
+    best.trials = trials
+    return best
+
+
+def train_baseline(split: Split, seed: int):
+    """Logistic regression on scheduled hour, weekday and carrier (one-hot)."""
+    model = make_pipeline(
+        OneHotEncoder(handle_unknown="ignore"),
+        LogisticRegression(max_iter=1000, class_weight="balanced", random_state=seed),
+    )
+    model.fit(baseline_inputs(split.train), split.train[LABEL].astype(int))
+    return model
+
+
+def baseline_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[BASELINE_FEATURES].astype(str)
+
+
+def predict(model: xgb.XGBClassifier, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    return model.predict_proba(frame[features])[:, 1]

@@ -1,0 +1,161 @@
+"""Champion / challenger with MLflow registry aliases, every decision recorded.
+
+A new version gets the alias ``challenger``; it is promoted (``champion`` moved to it) only if
+it passes the absolute threshold and is not worse than the champion, on the same most recent
+held-out window, by more than the configured margin. Decisions are tagged on the version and
+appended to the ``ml.model_decisions`` Delta table; a rollback moves ``champion`` back to the
+previous champion and is recorded the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from jobs.common.delta.snapshot import append_arrow, read_arrow
+from jobs.common.errors import NightjarError
+from jobs.common.settings import Settings
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+DECISIONS_TABLE = "ml.model_decisions"
+DECISION_SCHEMA = pa.schema(
+    [
+        ("decided_at", pa.timestamp("us", tz="UTC")),
+        ("model_name", pa.string()),
+        ("version", pa.string()),
+        ("decision", pa.string()),  # promoted | rejected | rolled_back
+        ("reason", pa.string()),
+        ("previous_champion", pa.string()),
+        ("champion_after", pa.string()),
+        ("metrics", pa.string()),  # JSON: the version's test metrics
+        ("champion_metrics", pa.string()),  # JSON: the champion's, on the same window
+        ("eval_window", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def alias_version(tracking, settings: Settings, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(tracking.get_model_version_by_alias(settings.model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def load_champion(tracking, settings: Settings):
+    """(version, model) of the current champion, or None before the first promotion. A
+    champion that cannot be loaded is an error: nothing is compared against a broken model."""
+    import mlflow
+
+    version = alias_version(tracking, settings, CHAMPION)
+    if version is None:
+        return None
+    try:
+        model = mlflow.xgboost.load_model(f"models:/{settings.model_name}@{CHAMPION}")
+    except Exception as exc:
+        raise NightjarError(
+            f"the champion {settings.model_name} v{version} cannot be loaded ({exc}); fix or "
+            "roll back the champion (nightjar model rollback) before training a challenger"
+        ) from exc
+    return version, model
+
+
+def decide(
+    challenger: dict[str, float], champion: dict[str, float] | None, settings: Settings
+) -> Decision:
+    auc = challenger["roc_auc"]
+    if auc < settings.promote_min_roc_auc:
+        return Decision(
+            False, f"ROC AUC {auc:.4f} below the minimum {settings.promote_min_roc_auc}"
+        )
+    if champion is None:
+        return Decision(True, f"first model; ROC AUC {auc:.4f} passes the minimum")
+    floor = champion["roc_auc"] - settings.promote_max_auc_drop
+    if auc < floor:
+        return Decision(
+            False,
+            f"ROC AUC {auc:.4f} worse than the champion's {champion['roc_auc']:.4f} by more "
+            f"than the margin {settings.promote_max_auc_drop}",
+        )
+    return Decision(
+        True, f"ROC AUC {auc:.4f} vs champion {champion['roc_auc']:.4f} (margin {floor:.4f})"
+    )
+
+
+def record(settings: Settings, tracking, row: dict) -> None:
+    row = {"decided_at": dt.datetime.now(dt.UTC), "model_name": settings.model_name, **row}
+    append_arrow(
+        settings.table_uri(DECISIONS_TABLE), pa.Table.from_pylist([row], schema=DECISION_SCHEMA)
+    )
+    for key in ("decision", "reason", "decided_at"):
+        tracking.set_model_version_tag(
+            settings.model_name, row["version"], f"nightjar.{key}", str(row[key])
+        )
+
+
+def decisions(settings: Settings):
+    """The decision log, oldest first (a pandas frame; empty before the first decision)."""
+    import pandas as pd
+
+    uri = settings.table_uri(DECISIONS_TABLE)
+    try:
+        frame = read_arrow(uri).to_pandas()
+    except Exception:  # no table yet
+        return pd.DataFrame(columns=DECISION_SCHEMA.names)
+    return frame.sort_values("decided_at", ignore_index=True)
+
+
+def rollback(settings: Settings, tracking) -> str:
+    """Move ``champion`` back to the champion before the current one; returns its version."""
+    current = alias_version(tracking, settings, CHAMPION)
+    if current is None:
+        raise NightjarError(f"{settings.model_name} has no champion to roll back from")
+    # the champions in order: a promotion pushes, a rollback pops
+    champions: list[str] = []
+    for row in decisions(settings).itertuples():
+        if row.decision == "promoted":
+            champions.append(row.version)
+        elif row.decision == "rolled_back" and champions:
+            champions.pop()
+    if not champions or champions[-1] != current:
+        raise NightjarError(
+            f"the decision log does not end with champion v{current}; refusing to guess"
+        )
+    if len(champions) < 2:
+        raise NightjarError(
+            f"champion v{current} was the first champion of {settings.model_name}; there is "
+            "nothing to roll back to"
+        )
+    previous = champions[-2]
+    tracking.set_registered_model_alias(settings.model_name, CHAMPION, previous)
+    record(
+        settings,
+        tracking,
+        {
+            "version": previous,
+            "decision": "rolled_back",
+            "reason": f"champion moved back from v{current} to v{previous}",
+            "previous_champion": current,
+            "champion_after": previous,
+            "metrics": None,
+            "champion_metrics": None,
+            "eval_window": None,
+            "run_id": None,
+        },
+    )
+    return previous
+
+
+def as_json(values: dict | None) -> str | None:
+    return None if values is None else json.dumps(values, sort_keys=True)

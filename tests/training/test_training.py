@@ -1,0 +1,161 @@
+"""Training on Feast training sets, tracked in MLflow, champion/challenger and rollback.
+
+Runs on the feature tests' lakehouse (2013-03-01..03-04) with a 4-day window: 2 training days,
+1 validation day, 1 held-out test day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import mlflow
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from jobs.common.errors import NightjarError
+from jobs.features.training import current_versions
+from jobs.training import dataset, registry, tracking, train
+from tests.feature_lake import DAYS
+
+END = DAYS[-1]
+
+
+@pytest.fixture(scope="module")
+def ml(feast_lake, tmp_path_factory):
+    lake, _ = feast_lake
+    root = tmp_path_factory.mktemp("mlflow")
+    return lake.model_copy(
+        update={
+            "validation_days": 1,
+            "test_days": 1,
+            "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "model_name": "flight_disruption_test",
+            "promote_min_roc_auc": 0.55,
+        }
+    )
+
+
+def versions(settings) -> list[str]:
+    client = tracking.client(settings)
+    return sorted(v.version for v in client.search_model_versions(f"name='{settings.model_name}'"))
+
+
+@pytest.fixture(scope="module")
+def first(ml):
+    return train.run(ml, END, window_days=4)
+
+
+def test_a_training_run_logs_everything_and_registers_the_first_champion(ml, first):
+    client = tracking.client(ml)
+    run = client.get_run(first.run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["window_start"] == "2013-03-01" and params["window_end"] == "2013-03-04"
+    assert params["test_start"] == "2013-03-04" and params["validation_start"] == "2013-03-03"
+    assert params["seed"] == "42" and params["feature_service"] == "flight_disruption_v1"
+    assert params["xgb_tree_method"] == "hist"
+    assert {k: int(v) for k, v in params.items() if k.startswith("delta_version.")} == {
+        f"delta_version.{k}": v for k, v in current_versions(ml).items()
+    }
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    # the logged test metrics are those of the logged test predictions
+    predictions = first.test_predictions
+    frame = train.training_set(ml, DAYS[-1], DAYS[-1]).frame.set_index("flight_id")
+    labels = frame.loc[predictions.flight_id, "is_disrupted"].astype(int)
+    assert metrics["test_roc_auc"] == pytest.approx(roc_auc_score(labels, predictions.p))
+    for split in ("train", "validation", "test"):
+        for name in ("roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall"):
+            assert np.isfinite(metrics[f"{split}_{name}"])
+    assert 0.5 < metrics["baseline_test_roc_auc"] < 1
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert artifacts == {
+        f"plots/{n}.png" for n in ("roc", "precision_recall", "calibration", "feature_importance")
+    }
+    features = mlflow.artifacts.load_dict(f"runs:/{first.run_id}/features.json")["features"]
+    assert len(features) == int(params["n_features"]) == 67
+    model = mlflow.models.get_model_info(f"models:/{ml.model_name}/{first.version}")
+    assert model.signature.inputs.input_names() == features
+    assert model.saved_input_example_info is not None
+    assert first.promoted and registry.alias_version(client, ml, "champion") == first.version
+    assert registry.alias_version(client, ml, "challenger") == first.version
+
+
+def test_the_gate_promotes_a_better_model_rejects_a_worse_one_and_rollback_restores(
+    ml, first, monkeypatch
+):
+    client = tracking.client(ml)
+    shuffle = dataset.split
+
+    def shuffled_labels(data, window):
+        parts = shuffle(data, window)
+        rng = np.random.default_rng(0)
+        for part in (parts.train, parts.validation):
+            part["is_disrupted"] = rng.permutation(part["is_disrupted"].to_numpy())
+        return parts
+
+    monkeypatch.setattr(train, "split", shuffled_labels)
+    worse = train.run(ml.model_copy(update={"promote_min_roc_auc": 0.0}), END, window_days=4)
+    assert not worse.promoted and "worse than the champion" in worse.reason
+    assert registry.alias_version(client, ml, "champion") == first.version
+    assert registry.alias_version(client, ml, "challenger") == worse.version
+    assert worse.champion_test_metrics["roc_auc"] == pytest.approx(first.test_metrics["roc_auc"])
+
+    monkeypatch.setattr(train, "split", shuffle)
+    better = train.run(ml.model_copy(update={"promote_max_auc_drop": 1.0}), END, window_days=4)
+    assert better.promoted
+    assert registry.alias_version(client, ml, "champion") == better.version
+
+    assert registry.rollback(ml, client) == first.version
+    assert registry.alias_version(client, ml, "champion") == first.version
+    log = registry.decisions(ml)
+    assert log.decision.tolist()[-4:] == ["promoted", "rejected", "promoted", "rolled_back"]
+    rejected = log[log.version == worse.version].iloc[0]
+    assert json.loads(rejected.champion_metrics)["roc_auc"] == pytest.approx(
+        first.test_metrics["roc_auc"]
+    )
+    tags = client.get_model_version(ml.model_name, worse.version).tags
+    assert tags["nightjar.decision"] == "rejected"
+    with pytest.raises(NightjarError, match="first champion"):
+        registry.rollback(ml, client)
+
+
+def test_retraining_from_a_runs_recorded_inputs_gives_identical_predictions(ml, first):
+    again = train.reproduce(ml, first.run_id)
+    assert len(again) == len(first.test_predictions)
+    assert (again.p_logged == again.p_again).all()
+
+
+@pytest.mark.parametrize(
+    ("end", "window", "service", "message"),
+    [
+        (dt.date(2013, 6, 1), 4, "flight_disruption_v1", "no labeled flights"),
+        (dt.date(2014, 1, 3), 4, "flight_disruption_v1", "outside the source data's range"),
+        (END, 4, "no_such_service", "feature service 'no_such_service' is not in the Feast"),
+        (END, 2, "flight_disruption_v1", "leaves no training days"),
+    ],
+)
+def test_bad_training_input_fails_clearly_and_leaves_the_registry_alone(
+    ml, first, end, window, service, message
+):
+    before = versions(ml)
+    with pytest.raises(NightjarError, match=message):
+        train.run(ml, end, window_days=window, feature_service=service)
+    assert versions(ml) == before
+
+
+def test_a_champion_that_cannot_be_loaded_stops_training_before_registration(ml, first, tmp_path):
+    client = tracking.client(ml)
+    champion = registry.alias_version(client, ml, "champion")
+    broken = client.create_model_version(ml.model_name, source=str(tmp_path / "gone"))
+    client.set_registered_model_alias(ml.model_name, "champion", broken.version)
+    before = versions(ml)
+    try:
+        with pytest.raises(
+            NightjarError, match=f"champion {ml.model_name} v{broken.version} cannot"
+        ):
+            train.run(ml, END, window_days=4)
+        assert versions(ml) == before
+        assert registry.alias_version(client, ml, "champion") == str(broken.version)
+    finally:
+        client.set_registered_model_alias(ml.model_name, "champion", champion)
