@@ -36,7 +36,9 @@ class DeltaOfflineStoreConfig(feast_duckdb.DuckDBOfflineStoreConfig):
 
 # Delta versions to read instead of the current snapshot ({table path: version}), set by
 # pinned_versions(): a training run records the versions it read and a re-run reads them again.
-_PINNED: contextvars.ContextVar[dict[str, int]] = contextvars.ContextVar("pinned", default={})
+_PINNED: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
+    "pinned", default=None
+)
 
 
 @contextlib.contextmanager
@@ -52,7 +54,7 @@ def read_source(data_source, repo_path: str):
     """An ibis table over ``data_source``; Delta tables at their current snapshot (or at the
     pinned version)."""
     if isinstance(data_source, FileSource) and isinstance(data_source.file_format, DeltaFormat):
-        version = _PINNED.get().get(data_source.path)
+        version = (_PINNED.get() or {}).get(data_source.path)
         return ibis.memtable(read_arrow(data_source.path, version=version))
     return feast_duckdb._read_data_source(data_source, repo_path)
 
