@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup run test lint format airflow stop train rollback mlflow quality-docs bench bench-quality bench-features clean distclean
+.PHONY: help setup run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ train: setup  ## train, register and (if it wins) promote the disruption model; 
 
 rollback: setup  ## move the champion alias back to the previous champion
 	$(BIN)/nightjar model rollback
+
+top-risk: setup  ## tomorrow's highest-risk flights: make top-risk DATE=2013-03-01
+	$(BIN)/nightjar predictions top --date $(DATE)
 
 mlflow: setup  ## MLflow UI on 127.0.0.1:5000 (runs, registered models, aliases)
 	$(BIN)/nightjar model ui

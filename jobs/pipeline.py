@@ -1,6 +1,6 @@
 """Run one stage of the daily pipeline for one logical date: what the DAG's tasks and the CLI
 call. Stages: land -> bronze (+ its quality gate) -> silver -> check_silver -> gold ->
-check_gold -> materialize (features into Feast's online store)."""
+check_gold -> materialize (features into Feast's online store) -> score (D+1's flights)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from jobs.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize")
+STAGES = (
+    "land",
+    "bronze",
+    "silver",
+    "check_silver",
+    "gold",
+    "check_gold",
+    "materialize",
+    "score",
+)
 
 
 def release(spark) -> None:
@@ -58,6 +67,7 @@ def run_stage(
         from jobs.common.spark import get_spark
         from jobs.lakehouse import bronze, gold, silver
         from jobs.quality import gates
+        from jobs.scoring import score
 
         def bronze_then_gate(*args) -> dict:
             # The bronze suite checks the structure of what landed before silver may read it.
@@ -69,6 +79,7 @@ def run_stage(
             "check_silver": gates.check_silver,
             "gold": gold.run,
             "check_gold": gates.check_gold,
+            "score": score.run,
         }
         if stage not in job:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")

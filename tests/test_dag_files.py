@@ -16,7 +16,16 @@ HEAVY = {"pyspark", "pandas", "jobs", "deltalake", "feast", "mlflow", "xgboost",
     [
         (
             "nightjar_daily.py",
-            ["land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize"],
+            [
+                "land",
+                "bronze",
+                "silver",
+                "check_silver",
+                "gold",
+                "check_gold",
+                "materialize",
+                "score",
+            ],
             ["lakehouse", "nightjar"],
             # the online store must end on the newest day: one materialize across runs
             {"materialize": 1},

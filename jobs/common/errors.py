@@ -7,3 +7,8 @@ class NightjarError(RuntimeError):
 
 class LandingError(NightjarError):
     """The landing zone does not hold what the run needs."""
+
+
+class StageSkipped(Exception):  # noqa: N818 (a signal, not an error)
+    """The stage has nothing to do for this run (e.g. no champion model yet); the DAG marks
+    the task skipped and the message says why."""

@@ -68,6 +68,8 @@ def spark_connect_service(settings: Settings) -> Service:
     if (home := java_home()) is not None:
         env["JAVA_HOME"] = home
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    # Python UDFs (batch scoring) run in this venv, where the model's libraries are
+    env["PYSPARK_PYTHON"] = str(BIN / "python")
     env["SPARK_LOCAL_DIRS"] = str(settings.spark_dir / "tmp")
     env["SPARK_LOG_DIR"] = str(settings.run_dir)
     return Service("spark-connect", command, env, settings.spark_connect_port)

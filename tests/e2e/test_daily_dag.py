@@ -64,7 +64,8 @@ def test_dag_is_parsed_with_docs_tags_and_assets(api):
         "check_silver": ["gold"],
         "gold": ["check_gold"],
         "check_gold": ["materialize"],
-        "materialize": [],
+        "materialize": ["score"],
+        "score": [],
     }
     assert all(t["doc_md"] for t in tasks.values())
     assets = {a["name"] for a in api.get("/assets", limit=100)["assets"]}
@@ -171,6 +172,18 @@ def test_the_backfill_leaves_the_newest_day_in_the_online_store(backfilled, sett
     ).to_dict()
     last = source.table("flights", day=DAYS[-1])  # every flight of that day was accepted
     assert online["flights_1d"] == [int((last.carrier == c).sum()) for c in carriers]
+
+
+def test_without_a_champion_scoring_is_skipped_with_the_reason_in_its_log(backfilled, api):
+    runs, _ = backfilled
+    run_id = runs[-1]["dag_run_id"]
+    score = next(t for t in api.task_instances(DAG_ID, run_id) if t["task_id"] == "score")
+    assert score["state"] == "skipped"
+    log = api.get(
+        f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/score/logs/{score['try_number']}",
+        full_content=True,
+    )
+    assert "no model holds the alias flight_disruption@champion" in str(log)
 
 
 def test_a_critical_quality_failure_stops_the_run_before_gold(backfilled, api, spark):

@@ -160,24 +160,27 @@ def test_a_corrected_gold_value_is_served_offline_and_online(feast_lake):
 
 
 @pytest.fixture()
-def redis_lake(feast_lake):
+def redis_lake(feast_lake, tmp_path):
+    """The same lakehouse with its own registry and the Redis online store (database 7)."""
     import redis
 
     lake, tables = feast_lake
     client = redis.Redis(host="127.0.0.1", port=6379, db=7)
     client.flushdb()
-    yield (
-        lake.model_copy(
-            update={"feast_online_store": "redis", "feast_redis": "127.0.0.1:6379,db=7"}
-        ),
-        client,
+    on_redis = lake.model_copy(
+        update={
+            "feast_online_store": "redis",
+            "feast_redis": "127.0.0.1:6379,db=7",
+            "feast_registry": str(tmp_path / "registry.db"),
+        }
     )
+    yield on_redis, client
     client.flushdb()
 
 
 def test_redis_online_store_end_to_end(redis_lake):
     lake, client = redis_lake
-    store.apply(lake)  # same registry; `feast apply` sets up the Redis online store
+    store.apply(lake)  # `feast apply` sets up the Redis online store
     materialize.run(lake, DAYS[3])
     assert client.dbsize() > 0  # the features really are in Redis
     online, offline = online_and_offline(lake, DAYS[3])

@@ -1,0 +1,107 @@
+"""`make bench-training`: the disruption model on a held-out October-December 2013.
+
+1. Builds the whole of 2013 through gold in its own lakehouse (.state/bench-training; days
+   already built are kept, so a second run only trains), in-process with one Spark session.
+2. Trains through the real job (`jobs.training.train.run`) on January-August, early stopping on
+   September, held-out test October 1 - December 31: XGBoost on the flight_disruption_v1 features
+   beside the logistic baseline (scheduled hour, weekday, carrier). Prints both ROC AUCs, the
+   training time and the process's peak memory.
+3. The default 60-day window ending 2013-12-31: training time and peak memory.
+
+Results go to .state/bench-training/training.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".state" / "bench-training"
+os.environ.update(
+    {
+        "NIGHTJAR_STATE_DIR": str(STATE),
+        "NIGHTJAR_SPARK_CONNECT_PORT": "25032",
+        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25032",
+    }
+)
+
+from deltalake import DeltaTable  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import Progress  # noqa: E402
+
+from jobs.common.dates import days  # noqa: E402
+from jobs.common.settings import Settings  # noqa: E402
+from jobs.common.spark import get_spark  # noqa: E402
+from jobs.features import store  # noqa: E402
+from jobs.pipeline import run_stage  # noqa: E402
+from jobs.platform import services  # noqa: E402
+from jobs.training import train  # noqa: E402
+
+console = Console()
+YEAR = days(dt.date(2013, 1, 1), dt.date(2013, 12, 31))
+
+
+def built_days(settings: Settings) -> set[dt.date]:
+    try:
+        table = DeltaTable(settings.table_uri("gold.origin_weather_daily"))
+    except Exception:
+        return set()
+    return set(table.get_add_actions(flatten=True).column("partition.as_of_date").to_pylist())
+
+
+def build_year(settings: Settings) -> float:
+    todo = [d for d in YEAR if d not in built_days(settings)]
+    if not todo:
+        return 0.0
+    services.up(settings, airflow=False)
+    spark = get_spark(settings)
+    started = time.perf_counter()
+    with Progress(console=console) as progress:
+        bar = progress.add_task("building 2013 through gold", total=len(todo))
+        for day in todo:
+            for stage in ("land", "bronze", "silver", "gold"):
+                run_stage(stage, day, "bench", settings, spark=spark)
+            progress.advance(bar)
+    services.down(settings)
+    return time.perf_counter() - started
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def main() -> None:
+    settings = Settings().model_copy(update={"model_name": "flight_disruption_bench"})
+    results: dict[str, float | str] = {"build_s": build_year(settings)}
+    if "--build-only" in sys.argv:
+        console.print(results)
+        return
+    store.apply(settings)
+
+    started = time.perf_counter()
+    default = train.run(settings, dt.date(2013, 12, 31))
+    results["window60_train_s"] = time.perf_counter() - started
+    results["window60_test_roc_auc"] = default.test_metrics["roc_auc"]
+    results["window60_peak_rss_gib"] = peak_rss_gib()
+
+    holdout = settings.model_copy(update={"validation_days": 30, "test_days": 92})
+    started = time.perf_counter()
+    year = train.run(holdout, dt.date(2013, 12, 31), window_days=365)
+    results["holdout_train_s"] = time.perf_counter() - started
+    results["holdout_peak_rss_gib"] = peak_rss_gib()
+    results["holdout_xgboost_roc_auc"] = year.test_metrics["roc_auc"]
+    results["holdout_baseline_roc_auc"] = year.baseline_test_metrics["roc_auc"]
+    results["holdout_xgboost_pr_auc"] = year.test_metrics["pr_auc"]
+    results["holdout_test_rows"] = len(year.test_predictions)
+    console.print_json(json.dumps(results))
+    (STATE / "training.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

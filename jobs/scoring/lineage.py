@@ -1,0 +1,82 @@
+"""Reading the predictions: tomorrow's riskiest flights, and the lineage of one prediction
+(prediction row -> model version -> MLflow run -> the Delta versions it was trained on)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from jobs.common.delta.snapshot import read_arrow
+from jobs.common.errors import NightjarError
+from jobs.common.settings import Settings
+from jobs.scoring.predictions import PREDICTIONS
+
+
+def predictions(settings: Settings, flight_date: dt.date) -> pd.DataFrame:
+    try:
+        frame = read_arrow(
+            settings.table_uri(PREDICTIONS.name), {"flight_date": [flight_date]}
+        ).to_pandas()
+    except Exception as exc:  # the table does not exist yet
+        raise NightjarError(f"no predictions table yet ({exc})") from exc
+    if frame.empty:
+        raise NightjarError(f"no predictions for flights on {flight_date}: run the daily DAG")
+    return frame
+
+
+def top_risk(settings: Settings, flight_date: dt.date, n: int = 20) -> pd.DataFrame:
+    """The champion's ``n`` highest-risk flights scheduled on ``flight_date``."""
+    frame = predictions(settings, flight_date)
+    frame = frame[frame.role == "champion"]
+    columns = ["flight_id", "carrier", "route", "sched_dep_utc", "probability", "flagged"]
+    return frame.nlargest(n, "probability")[columns].reset_index(drop=True)
+
+
+def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[dict]:
+    """One entry per model that scored the flight, with its chain back to the training data."""
+    from jobs.training import tracking
+
+    frame = predictions(settings, flight_date)
+    rows = frame[frame.flight_id == flight_id]
+    if rows.empty:
+        raise NightjarError(f"no prediction for flight {flight_id!r} on {flight_date}")
+    client = tracking.client(settings)
+    chain = []
+    for row in rows.itertuples():
+        version = client.get_model_version(row.model_name, row.model_version)
+        run = client.get_run(row.mlflow_run_id)
+        params = run.data.params
+        chain.append(
+            {
+                "prediction": {
+                    "flight_id": row.flight_id,
+                    "flight_date": str(row.flight_date),
+                    "probability": row.probability,
+                    "flagged": bool(row.flagged),
+                    "role": row.role,
+                    "scored_by": row._run_id,
+                    "logical_ts": str(row.logical_ts),
+                },
+                "model": {
+                    "name": row.model_name,
+                    "version": row.model_version,
+                    "aliases": list(version.aliases),
+                    "source": version.source,
+                },
+                "mlflow_run": {
+                    "run_id": row.mlflow_run_id,
+                    "experiment_id": run.info.experiment_id,
+                    "git_commit": run.data.tags.get("mlflow.source.git.commit"),
+                    "training_window": f"{params['window_start']}..{params['window_end']}",
+                    "seed": params["seed"],
+                    "feature_service": params["feature_service"],
+                },
+                "training_inputs": {
+                    k.removeprefix("delta_version."): int(v)
+                    for k, v in params.items()
+                    if k.startswith("delta_version.")
+                },
+            }
+        )
+    return chain

@@ -1,0 +1,141 @@
+"""Batch scoring on the shared feature lakehouse: a champion trained on 03-01..03-04, an
+unpromoted challenger in shadow, predictions for the next day's flights."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import mlflow
+import numpy as np
+import pytest
+
+from jobs.common.delta.snapshot import read_arrow
+from jobs.common.errors import NightjarError, StageSkipped
+from jobs.features.training import training_set
+from jobs.scoring import lineage, score
+from jobs.scoring.predictions import PREDICTIONS
+from jobs.training import dataset, registry, tracking, train
+from tests.feature_lake import DAYS
+
+
+@pytest.fixture(scope="module")
+def models(feast_lake, tmp_path_factory):
+    lake, tables = feast_lake
+    root = tmp_path_factory.mktemp("scoring-mlflow")
+    settings = lake.model_copy(
+        update={
+            "validation_days": 1,
+            "test_days": 1,
+            "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "model_name": "flight_disruption_scoring",
+            "promote_min_roc_auc": 0.5,
+        }
+    )
+    champion = train.run(settings, DAYS[-1], window_days=4)
+    # a challenger trained on shuffled labels: registered, not promoted
+    split = dataset.split
+
+    def shuffled(data, window):
+        parts = split(data, window)
+        parts.train["is_disrupted"] = np.random.default_rng(1).permutation(
+            parts.train["is_disrupted"].to_numpy()
+        )
+        return parts
+
+    train.split = shuffled
+    try:
+        challenger = train.run(settings, DAYS[-1], window_days=4)
+    finally:
+        train.split = split
+    assert champion.promoted and not challenger.promoted
+    return settings, tables, champion, challenger
+
+
+def partition(settings, day):
+    return read_arrow(settings.table_uri(PREDICTIONS.name), {"flight_date": [day]}).to_pandas()
+
+
+def test_without_a_champion_scoring_is_skipped_with_a_reason(spark, feast_lake, tmp_path):
+    lake, tables = feast_lake
+    empty = lake.model_copy(update={"mlflow_tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"})
+    with pytest.raises(StageSkipped, match="no model holds the alias flight_disruption@champion"):
+        score.run(spark, tables, empty, DAYS[2], "r")
+
+
+def test_predictions_equal_the_model_on_the_training_paths_features(spark, models):
+    settings, tables, champion, challenger = models
+    result = score.run(spark, tables, settings, DAYS[2], "scheduled__2013-03-03")
+    flights_0304 = partition(settings, DAYS[3])
+    assert result["models"] == {
+        "champion": f"{settings.model_name} v{champion.version}",
+        "shadow": f"{settings.model_name} v{challenger.version}",
+    }
+    assert flights_0304.groupby("role").size().to_dict() == {
+        "champion": result["flights"],
+        "shadow": result["flights"],
+    }
+    assert set(flights_0304.logical_ts.astype(str)) == {"2013-03-03 00:00:00+00:00"}
+    # 03-04 flights have labels: their training-set rows carry the same features
+    data = training_set(settings, DAYS[3], DAYS[3])
+    model = mlflow.xgboost.load_model(f"models:/{settings.model_name}@champion")
+    direct = dict(
+        zip(
+            data.frame.flight_id,
+            model.predict_proba(data.frame[data.feature_columns])[:, 1],
+            strict=True,
+        )
+    )
+    mine = flights_0304[flights_0304.role == "champion"].set_index("flight_id").probability
+    assert len(mine) == len(direct)
+    np.testing.assert_allclose(mine.to_numpy(), [direct[f] for f in mine.index], rtol=1e-6)
+    assert (mine >= 0.5).sum() == flights_0304.query("role == 'champion'").flagged.sum()
+
+
+def test_rescoring_a_day_replaces_exactly_its_partition(spark, models):
+    settings, tables, _, _ = models
+    score.run(spark, tables, settings, DAYS[3], "r1")
+    score.run(spark, tables, settings, DAYS[2], "r1")
+    before = partition(settings, DAYS[3]).sort_values(["flight_id", "role"], ignore_index=True)
+    other = partition(settings, DAYS[3] + dt.timedelta(days=1))
+    score.run(spark, tables, settings, DAYS[2], "r2")
+    after = partition(settings, DAYS[3]).sort_values(["flight_id", "role"], ignore_index=True)
+    assert len(after) == len(before)
+    assert (after.probability == before.probability).all()
+    assert set(after._run_id) == {"r2"}
+    assert partition(settings, DAYS[3] + dt.timedelta(days=1)).equals(other)
+
+
+def test_an_unloadable_champion_fails_loudly_and_writes_nothing(spark, models, tmp_path):
+    settings, tables, champion, _ = models
+    client = tracking.client(settings)
+    broken = client.create_model_version(settings.model_name, source=str(tmp_path / "gone"))
+    client.set_registered_model_alias(settings.model_name, "champion", broken.version)
+    from deltalake import DeltaTable
+
+    version = DeltaTable(settings.table_uri(PREDICTIONS.name)).version()
+    try:
+        with pytest.raises(NightjarError, match="champion model .* cannot be loaded"):
+            score.run(spark, tables, settings, DAYS[2], "r3")
+        assert DeltaTable(settings.table_uri(PREDICTIONS.name)).version() == version
+    finally:
+        client.set_registered_model_alias(settings.model_name, "champion", champion.version)
+
+
+def test_the_lineage_chain_resolves_to_the_training_inputs(spark, models):
+    settings, tables, champion, challenger = models
+    score.run(spark, tables, settings, DAYS[2], "r4")
+    flight = partition(settings, DAYS[3]).flight_id.iloc[0]
+    chain = lineage.lineage(settings, flight, DAYS[3])
+    assert {c["prediction"]["role"] for c in chain} == {"champion", "shadow"}
+    entry = next(c for c in chain if c["prediction"]["role"] == "champion")
+    assert entry["model"]["version"] == champion.version and "champion" in entry["model"]["aliases"]
+    assert entry["mlflow_run"]["run_id"] == champion.run_id
+    params = tracking.client(settings).get_run(champion.run_id).data.params
+    assert entry["training_inputs"]["gold.flights"] == int(params["delta_version.gold.flights"])
+    assert entry["mlflow_run"]["training_window"] == "2013-03-01..2013-03-04"
+    top = lineage.top_risk(settings, DAYS[3], n=5)
+    assert len(top) == 5 and top.probability.is_monotonic_decreasing
+    assert (
+        registry.alias_version(tracking.client(settings), settings, "challenger")
+        == challenger.version
+    )
