@@ -43,29 +43,29 @@ def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[di
         raise NightjarError(f"no prediction for flight {flight_id!r} on {flight_date}")
     client = tracking.client(settings)
     chain = []
-    for row in rows.itertuples():
-        version = client.get_model_version(row.model_name, row.model_version)
-        run = client.get_run(row.mlflow_run_id)
+    for row in rows.to_dict("records"):
+        version = client.get_model_version(row["model_name"], row["model_version"])
+        run = client.get_run(row["mlflow_run_id"])
         params = run.data.params
         chain.append(
             {
                 "prediction": {
-                    "flight_id": row.flight_id,
-                    "flight_date": str(row.flight_date),
-                    "probability": row.probability,
-                    "flagged": bool(row.flagged),
-                    "role": row.role,
-                    "scored_by": row._run_id,
-                    "logical_ts": str(row.logical_ts),
+                    "flight_id": row["flight_id"],
+                    "flight_date": str(row["flight_date"]),
+                    "probability": row["probability"],
+                    "flagged": bool(row["flagged"]),
+                    "role": row["role"],
+                    "scored_by": row["_run_id"],
+                    "logical_ts": str(row["logical_ts"]),
                 },
                 "model": {
-                    "name": row.model_name,
-                    "version": row.model_version,
+                    "name": row["model_name"],
+                    "version": row["model_version"],
                     "aliases": list(version.aliases),
                     "source": version.source,
                 },
                 "mlflow_run": {
-                    "run_id": row.mlflow_run_id,
+                    "run_id": row["mlflow_run_id"],
                     "experiment_id": run.info.experiment_id,
                     "git_commit": run.data.tags.get("mlflow.source.git.commit"),
                     "training_window": f"{params['window_start']}..{params['window_end']}",

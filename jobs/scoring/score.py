@@ -49,9 +49,9 @@ def load(tracking_client, settings: Settings, version: str, role: str) -> Scorin
 
     name = settings.model_name
     meta = tracking_client.get_model_version(name, version)
-    params = tracking_client.get_run(meta.run_id).data.params
     try:
         model = mlflow.xgboost.load_model(f"models:/{name}/{version}")
+        params = tracking_client.get_run(meta.run_id).data.params  # its training run
     except Exception as exc:
         raise NightjarError(
             f"the {role} model {name} v{version} cannot be loaded ({exc}); nothing was scored"
