@@ -49,24 +49,33 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 @app.command()
 def stage(
     name: str = typer.Argument(
-        ..., help="land | bronze | silver | check_silver | gold | check_gold | materialize"
+        ...,
+        help="land | bronze | silver | check_silver | gold | check_gold | materialize | score",
     ),
     date: str = typer.Option(..., "--date", "-d"),
     run_id: str | None = typer.Option(None),
 ) -> None:
     """Run one lakehouse stage for one logical date."""
+    from jobs.common.errors import StageSkipped
     from jobs.pipeline import run_stage
 
-    console.print_json(json.dumps(run_stage(name, _date(date), run_id), default=str))
+    try:
+        console.print_json(json.dumps(run_stage(name, _date(date), run_id), default=str))
+    except StageSkipped as skipped:
+        console.print(f"[yellow]{name} skipped:[/yellow] {skipped}")
 
 
 @app.command()
 def day(date: str = typer.Option(..., "--date", "-d")) -> None:
     """Run every stage of the daily DAG for one date, in-process (no Airflow)."""
+    from jobs.common.errors import StageSkipped
     from jobs.pipeline import STAGES, run_stage
 
     for name in STAGES:
-        run_stage(name, _date(date))
+        try:
+            run_stage(name, _date(date))
+        except StageSkipped as skipped:
+            console.print(f"[yellow]{name} skipped:[/yellow] {skipped}")
     console.print(f"[green]day {date} done[/green]")
 
 

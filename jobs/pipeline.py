@@ -15,16 +15,9 @@ from jobs.common.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STAGES = (
-    "land",
-    "bronze",
-    "silver",
-    "check_silver",
-    "gold",
-    "check_gold",
-    "materialize",
-    "score",
-)
+# The lakehouse's own stages, then what serves the ML side from it.
+LAKEHOUSE_STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
+STAGES = (*LAKEHOUSE_STAGES, "materialize", "score")
 
 
 def release(spark) -> None:

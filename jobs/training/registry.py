@@ -105,7 +105,7 @@ def record(settings: Settings, tracking, row: dict) -> None:
 
 
 def decisions(settings: Settings):
-    """The decision log, oldest first (a pandas frame; empty before the first decision)."""
+    """The configured model's decision log, oldest first (empty before the first decision)."""
     import pandas as pd
 
     uri = settings.table_uri(DECISIONS_TABLE)
@@ -113,6 +113,7 @@ def decisions(settings: Settings):
         frame = read_arrow(uri).to_pandas()
     except Exception:  # no table yet
         return pd.DataFrame(columns=DECISION_SCHEMA.names)
+    frame = frame[frame.model_name == settings.model_name]
     return frame.sort_values("decided_at", ignore_index=True)
 
 

@@ -14,7 +14,7 @@ import pytest
 from jobs.common.delta import open_tables
 from jobs.lakehouse import source
 from jobs.lakehouse import tables as tb
-from jobs.pipeline import STAGES, run_stage
+from jobs.pipeline import LAKEHOUSE_STAGES, run_stage
 from jobs.platform import demo, services
 from jobs.platform.airflow_api import AirflowAPI
 from tests.lakehouse.snapshot import assert_same, snapshot
@@ -132,7 +132,7 @@ def test_backfill_equals_running_the_days_one_by_one(backfilled, settings, spark
         }
     )
     for day in DAYS:
-        for stage in STAGES:
+        for stage in LAKEHOUSE_STAGES:
             run_stage(stage, day, f"manual__{day}", one_by_one, spark=spark)
     assert_same(
         snapshot(tables, settings.rolling_windows_days),
