@@ -95,3 +95,57 @@ def trailing_parameters(
         parameters[_parameter(kwargs["min_value"])] = None if low is None else float(low)
         parameters[_parameter(kwargs["max_value"])] = None if high is None else float(high)
     return parameters, history
+
+
+def correlation_rows(
+    tables: DeltaTables,
+    table: TableSpec,
+    date_column: str,
+    day: dt.date,
+    suite: dict[str, Any],
+    run_id: str,
+) -> list[dict[str, Any]]:
+    """Feature-correlation drift, as gate results: for each ``meta.correlations`` entry of the
+    suite, D's Pearson correlation of the column pair must lie within ``absolute`` of its mean
+    over the trailing days (GX has no correlation expectation, so Spark computes both and the
+    result is recorded like any other). Open below ``min_history_days``."""
+    import json
+
+    pairs = suite["meta"].get("correlations", [])
+    if not pairs:
+        return []
+    trailing = int(suite["meta"]["trailing_days"])
+    days = [day - dt.timedelta(days=n) for n in range(0, trailing + 1)]
+    aliases = {f"corr__{a}__{b}": (a, b) for a, b in (p["columns"] for p in pairs)}
+    daily = (
+        tables.read(table, partitions={date_column: days})
+        .groupBy(date_column)
+        .agg(*[F.corr(a, b).alias(alias) for alias, (a, b) in aliases.items()])
+        .toPandas()
+        .set_index(date_column)
+    )
+    history = daily.drop(index=day, errors="ignore")
+    enough = len(history) >= int(suite["meta"]["min_history_days"])
+    rows = []
+    for pair, alias in zip(pairs, aliases, strict=True):
+        observed = float(daily.loc[day, alias]) if day in daily.index else None
+        center = float(history[alias].mean()) if enough else None
+        low = None if center is None else center - pair["absolute"]
+        high = None if center is None else center + pair["absolute"]
+        success = observed is not None and (center is None or low <= observed <= high)
+        rows.append(
+            {
+                "logical_date": day,
+                "layer": "silver",
+                "suite": suite["name"],
+                "expectation": "column_pair_correlation_within_trailing_band",
+                "column": ",".join(pair["columns"]),
+                "kwargs": json.dumps({"min_value": low, "max_value": high}),
+                "severity": pair["severity"],
+                "success": success,
+                "observed_value": json.dumps(observed),
+                "exception": None,
+                "_run_id": run_id,
+            }
+        )
+    return rows

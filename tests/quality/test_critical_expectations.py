@@ -184,10 +184,11 @@ def test_the_clean_day_passes_every_gate_with_the_bands_active(spark, built):
         .where("suite = 'silver_flights_trends'")
         .toPandas()
     )
-    assert len(trends) == len(load_suite("silver_flights_trends")["expectations"])
+    suite = load_suite("silver_flights_trends")
+    assert len(trends) == len(suite["expectations"]) + len(suite["meta"]["correlations"])
     # with a week of identical history every band is closed around D's own statistics
     bounds = [json.loads(k) for k in trends.kwargs if "max_value" in json.loads(k)]
-    assert len(bounds) == 8 and all(b["min_value"] < b["max_value"] for b in bounds)
+    assert len(bounds) == 10 and all(b["min_value"] < b["max_value"] for b in bounds)
     assert trends.success.all()
 
 
@@ -269,3 +270,19 @@ def test_gx_spark_engine_reaches_the_same_verdicts(spark, built, case):
             gate(spark, tables, on_spark, DAY, "r")
     finally:
         tables.overwrite_partitions(case.table, to_arrow(clean, case.table), where)
+
+
+def test_a_broken_feature_correlation_is_recorded_as_a_warning(spark, built):
+    lake, tables = built
+    where = {"flight_date": [DAY]}
+    clean = tables.read(tb.SILVER_FLIGHTS, partitions=where).toPandas()
+    shuffled = clean.assign(arr_delay=clean.arr_delay.sample(frac=1, random_state=0).to_numpy())
+    tables.overwrite_partitions(tb.SILVER_FLIGHTS, to_arrow(shuffled, tb.SILVER_FLIGHTS), where)
+    try:
+        gates.check_silver(spark, tables, lake, DAY, "r")  # a warning: does not raise
+        failed = failed_rows(tables, "silver_flights_trends")
+        broken = failed[failed.column == "dep_delay,arr_delay"]
+        assert list(broken.severity) == ["warning"]
+        assert abs(json.loads(broken.iloc[0].observed_value)) < 0.3  # was ~0.9
+    finally:
+        tables.overwrite_partitions(tb.SILVER_FLIGHTS, to_arrow(clean, tb.SILVER_FLIGHTS), where)
