@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training clean distclean
+.PHONY: help setup run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench: setup  ## benchmarks: per-task Spark overhead, day-run wall time, demo ba
 
 bench-training: setup  ## benchmark: builds 2013 through gold (once), then ROC AUC on Oct-Dec, training time and memory
 	$(BIN)/python -m benchmarks.training
+
+bench-scoring: setup  ## benchmark: batch scoring end to end vs raw XGBoost predict, 1 day and 10M flights
+	$(BIN)/python -m benchmarks.scoring
 
 bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 100k-row historical retrieval
 	$(BIN)/python -m benchmarks.features
