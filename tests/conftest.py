@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_STATE = ROOT / ".state" / "test"
+# A second test run beside this one (another checkout's work, a helper) picks its own folder and
+# ports with these two variables; two runs sharing them would stop each other's servers.
+TEST_STATE = Path(os.environ.get("NIGHTJAR_TEST_STATE_DIR", ROOT / ".state" / "test")).resolve()
+PORT_OFFSET = int(os.environ.get("NIGHTJAR_TEST_PORT_OFFSET", "0"))
 os.environ.update(
     {
         "NIGHTJAR_STATE_DIR": str(TEST_STATE),
-        "NIGHTJAR_SPARK_CONNECT_PORT": "15102",
-        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:15102",
-        "NIGHTJAR_AIRFLOW_PORT": "18080",
+        "NIGHTJAR_SPARK_CONNECT_PORT": str(15102 + PORT_OFFSET),
+        "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{15102 + PORT_OFFSET}",
+        "NIGHTJAR_AIRFLOW_PORT": str(18080 + PORT_OFFSET),
         "AIRFLOW_HOME": str(TEST_STATE / "airflow"),
     }
 )
