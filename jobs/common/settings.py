@@ -110,6 +110,34 @@ class Settings(BaseSettings):
         default=0.005, description="Promote only if ROC AUC >= champion's minus this margin."
     )
 
+    # --- monitoring and the retraining policy --------------------------------------------------
+    reference_rows: int = Field(
+        default=5000, ge=100, description="Rows of the training set kept as the drift reference."
+    )
+    drift_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        description="A feature drifts when its distance to the reference reaches this "
+        "(normed Wasserstein for numbers, Jensen-Shannon for categories).",
+    )
+    retrain_drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of drifted features that counts as a drift day."
+    )
+    retrain_drift_days: int = Field(
+        default=3, ge=1, description="Consecutive drift days that request a retraining."
+    )
+    retrain_min_rolling_auc: float = Field(
+        default=0.6, description="A rolling 7-day ROC AUC below this requests a retraining."
+    )
+    retrain_cooldown_days: int = Field(
+        default=7, ge=0, description="Days after a retrain request in which no other is made."
+    )
+    initial_training_days: int = Field(
+        default=28,
+        ge=3,
+        description="Labeled days after which the first model is requested (no champion yet).",
+    )
+
     # --- schedule windows --------------------------------------------------------------------
     demo_start: dt.date = dt.date(2013, 1, 1)
     demo_end: dt.date = dt.date(2013, 2, 28)
@@ -159,6 +187,11 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def reports_dir(self) -> Path:
+        """The daily monitoring reports (HTML), served in the Airflow UI under /nightjar."""
+        return self.state_dir / "monitoring" / "reports"
 
     def table_uri(self, name: str) -> str:
         """URI of a Delta table named like ``silver.flights``."""

@@ -89,3 +89,115 @@ def print_summary(settings: Settings, start: dt.date, end: dt.date, console: Con
     if not reasons:
         q.add_row("-", "none", "0")
     console.print(q)
+
+
+def _frame(settings: Settings, table: str):
+    """A small ML table as pandas (delta-rs, no Spark); empty when it does not exist yet."""
+    import pandas as pd
+
+    from jobs.common.delta.snapshot import read_arrow
+
+    try:
+        return read_arrow(settings.table_uri(table)).to_pandas()
+    except Exception:
+        return pd.DataFrame()
+
+
+def _fmt(value, digits: int = 3) -> str:
+    import pandas as pd
+
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def print_lifecycle(settings: Settings, start: dt.date, end: dt.date, console: Console) -> None:
+    """The champion's history with reasons, daily performance and drift, retrain requests."""
+    from jobs.monitoring.monitor import MONITORING_METRICS
+    from jobs.monitoring.retrain import REQUESTS_TABLE
+    from jobs.training import registry
+
+    decisions = registry.decisions(settings)
+    history = Table(title=f"Model versions of {settings.model_name}")
+    for c in ("decided at", "version", "decision", "champion after", "reason", "trigger"):
+        history.add_column(c)
+    for r in decisions.itertuples():
+        history.add_row(
+            f"{r.decided_at:%H:%M:%S}",
+            r.version,
+            r.decision,
+            _fmt(r.champion_after),
+            r.reason,
+            _fmt(getattr(r, "trigger", None)),
+        )
+    console.print(history)
+
+    metrics = _frame(settings, MONITORING_METRICS.name)
+    daily = Table(
+        title="Daily monitoring (champion): drift of tonight's scores, AUC of last night's"
+    )
+    for c in (
+        "day",
+        "version",
+        "scored",
+        "drift share",
+        "pred. drift",
+        "labeled",
+        "ROC AUC",
+        "precision",
+        "recall",
+        "7-day AUC",
+    ):
+        daily.add_column(c, justify="right")
+    if len(metrics):
+        rows = metrics[
+            (metrics.model_name == settings.model_name)
+            & (metrics.role == "champion")
+            & (metrics.monitor_date >= start)
+            & (metrics.monitor_date <= end)
+        ].sort_values("monitor_date")
+        for r in rows.itertuples():
+            daily.add_row(
+                str(r.monitor_date),
+                r.model_version,
+                _fmt(r.n_scored),
+                _fmt(r.drift_share, 2),
+                _fmt(r.prediction_drift, 2),
+                _fmt(r.n_labeled),
+                _fmt(r.roc_auc),
+                _fmt(r.precision),
+                _fmt(r.recall),
+                _fmt(r.rolling_roc_auc),
+            )
+    console.print(daily)
+
+    requests = _frame(settings, REQUESTS_TABLE)
+    alerts = Table(title="Retrain requests (drift and performance alerts, first model)")
+    for c in ("day", "rule", "reason", "served by", "outcome"):
+        alerts.add_column(c)
+    if len(requests):
+        requests = requests[requests.model_name == settings.model_name]
+        served = requests[requests.event == "served"].set_index("request_id")
+        for r in requests[requests.event == "requested"].sort_values("request_date").itertuples():
+            done = served.loc[r.request_id] if r.request_id in served.index else None
+            alerts.add_row(
+                str(r.request_date),
+                r.rule,
+                r.reason,
+                f"v{done.model_version}" if done is not None else "pending",
+                done.outcome if done is not None else "-",
+            )
+    console.print(alerts)
+
+
+def where_to_look(settings: Settings) -> str:
+    return (
+        f"Where to look:\n"
+        f"  Airflow UI   http://{settings.airflow_host}:{settings.airflow_port} "
+        "(make airflow; the monitor task's 'Monitoring report' link)\n"
+        f"  MLflow UI    http://127.0.0.1:5000 (make mlflow): experiments {settings.model_name} "
+        f"and {settings.model_name}-monitoring\n"
+        f"  Reports      {settings.reports_dir}/<day>/index.html\n"
+        f"  Lakehouse    {settings.lakehouse} (ml.predictions, ml.monitoring_metrics, "
+        "ml.model_decisions, ml.retrain_requests)"
+    )

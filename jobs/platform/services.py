@@ -80,8 +80,8 @@ def airflow_service(settings: Settings, component: str) -> Service:
     return Service(component, [str(BIN / "airflow"), component], airflow_env(settings), port)
 
 
-def all_services(settings: Settings, airflow: bool = True) -> list[Service]:
-    services = [spark_connect_service(settings)]
+def all_services(settings: Settings, airflow: bool = True, spark: bool = True) -> list[Service]:
+    services = [spark_connect_service(settings)] if spark else []
     if airflow:
         services += [airflow_service(settings, c) for c in AIRFLOW_COMPONENTS]
     return services
@@ -175,9 +175,11 @@ def migrate_airflow_db(settings: Settings) -> None:
             db.execute("PRAGMA journal_mode=WAL")
 
 
-def up(settings: Settings, airflow: bool = True) -> list[Service]:
+def up(settings: Settings, airflow: bool = True, spark: bool = True) -> list[Service]:
+    """Start what is not running; ``spark=False`` when a Spark Connect server is already up at
+    ``settings.spark_connect_port`` under another state folder (a second platform in tests)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    services = all_services(settings, airflow)
+    services = all_services(settings, airflow, spark)
     if airflow:
         from jobs.features.store import apply as feast_apply
 
@@ -214,11 +216,15 @@ def stop(settings: Settings, name: str, timeout: float = 30) -> bool:
 
 
 def restart_dead(settings: Settings, airflow: bool = True) -> list[str]:
-    """Start again any service whose process has died; returns their names."""
+    """Start again any service whose process has died; returns their names. A service without
+    a pid file whose port answers is served from elsewhere (another state folder) and left be."""
     restarted = []
     for service in all_services(settings, airflow):
         child = _children.get(service.name)
-        if pid_of(settings, service.name) is None or (child and child.poll() is not None):
+        pid = pid_of(settings, service.name)
+        if pid is None and service.port and port_open(service.port):
+            continue
+        if pid is None or (child and child.poll() is not None):
             _children.pop(service.name, None)
             _pidfile(settings, service.name).unlink(missing_ok=True)
             start(settings, service)

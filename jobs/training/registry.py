@@ -34,6 +34,7 @@ DECISION_SCHEMA = pa.schema(
         ("champion_metrics", pa.string()),  # JSON: the champion's, on the same window
         ("eval_window", pa.string()),
         ("run_id", pa.string()),
+        ("trigger", pa.string()),  # why the training ran (weekly, manual, a retrain request)
     ]
 )
 
@@ -153,6 +154,7 @@ def rollback(settings: Settings, tracking) -> str:
             "champion_metrics": None,
             "eval_window": None,
             "run_id": None,
+            "trigger": "rollback",
         },
     )
     return previous

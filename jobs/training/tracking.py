@@ -18,18 +18,36 @@ def client(settings: Settings):
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     tracking = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    if tracking.get_experiment_by_name(settings.model_name) is None:
-        local = settings.tracking_uri.startswith("sqlite:")
-        tracking.create_experiment(
-            settings.model_name,
-            artifact_location=(mlflow_dir / "artifacts").as_uri() if local else None,
-            tags={"project": "nightjar", "task": "flight disruption, day-before risk"},
-        )
+    for name, task in (
+        (settings.model_name, "flight disruption, day-before risk"),
+        (monitoring_experiment(settings), f"daily drift and performance of {settings.model_name}"),
+    ):
+        if tracking.get_experiment_by_name(name) is None:
+            local = settings.tracking_uri.startswith("sqlite:")
+            tracking.create_experiment(
+                name,
+                artifact_location=(mlflow_dir / "artifacts").as_uri() if local else None,
+                tags={"project": "nightjar", "task": task},
+            )
     return tracking
 
 
-def experiment_id(tracking, settings: Settings) -> str:
-    return tracking.get_experiment_by_name(settings.model_name).experiment_id
+def monitoring_experiment(settings: Settings) -> str:
+    return f"{settings.model_name}-monitoring"
+
+
+def experiment_id(tracking, settings: Settings, name: str | None = None) -> str:
+    return tracking.get_experiment_by_name(name or settings.model_name).experiment_id
+
+
+def logged_model_id(tracking, name: str, version: str) -> str | None:
+    """The MLflow 3 logged model behind a registered version (the SQL store leaves the
+    version's ``model_id`` empty; its source is ``models:/<model id>``)."""
+    found = tracking.get_model_version(name, version)
+    if found.model_id:
+        return found.model_id
+    source = found.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
 def code_version() -> dict[str, str]:

@@ -26,6 +26,7 @@ import xgboost
 from jobs.common.settings import Settings
 from jobs.features.store import FEATURE_SERVICE
 from jobs.features.training import training_set
+from jobs.monitoring import reference
 from jobs.training import evaluate, models, registry, tracking
 from jobs.training.dataset import LABEL, Window, split
 
@@ -69,7 +70,9 @@ def run(
     window_days: int | None = None,
     seed: int | None = None,
     feature_service: str = FEATURE_SERVICE,
+    trigger: str = "manual",
 ) -> Result:
+    """``trigger`` says why this training runs (recorded on the MLflow run and the decision)."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -118,6 +121,7 @@ def run(
             **tracking.code_version(),
             "feature_service": feature_service,
             "training_window": f"{window.start}..{window.end}",
+            "nightjar.trigger": trigger,
         },
     ) as active:
         mlflow.log_params(
@@ -145,10 +149,21 @@ def run(
         mlflow.log_dict({"feature_service": feature_service, "features": features}, "features.json")
         mlflow.log_dict({"delta_versions": data.delta_versions}, "inputs.json")
         mlflow.log_dict({"trials": trained.trials}, "search_trials.json")
+        drift_reference = reference.sample(
+            parts.train,
+            features,
+            parts.train[LABEL],
+            scores["train"],
+            settings.reference_rows,
+            seed,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "test_predictions.parquet"
             predictions.to_parquet(path, index=False)
             mlflow.log_artifact(str(path))
+            path = Path(tmp) / Path(reference.ARTIFACT).name
+            drift_reference.to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), reference.ARTIFACT_DIR)
         example = parts.test[features].head(5)
         info = mlflow.xgboost.log_model(
             trained.model,
@@ -180,6 +195,7 @@ def run(
             "champion_metrics": registry.as_json(champion_test),
             "eval_window": f"{window.test_start}..{window.end}",
             "run_id": active.info.run_id,
+            "trigger": trigger,
         },
     )
     log.info(

@@ -65,12 +65,18 @@ def test_dag_is_parsed_with_docs_tags_and_assets(api):
         "gold": ["check_gold"],
         "check_gold": ["materialize"],
         "materialize": ["score"],
-        "score": [],
+        "score": ["monitor"],
+        "monitor": ["request_retrain"],
+        "request_retrain": [],
     }
     assert all(t["doc_md"] for t in tasks.values())
     assets = {a["name"] for a in api.get("/assets", limit=100)["assets"]}
     assert {"gold.flights", "gold.carrier_stats", "gold.origin_weather_daily"} <= assets
-    assert tasks["gold"]["depends_on_past"] is True
+    assert {t for t, v in tasks.items() if v["depends_on_past"]} == {
+        "gold",
+        "monitor",
+        "request_retrain",
+    }
     assert all(t["retries"] == 2 for t in tasks.values())
     assert api.get("/importErrors")["total_entries"] == 0
 

@@ -1,0 +1,85 @@
+"""`make bench-monitoring`: Evidently drift report time, one day and 1M rows x all features.
+
+The frames are synthetic, shaped like the flight_disruption_v1 service (67 numeric features,
+plus the probability): the reference is the training sample the monitor uses
+(``Settings.reference_rows`` rows); the current side is one day of scored flights (~1,000) or
+1,000,000 rows, with a shift in a third of the features so the report has drift to show. Each
+size is timed for the measurement (``jobs.monitoring.drift.measure``: every per-column test and
+the drift share) and for writing its HTML report; peak memory is the process's high-water mark.
+Target: <= 30 s for 1M rows. Saves .state/bench-monitoring/monitoring.json.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from jobs.common.settings import Settings
+from jobs.monitoring import drift
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".state" / "bench-monitoring"
+FEATURES = [f"f{i:02d}" for i in range(67)]
+SIZES = {"one day": 1_000, "1M rows": 1_000_000}
+console = Console()
+
+
+def frame(rows: int, rng: np.random.Generator, shift: bool) -> pd.DataFrame:
+    data = rng.normal(size=(rows, len(FEATURES))).astype("float64")
+    if shift:
+        data[:, ::3] += 0.5  # every third feature, half a standard deviation
+    out = pd.DataFrame(data, columns=FEATURES)
+    out["probability"] = rng.beta(2, 5, size=rows)
+    return out
+
+
+def main() -> None:
+    STATE.mkdir(parents=True, exist_ok=True)
+    settings = Settings()
+    rng = np.random.default_rng(0)
+    reference = frame(settings.reference_rows, rng, shift=False)
+    results = {}
+    for name, rows in SIZES.items():
+        current = frame(rows, rng, shift=True)
+        t0 = time.perf_counter()
+        measured = drift.measure(reference, current, FEATURES, settings.drift_threshold)
+        measure_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        measured.snapshot.save_html(str(STATE / f"drift-{rows}.html"))
+        html_s = time.perf_counter() - t0
+        results[name] = {
+            "rows": rows,
+            "features": len(FEATURES),
+            "measure_s": round(measure_s, 2),
+            "html_s": round(html_s, 2),
+            "total_s": round(measure_s + html_s, 2),
+            "drift_share": round(measured.share, 3),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        }
+        console.print(f"{name}: {results[name]}")
+    table = Table(title="Evidently drift report (67 features + prediction, reference 5,000 rows)")
+    for column in ("size", "measure (s)", "HTML (s)", "total (s)", "drift share", "peak RSS GiB"):
+        table.add_column(column, justify="right")
+    for name, r in results.items():
+        table.add_row(
+            name,
+            f"{r['measure_s']:.2f}",
+            f"{r['html_s']:.2f}",
+            f"{r['total_s']:.2f}",
+            f"{r['drift_share']:.3f}",
+            f"{r['peak_rss_gib']:.2f}",
+        )
+    console.print(table)
+    console.print("target: <= 30 s for 1M rows")
+    (STATE / "monitoring.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

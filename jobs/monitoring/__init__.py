@@ -1,0 +1,1 @@
+"""Monitoring: Evidently drift and delayed-label performance per day, and the retraining policy."""

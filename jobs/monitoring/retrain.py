@@ -1,0 +1,223 @@
+"""The retraining policy (the daily DAG's ``request_retrain`` task) and its request log.
+
+For day D, the first rule that holds makes a request:
+
+1. **bootstrap**: no champion yet, and gold holds at least ``initial_training_days`` labeled
+   days up to D (the first model is trained on them);
+2. **drift**: the champion's drift share reached ``retrain_drift_share`` on each of the last
+   ``retrain_drift_days`` monitored days;
+3. **performance**: the champion's rolling 7-day ROC AUC fell below ``retrain_min_rolling_auc``.
+
+**Cooldown**: no request is made when one was made for a day in the ``retrain_cooldown_days``
+before D (counted in data days, so a backfill behaves like the nightly runs): one drift episode
+starts one retraining, not one per day.
+
+``ml.retrain_requests`` is an outbox, append-only: a ``requested`` row, then a ``served`` row
+when a training run has handled it. The Asset event only wakes the training DAG; each training
+run serves *every* pending request in the log, not only the events that triggered it. So an
+event that Airflow leaves unconsumed (apache/airflow#56050: with ``max_active_runs=1``, events
+arriving during a run can wait until another event comes) loses no request: the run that
+follows, requested or weekly, serves it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pandas as pd
+import pyarrow as pa
+
+from jobs.common.delta.snapshot import append_arrow, read_arrow
+from jobs.common.errors import StageSkipped
+from jobs.common.settings import Settings
+
+log = logging.getLogger(__name__)
+REQUESTS_TABLE = "ml.retrain_requests"
+MIN_ROLLING_ROWS = 500  # below this a rolling AUC is too noisy to act on
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("event", pa.string()),  # requested | served
+        ("model_name", pa.string()),
+        ("request_date", pa.date32()),  # D of the daily run that requested
+        ("rule", pa.string()),  # bootstrap | drift | performance
+        ("reason", pa.string()),
+        ("details", pa.string()),  # JSON: the figures behind the decision
+        ("window_days", pa.int64()),  # training window to use (bootstrap), else default
+        ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ("airflow_run_id", pa.string()),  # the daily run (requested) or training run (served)
+        ("mlflow_run_id", pa.string()),  # served: the training run
+        ("model_version", pa.string()),  # served: the version it registered
+        ("outcome", pa.string()),  # served: promoted | rejected
+    ]
+)
+
+
+def log_rows(settings: Settings) -> pd.DataFrame:
+    try:
+        frame = read_arrow(settings.table_uri(REQUESTS_TABLE)).to_pandas()
+    except Exception:  # no request yet
+        return pd.DataFrame(columns=SCHEMA.names)
+    return frame[frame.model_name == settings.model_name].sort_values("recorded_at")
+
+
+def pending(settings: Settings) -> list[dict]:
+    """Requests no training run has served yet, oldest first."""
+    rows = log_rows(settings)
+    served = set(rows.request_id[rows.event == "served"])
+    return rows[(rows.event == "requested") & ~rows.request_id.isin(served)].to_dict("records")
+
+
+def append(settings: Settings, rows: list[dict]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    records = [{"model_name": settings.model_name, "recorded_at": now, **r} for r in rows]
+    append_arrow(settings.table_uri(REQUESTS_TABLE), pa.Table.from_pylist(records, schema=SCHEMA))
+
+
+def mark_served(settings: Settings, requests: list[dict], airflow_run_id: str, result) -> None:
+    append(
+        settings,
+        [
+            {
+                "request_id": r["request_id"],
+                "event": "served",
+                "request_date": r["request_date"],
+                "rule": r["rule"],
+                "reason": r["reason"],
+                "airflow_run_id": airflow_run_id,
+                "mlflow_run_id": result.run_id,
+                "model_version": result.version,
+                "outcome": "promoted" if result.promoted else "rejected",
+            }
+            for r in requests
+        ],
+    )
+
+
+def plan(requests: list[dict], default_trigger: str) -> tuple[dt.date | None, int | None, str]:
+    """(window end, window days, trigger) of a training run serving ``requests``: the newest
+    requested day, the largest requested window, and every request's reason."""
+    if not requests:
+        return None, None, default_trigger
+    windows = [int(r["window_days"]) for r in requests if pd.notna(r["window_days"])]
+    trigger = "; ".join(f"{r['rule']} on {r['request_date']}: {r['reason']}" for r in requests)
+    return max(r["request_date"] for r in requests), max(windows, default=None), trigger
+
+
+def decide(
+    day: dt.date,
+    history: pd.DataFrame,
+    requests: pd.DataFrame,
+    has_champion: bool,
+    labeled_days: int,
+    settings: Settings,
+) -> dict | None:
+    """The request for ``day``, or None. ``history``: the champion's ``ml.monitoring_metrics``
+    rows up to ``day``; ``requests``: the request log."""
+    made = requests[requests.event == "requested"] if len(requests) else requests
+    since = day - dt.timedelta(days=settings.retrain_cooldown_days)
+    recent = made[(made.request_date > since) & (made.request_date <= day)] if len(made) else made
+    if len(recent):
+        log.info(
+            "cooldown: %s requested on %s", recent.request_id.iloc[-1], recent.request_date.iloc[-1]
+        )
+        return None
+    if not has_champion:
+        if labeled_days >= settings.initial_training_days:
+            window = min(labeled_days, settings.training_window_days)
+            return request(
+                day,
+                "bootstrap",
+                f"no champion yet; {labeled_days} labeled days available",
+                {"labeled_days": labeled_days},
+                window,
+            )
+        return None
+    days = [day - dt.timedelta(days=i) for i in range(settings.retrain_drift_days)]
+    shares = history.set_index("monitor_date").drift_share.reindex(days)
+    if shares.notna().all() and (shares >= settings.retrain_drift_share).all():
+        return request(
+            day,
+            "drift",
+            f"drift share >= {settings.retrain_drift_share} on {len(days)} consecutive days "
+            f"({', '.join(f'{s:.2f}' for s in shares[::-1])})",
+            {str(d): float(s) for d, s in shares.items()},
+        )
+    today = history[history.monitor_date == day]
+    if len(today):
+        auc, n = today.rolling_roc_auc.iloc[0], today.rolling_n.iloc[0]
+        if (
+            pd.notna(auc)
+            and pd.notna(n)
+            and n >= MIN_ROLLING_ROWS
+            and auc < settings.retrain_min_rolling_auc
+        ):
+            return request(
+                day,
+                "performance",
+                f"rolling 7-day ROC AUC {auc:.4f} below {settings.retrain_min_rolling_auc} "
+                f"({int(n)} labeled predictions)",
+                {"rolling_roc_auc": float(auc), "rolling_n": int(n)},
+            )
+    return None
+
+
+def request(
+    day: dt.date, rule: str, reason: str, details: dict, window_days: int | None = None
+) -> dict:
+    return {
+        "request_id": f"{day.isoformat()}-{rule}",
+        "event": "requested",
+        "request_date": day,
+        "rule": rule,
+        "reason": reason,
+        "details": json.dumps(details, sort_keys=True),
+        "window_days": window_days,
+    }
+
+
+def labeled_days_until(settings: Settings, day: dt.date) -> int:
+    from deltalake import DeltaTable
+
+    try:
+        table = DeltaTable(settings.table_uri("gold.flights"))
+    except Exception:
+        return 0
+    dates = table.get_add_actions(flatten=True).column("partition.flight_date").to_pylist()
+    return len({d for d in dates if d <= day})
+
+
+def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:
+    """Apply the policy for ``day``: record the request and return it (the task then emits
+    the retrain-request Asset event), or raise StageSkipped saying why not."""
+    from jobs.monitoring.monitor import MONITORING_METRICS
+    from jobs.training import registry, tracking
+
+    requests = log_rows(settings)
+    if len(requests) and (requests.request_date == day).any():
+        raise StageSkipped(f"a retraining was already requested for {day}")
+    try:
+        history = read_arrow(settings.table_uri(MONITORING_METRICS.name)).to_pandas()
+        history = history[
+            (history.model_name == settings.model_name)
+            & (history.role == "champion")
+            & (history.monitor_date <= day)
+        ]
+    except Exception:  # nothing monitored yet
+        history = pd.DataFrame(columns=MONITORING_METRICS.arrow_schema.names)
+    has_champion = registry.alias_version(tracking.client(settings), settings, registry.CHAMPION)
+    wanted = decide(
+        day,
+        history,
+        requests,
+        has_champion is not None,
+        labeled_days_until(settings, day),
+        settings,
+    )
+    if wanted is None:
+        raise StageSkipped(f"no retraining needed on {day} (policy and cooldown: see the log)")
+    append(settings, [{**wanted, "airflow_run_id": airflow_run_id}])
+    log.info("retraining requested: %s", wanted["reason"])
+    return {**wanted, "request_date": day.isoformat()}  # JSON for XCom and the Asset event

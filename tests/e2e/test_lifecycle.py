@@ -1,0 +1,138 @@
+"""The full lifecycle through real Airflow, as `make run` drives it, over 2013-01-01..01-10.
+
+A platform of its own (state folder, Airflow DB, lakehouse, MLflow) shares the test session's
+Spark Connect server. Settings sized for ten days: the first model is requested once 5 days are
+labeled (1 validation, 1 test day); a drift day is one with >= 30% of the features drifted, one
+such day requests a retraining, and the cooldown is 4 days. So the policy requests the first
+model on 01-05, is held by the cooldown on 01-06..01-08, requests a drift retraining on 01-09,
+and is held again on 01-10, whatever the drift on that day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+
+from jobs.common.delta.snapshot import read_arrow
+from jobs.lakehouse import tables as tb
+from jobs.monitoring import retrain
+from jobs.monitoring.monitor import MONITORING_METRICS
+from jobs.platform import demo, services
+from jobs.platform.airflow_api import AirflowAPI
+from jobs.scoring.predictions import PREDICTIONS
+from jobs.training import registry
+from tests.conftest import TEST_STATE
+
+pytestmark = pytest.mark.airflow
+START, END = dt.date(2013, 1, 1), dt.date(2013, 1, 10)
+DAYS = [START + dt.timedelta(days=i) for i in range(10)]
+ENV = {
+    "NIGHTJAR_STATE_DIR": str(TEST_STATE / "lifecycle"),
+    "AIRFLOW_HOME": str(TEST_STATE / "lifecycle" / "airflow"),
+    "NIGHTJAR_INITIAL_TRAINING_DAYS": "5",
+    "NIGHTJAR_TRAINING_WINDOW_DAYS": "8",
+    "NIGHTJAR_VALIDATION_DAYS": "1",
+    "NIGHTJAR_TEST_DAYS": "1",
+    "NIGHTJAR_PROMOTE_MIN_ROC_AUC": "0.5",
+    "NIGHTJAR_RETRAIN_DRIFT_SHARE": "0.3",
+    "NIGHTJAR_RETRAIN_DRIFT_DAYS": "1",
+    "NIGHTJAR_RETRAIN_COOLDOWN_DAYS": "4",
+}
+
+
+@pytest.fixture(scope="module")
+def platform(spark):
+    from jobs.common.settings import Settings
+
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in ENV.items():
+            env.setenv(key, value)
+        settings = Settings()
+        services.up(settings, spark=False)  # the session's Spark Connect server serves it
+        api = AirflowAPI(settings)
+        try:
+            for dag_id in (demo.DAG_ID, demo.TRAINING_DAG_ID):
+                api.wait_for_dag(dag_id)
+                api.patch(f"/dags/{dag_id}", {"is_paused": False})
+            demo.lifecycle(api, settings, START, END)
+            yield settings, api
+        finally:
+            for name in reversed(services.AIRFLOW_COMPONENTS):
+                services.stop(settings, name)
+
+
+def test_the_policy_requests_the_first_model_then_one_drift_retraining(platform):
+    settings, _ = platform
+    rows = retrain.log_rows(settings)
+    requested = rows[rows.event == "requested"].sort_values("request_date")
+    assert list(zip(requested.request_date, requested.rule, strict=True)) == [
+        (dt.date(2013, 1, 5), "bootstrap"),
+        (dt.date(2013, 1, 9), "drift"),
+    ]
+    assert retrain.pending(settings) == []  # both served
+
+
+def test_each_request_started_a_training_run_through_the_asset(platform):
+    settings, api = platform
+    runs = sorted(api.dag_runs(demo.TRAINING_DAG_ID), key=lambda r: r["run_after"])
+    assert [(r["run_type"], r["state"]) for r in runs] == [("asset_triggered", "success")] * 2
+    served = []
+    for run in runs:
+        events = api.get(
+            f"/dags/{demo.TRAINING_DAG_ID}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents"
+        )
+        served.append([e["extra"]["request_id"] for e in events["asset_events"]])
+    assert served == [["2013-01-05-bootstrap"], ["2013-01-09-drift"]]
+
+
+def test_the_versions_record_why_they_were_trained(platform):
+    settings, _ = platform
+    decisions = registry.decisions(settings)
+    assert decisions.version.tolist() == ["1", "2"]
+    first, second = decisions.itertuples()
+    assert first.decision == "promoted" and first.trigger.startswith("bootstrap on 2013-01-05")
+    assert second.trigger.startswith("drift on 2013-01-09: drift share >= 0.3")
+    assert second.eval_window == "2013-01-09..2013-01-09"
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    assert client.get_run(second.run_id).data.tags["nightjar.trigger"] == second.trigger
+
+
+def test_every_night_after_the_first_model_is_scored(platform):
+    settings, _ = platform
+    scored_days = DAYS[6:] + [END + dt.timedelta(days=1)]  # run 01-06 scores 01-07, ...
+    predictions = read_arrow(settings.table_uri(PREDICTIONS.name)).to_pandas()
+    champion = predictions[predictions.role == "champion"]
+    assert sorted(champion.flight_date.unique()) == scored_days
+    scheduled = read_arrow(
+        settings.table_uri(tb.GOLD_SCHEDULED_FLIGHTS.name), {"flight_date": scored_days}
+    ).to_pandas()
+    assert champion.groupby("flight_date").size().to_dict() == (
+        scheduled.groupby("flight_date").size().to_dict()
+    )
+
+
+def test_every_day_has_monitoring_rows_and_a_report_linked_from_the_task(platform):
+    settings, api = platform
+    metrics = read_arrow(settings.table_uri(MONITORING_METRICS.name)).to_pandas()
+    by_day = metrics.groupby("monitor_date").role.apply(set).to_dict()
+    assert sorted(by_day) == DAYS
+    assert all(by_day[d] == {"none"} for d in DAYS[:5])  # no model before 01-06's run
+    assert all("champion" in by_day[d] for d in DAYS[5:])
+    champion = metrics[metrics.role == "champion"].set_index("monitor_date")
+    # performance needs last night's predictions: from 01-07 on
+    assert champion.loc[DAYS[5], "n_labeled"] is None or pd.isna(champion.loc[DAYS[5], "n_labeled"])
+    assert (champion.loc[DAYS[6] :, "n_labeled"] > 0).all()
+    assert champion.loc[DAYS[6] :, "roc_auc"].between(0, 1).all()
+
+    run = next(
+        r for r in api.dag_runs(demo.DAG_ID) if r["logical_date"].startswith(DAYS[8].isoformat())
+    )
+    links = api.get(f"/dags/{demo.DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/monitor/links")
+    url = links["extra_links"]["Monitoring report"]
+    assert url == f"/nightjar/reports/{DAYS[8]}/index.html"
+    page = httpx.get(f"http://{settings.airflow_host}:{settings.airflow_port}{url}")
+    assert page.status_code == 200 and f"Monitoring of {DAYS[8]}" in page.text

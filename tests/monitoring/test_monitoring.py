@@ -1,0 +1,175 @@
+"""Monitoring on the shared feature lakehouse (2013-03-01..03-04): a champion trained on those
+days scores 03-04's flights (run 03-03) and 03-05's (run 03-04); monitoring 03-04 measures the
+drift of 03-05's scored features and the performance of the 03-04 predictions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from jobs.common.delta.snapshot import read_arrow
+from jobs.lakehouse import tables as tb
+from jobs.monitoring import drift, monitor, performance, reference
+from jobs.scoring import score
+from jobs.scoring.predictions import PREDICTIONS
+from jobs.training import tracking, train
+from tests.feature_lake import DAYS
+
+DAY = DAYS[3]  # 03-04: its flights were scored by run 03-03, tonight's are 03-05's
+
+
+@pytest.fixture(scope="module")
+def monitored(spark, feast_lake, tmp_path_factory):
+    lake, tables = feast_lake
+    root = tmp_path_factory.mktemp("monitoring")
+    settings = lake.model_copy(
+        update={
+            "validation_days": 1,
+            "test_days": 1,
+            "mlflow_tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "model_name": "flight_disruption_monitoring",
+            "promote_min_roc_auc": 0.5,
+            "reference_rows": 1500,
+        }
+    )
+    champion = train.run(settings, DAY, window_days=4)
+    assert champion.promoted
+    score.run(spark, tables, settings, DAYS[2], "scheduled__2013-03-03")
+    score.run(spark, tables, settings, DAY, "scheduled__2013-03-04")
+    result = monitor.run(spark, tables, settings, DAY, "scheduled__2013-03-04")
+    return settings, tables, champion, result
+
+
+def metrics_rows(settings, day=DAY) -> pd.DataFrame:
+    frame = read_arrow(
+        settings.table_uri(monitor.MONITORING_METRICS.name),
+        {"model_name": [settings.model_name], "monitor_date": [day]},
+    ).to_pandas()
+    return frame
+
+
+def test_performance_figures_match_a_hand_computation_on_crafted_labels():
+    labeled = pd.DataFrame(
+        {
+            "label": [1, 0, 1, 0, 0, 1],
+            "probability": [0.9, 0.8, 0.55, 0.3, 0.05, 0.2],
+            "threshold": 0.5,
+        }
+    )
+    got = performance.figures(labeled)
+    # flagged (p >= 0.5): 0.9 (TP), 0.8 (FP), 0.55 (TP); missed: 0.2 (FN)
+    assert got["precision"] == pytest.approx(2 / 3)
+    assert got["recall"] == pytest.approx(2 / 3)
+    # positive pairs ranked above negative ones: 0.9 > all 3; 0.55 > 0.3, 0.05; 0.2 > 0.05
+    assert got["roc_auc"] == pytest.approx(6 / 9)
+    assert got["brier"] == pytest.approx(
+        np.mean([0.1**2, 0.8**2, 0.45**2, 0.3**2, 0.05**2, 0.8**2])
+    )
+    # bins of width 0.1: {0.9}, {0.8}, {0.55}, {0.3}, {0.05}, {0.2}, one row each
+    assert got["ece"] == pytest.approx(np.mean([0.1, 0.8, 0.45, 0.3, 0.05, 0.8]))
+    assert got["positive_rate"] == 0.5 and got["n_labeled"] == 6
+    one_class = performance.figures(labeled.assign(label=0))
+    assert one_class["roc_auc"] is None and one_class["recall"] == 0.0
+
+
+def test_a_crafted_shift_in_some_features_is_exactly_what_drifts():
+    rng = np.random.default_rng(3)
+    features = [f"f{i}" for i in range(10)]
+    ref = pd.DataFrame(rng.normal(size=(3000, 10)), columns=features).assign(
+        probability=rng.random(3000)
+    )
+    current = pd.DataFrame(rng.normal(size=(800, 10)), columns=features).assign(
+        probability=rng.random(800)
+    )
+    current[["f1", "f7"]] += 1.5  # 1.5 standard deviations
+    result = drift.measure(ref, current, features, threshold=0.1)
+    assert sorted(result.drifted) == ["f1", "f7"]
+    assert result.share == pytest.approx(0.2)
+    assert result.scores["f1"] > 1.0 > 0.1 > result.scores["f0"]
+    assert not result.prediction_drifted
+
+
+def test_the_training_run_logs_a_reference_sample_with_labels_and_predictions(monitored):
+    settings, _, champion, _ = monitored
+    ref = reference.load(settings, champion.run_id)
+    model = mlflow.xgboost.load_model(f"models:/{settings.model_name}@champion")
+    features = model.get_booster().feature_names
+    assert len(ref) == 1500 and set(ref.label.unique()) == {0, 1}
+    np.testing.assert_allclose(ref.probability, model.predict_proba(ref[features])[:, 1], rtol=1e-5)
+
+
+def test_a_monitoring_row_holds_drift_and_the_delayed_label_performance(monitored):
+    settings, _, champion, result = monitored
+    row = metrics_rows(settings).set_index("role").loc["champion"]
+    tomorrow = read_arrow(
+        settings.table_uri(tb.GOLD_SCHEDULED_FLIGHTS.name), {"flight_date": [DAY + dt.timedelta(1)]}
+    )
+    assert row.model_version == champion.version and row.status == "ok"
+    assert row.n_scored == tomorrow.num_rows
+    assert row.n_features == 67 and len(row.feature_drift) == 67
+    scores = dict(row.feature_drift)
+    assert row.drifted_features == sum(v >= settings.drift_threshold for v in scores.values())
+    assert row.drift_share == pytest.approx(row.drifted_features / 67)
+    # performance of the predictions made for 03-04, computed here from the tables
+    preds = read_arrow(settings.table_uri(PREDICTIONS.name), {"flight_date": [DAY]}).to_pandas()
+    preds = preds[(preds.model_name == settings.model_name) & (preds.role == "champion")]
+    labels = read_arrow(settings.table_uri(tb.GOLD_FLIGHTS.name), {"flight_date": [DAY]})
+    joined = preds.merge(labels.to_pandas()[["flight_id", "is_disrupted"]], on="flight_id")
+    assert row.n_labeled == len(joined) == len(preds)
+    assert row.roc_auc == pytest.approx(roc_auc_score(joined.is_disrupted, joined.probability))
+    assert row.perf_model_version == champion.version
+    # the only labeled scored day in the trailing 7 days is 03-04 itself
+    assert row.rolling_n == row.n_labeled and row.rolling_roc_auc == pytest.approx(row.roc_auc)
+    assert result["report_url"] == f"/nightjar/reports/{DAY}/index.html"
+
+
+def test_reports_are_written_readable_and_logged_to_mlflow(monitored):
+    settings, _, champion, result = monitored
+    folder = settings.reports_dir / DAY.isoformat()
+    index = (folder / "index.html").read_text()
+    assert f"Monitoring of {DAY}" in index and champion.version in index
+    for page in ("champion-drift.html", "champion-performance.html"):
+        assert f'href="{page}"' in index
+        text = (folder / page).read_text()
+        assert text.startswith("<html") or "<!DOCTYPE html>" in text[:200]
+        assert len(text) > 10_000  # Evidently's page with its data, not an error stub
+    row = metrics_rows(settings).iloc[0]
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run = client.get_run(row.mlflow_run_id)
+    assert run.data.tags["monitoring_date"] == DAY.isoformat()
+    assert run.data.tags["champion_version"] == champion.version
+    assert run.data.metrics["champion_roc_auc"] == pytest.approx(row.roc_auc)
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, "reports")}
+    assert {"reports/index.html", "reports/champion-drift.html"} <= logged
+    # the figures are linked to the champion's logged model too
+    model_id = tracking.logged_model_id(client, settings.model_name, champion.version)
+    assert "champion_drift_share" in {m.key for m in mlflow.get_logged_model(model_id).metrics}
+
+
+def test_re_monitoring_a_day_replaces_its_rows_and_reuses_its_mlflow_run(monitored, spark):
+    settings, tables, _, _ = monitored
+    before = metrics_rows(settings)
+    again = monitor.run(spark, tables, settings, DAY, "manual__again")
+    after = metrics_rows(settings)
+    assert len(after) == len(before) == 1
+    assert after.mlflow_run_id.iloc[0] == before.mlflow_run_id.iloc[0]
+    assert after._run_id.iloc[0] == "manual__again"
+    assert again["models"]["champion"]["roc_auc"] == pytest.approx(before.roc_auc.iloc[0])
+
+
+def test_a_day_without_a_model_is_recorded_as_such(spark, feast_lake, tmp_path):
+    lake, tables = feast_lake
+    empty = lake.model_copy(
+        update={
+            "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'm.db'}",
+            "model_name": "flight_disruption_none",
+        }
+    )
+    monitor.run(spark, tables, empty, DAYS[1], "r")
+    row = metrics_rows(empty, DAYS[1]).iloc[0]
+    assert (row.role, row.status, row.model_version) == ("none", "no_model", None)
