@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,7 +39,22 @@ setup: $(UV)  ## install everything from the lock (idempotent)
 run: setup  ## backfill the daily DAG through Airflow over the demo window and summarise
 	$(BIN)/nightjar demo $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
-test: setup  ## run the test suite (real Spark, Delta, Airflow on small data)
+# Debian packages the tests use: docker-compose (validates docker-compose.yml) and chromium (the
+# Airflow UI browser test, driven by Playwright; no browser is ever downloaded).
+SYSTEM_PACKAGES := docker-compose chromium
+system-deps:  ## install the Debian packages the tests need, if missing (apt-get, as root)
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null \
+	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
+	  else \
+	    echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; \
+	  fi; \
+	fi
+
+test: setup system-deps  ## run the test suite (real Spark, Delta, Airflow, Chromium on small data)
 	$(BIN)/pytest
 
 lint: setup  ## ruff
@@ -79,6 +94,9 @@ bench-training: setup  ## benchmark: builds 2013 through gold (once), then ROC A
 
 bench-scoring: setup  ## benchmark: batch scoring end to end vs raw XGBoost predict, 1 day and 10M flights
 	$(BIN)/python -m benchmarks.scoring
+
+bench-monitoring: setup  ## benchmark: Evidently drift report time, one day and 1M rows x 67 features
+	$(BIN)/python -m benchmarks.monitoring
 
 bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 100k-row historical retrieval
 	$(BIN)/python -m benchmarks.features
