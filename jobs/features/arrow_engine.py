@@ -316,25 +316,29 @@ def _write_sqlite(config, online_store: SqliteOnlineStore, view, table: pa.Table
         params.append(np.asarray(column.texts(), dtype=object)[column.indices][order])
 
     # one statement per entity: it inserts that entity's row of every feature, so rows go
-    # in (entity_key, feature) order and Python binds one row per entity, not per feature
+    # in (entity_key, feature) order and Python binds one row per entity, not per feature.
+    # The feature names come from a temp table: the same join over a CTE is ~200x slower.
     names = list(columns)
-    features = ", ".join(f"({j}, '{n.replace(chr(39), chr(39) * 2)}')" for j, n in enumerate(names))
     value = " ".join(f"WHEN {j} THEN ?{4 + 2 * j}" for j in range(len(names)))
     text = " ".join(f"WHEN {j} THEN ?{5 + 2 * j}" for j in range(len(names)))
-    name = _quote_id(
-        _table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    table_id = _table_id(
+        config.project, view, config.registry.enable_online_feature_view_versioning
     )
     sql = (
-        f"WITH features(j, name) AS (VALUES {features}) "
-        f"INSERT INTO {name} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-        f"SELECT ?1, name, CASE j {value} END, CASE j {text} END, ?2, ?3 FROM features "
-        "WHERE true ON CONFLICT(entity_key, feature_name) DO UPDATE SET value = excluded.value, "
-        "value_text = excluded.value_text, event_ts = excluded.event_ts, "
-        "created_ts = excluded.created_ts"
+        f"INSERT INTO {_quote_id(table_id)} "
+        "(entity_key, feature_name, value, value_text, event_ts, created_ts) "
+        f"SELECT ?1, name, CASE j {value} END, CASE j {text} END, ?2, ?3 "
+        "FROM temp.arrow_engine_features WHERE true ON CONFLICT(entity_key, feature_name) "
+        "DO UPDATE SET value = excluded.value, value_text = excluded.value_text, "
+        "event_ts = excluded.event_ts, created_ts = excluded.created_ts"
     )
     conn = online_store._get_conn(config)
     with conn:  # one transaction, like the stock store's online_write_batch
+        conn.execute("DROP TABLE IF EXISTS temp.arrow_engine_features")
+        conn.execute("CREATE TEMP TABLE arrow_engine_features (j INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO temp.arrow_engine_features VALUES (?, ?)", enumerate(names))
         conn.executemany(sql, zip(*(p.tolist() for p in params), strict=True))
+        conn.execute("DROP TABLE temp.arrow_engine_features")
 
 
 def _bulk(values: pa.Array) -> pa.Array:
