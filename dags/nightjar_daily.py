@@ -78,6 +78,9 @@ STAGE_DOCS = {
 OUTLETS = {"check_gold": GOLD_ASSETS, "request_retrain": [RETRAIN_REQUEST]}
 # Each waits for its own task in the previous day's run (see the DAG doc).
 DEPENDS_ON_PAST = {"gold", "monitor", "request_retrain"}
+# A day without a champion skips `score`, yet is monitored (a `no_model` row) and may request
+# the first model: these run unless something upstream failed.
+TRIGGER_RULES = {"monitor": "none_failed", "request_retrain": "none_failed"}
 
 
 def run_stage(stage: str, **context) -> dict:
@@ -138,6 +141,7 @@ with DAG(
             doc_md=STAGE_DOCS[stage],
             outlets=OUTLETS.get(stage, []),
             depends_on_past=stage in DEPENDS_ON_PAST,
+            trigger_rule=TRIGGER_RULES.get(stage, "all_success"),
             # one at a time across runs: the online store must end on the newest day
             max_active_tis_per_dag=1 if stage == "materialize" else None,
         )(run_stage)(stage)

@@ -34,6 +34,16 @@ PRELOAD = (
     "jobs.common.delta.rs",
     "great_expectations",
     "jobs.quality.gates",
+    # the ML side: Feast, MLflow, XGBoost, Evidently cost 5-15 s each to import on two cores
+    "feast",
+    "jobs.features.materialize",
+    "mlflow",
+    "xgboost",
+    "jobs.scoring.score",
+    "evidently",
+    "jobs.monitoring.monitor",
+    "jobs.monitoring.retrain",
+    "jobs.training.train",
 )
 
 

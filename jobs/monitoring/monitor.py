@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from jobs.common.delta import DeltaTables, TableSpec
 from jobs.common.delta.snapshot import read_arrow
+from jobs.common.errors import NightjarError
 from jobs.common.schema import struct
 from jobs.common.settings import DATA_START, Settings
 from jobs.lakehouse import tables as tb
@@ -43,7 +44,7 @@ MONITORING_METRICS = TableSpec(
         "role string",  # champion | shadow | none (no model yet)
         "model_name string",
         "model_version string",  # the model scoring D+1 (drift)
-        "status string",  # ok | no_model
+        "status string",  # ok | no_model | no_reference (a model without a drift reference)
         "n_scored long",
         "n_features long",
         "drift_share double",
@@ -152,7 +153,6 @@ def monitor_model(
     labeled: pd.DataFrame,
     out: Path,
 ) -> tuple[dict, list[tuple[str, str]]]:
-    ref = reference.load(settings, model.run_id)
     current = scored_frame(settings, model, day)
     row = {
         "role": model.role,
@@ -161,8 +161,13 @@ def monitor_model(
         "status": "ok",
         "n_scored": len(current),
     }
+    try:
+        ref = reference.load(settings, model.run_id)
+    except NightjarError as exc:  # a model trained before references were logged
+        log.warning("%s: no drift for it, performance only", exc)
+        ref, row["status"] = None, "no_reference"
     links = []
-    if len(current):
+    if len(current) and ref is not None:
         result = drift.measure(ref, current, model.features, settings.drift_threshold)
         name = f"{model.role}-drift.html"
         result.snapshot.save_html(str(out / name))
@@ -181,9 +186,10 @@ def monitor_model(
     if len(today):
         row |= performance.figures(today)
         row["perf_model_version"] = ",".join(sorted(today.model_version.unique()))
-        name = f"{model.role}-performance.html"
-        performance.report(ref, today).save_html(str(out / name))
-        links.append((f"{model.role}: performance on {day}'s flights", name))
+        if ref is not None:
+            name = f"{model.role}-performance.html"
+            performance.report(ref, today).save_html(str(out / name))
+            links.append((f"{model.role}: performance on {day}'s flights", name))
     if len(mine):
         rolling = performance.figures(mine)
         row["rolling_n"] = rolling.pop("n_labeled")

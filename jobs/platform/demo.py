@@ -40,7 +40,7 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
     if sqlite:
         services.stop(api.settings, "scheduler")
     try:
-        api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
+        created = api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
     finally:
         if sqlite:
             services.start(api.settings, services.airflow_service(api.settings, "scheduler"))
@@ -81,7 +81,10 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
                     "see the task logs in the Airflow UI"
                 )
             if len(done) == n_days:
-                return runs
+                # the scheduler closes the backfill a moment after its last run: another
+                # backfill of the DAG can only be created then
+                if api.get(f"/backfills/{created['id']}")["completed_at"] is not None:
+                    return runs
             for name in services.restart_dead(api.settings):
                 console.print(
                     f"[yellow]warning: {name} had died and was restarted; see "

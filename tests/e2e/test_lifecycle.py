@@ -11,6 +11,7 @@ and is held again on 01-10, whatever the drift on that day.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import httpx
 import mlflow
@@ -122,7 +123,7 @@ def test_every_day_has_monitoring_rows_and_a_report_linked_from_the_task(platfor
     assert sorted(by_day) == DAYS
     assert all(by_day[d] == {"none"} for d in DAYS[:5])  # no model before 01-06's run
     assert all("champion" in by_day[d] for d in DAYS[5:])
-    champion = metrics[metrics.role == "champion"].set_index("monitor_date")
+    champion = metrics[metrics.role == "champion"].set_index("monitor_date").sort_index()
     # performance needs last night's predictions: from 01-07 on
     assert champion.loc[DAYS[5], "n_labeled"] is None or pd.isna(champion.loc[DAYS[5], "n_labeled"])
     assert (champion.loc[DAYS[6] :, "n_labeled"] > 0).all()
@@ -136,3 +137,30 @@ def test_every_day_has_monitoring_rows_and_a_report_linked_from_the_task(platfor
     assert url == f"/nightjar/reports/{DAYS[8]}/index.html"
     page = httpx.get(f"http://{settings.airflow_host}:{settings.airflow_port}{url}")
     assert page.status_code == 200 and f"Monitoring of {DAYS[8]}" in page.text
+
+
+def test_a_manual_training_run_validates_its_params_and_trains_that_window(platform):
+    settings, api = platform
+    with pytest.raises(RuntimeError, match="window_days"):
+        api.post(
+            f"/dags/{demo.TRAINING_DAG_ID}/dagRuns",
+            {"logical_date": None, "conf": {"window_days": 5}},  # below the minimum of 15
+        )
+    run = api.post(
+        f"/dags/{demo.TRAINING_DAG_ID}/dagRuns",
+        {"logical_date": None, "conf": {"end_date": "2013-01-08", "window_days": 15}},
+    )
+    deadline = time.monotonic() + 600
+    while api.get(f"/dags/{demo.TRAINING_DAG_ID}/dagRuns/{run['dag_run_id']}")["state"] not in (
+        "success",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, "the manual training run did not finish"
+        time.sleep(3)
+    assert (
+        api.get(f"/dags/{demo.TRAINING_DAG_ID}/dagRuns/{run['dag_run_id']}")["state"] == "success"
+    )
+    latest = registry.decisions(settings).iloc[-1]
+    assert latest.version == "3" and latest.trigger == "manual run"
+    params = mlflow.MlflowClient(settings.tracking_uri).get_run(latest.run_id).data.params
+    assert (params["window_start"], params["window_end"]) == ("2012-12-25", "2013-01-08")
