@@ -129,6 +129,7 @@ def main() -> None:
     services.up(settings, airflow=False)
     results: dict[str, float] = {}
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    spark = None
     try:
         spark = get_spark(settings)
         for day in DAYS:
@@ -170,6 +171,8 @@ def main() -> None:
         results["historical_columns"] = frame.shape[1]
     finally:
         redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+        if spark is not None:  # a Connect client left open hangs the exit once its server is gone
+            spark.stop()
         services.down(settings)
 
     table = Table(title="Feast on the gold Delta tables")

@@ -89,6 +89,7 @@ def main() -> None:
     booster = xgb.Booster()
     booster.load_model(bytearray(model.booster))
     results: dict[str, float] = {}
+    spark = None
     try:
         spark = get_spark(settings)
         for label, n in SIZES.items():
@@ -114,6 +115,8 @@ def main() -> None:
             results[f"{label}_raw_s"] = raw_s
             del X
     finally:
+        if spark is not None:  # a Connect client left open hangs the exit once its server is gone
+            spark.stop()
         services.down(settings)
     table = Table(title="Batch scoring: end to end (Delta -> Spark scorer -> Delta) vs raw predict")
     for column in ("flights", "end to end", "raw inplace_predict", "end to end / raw"):

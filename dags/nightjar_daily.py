@@ -40,7 +40,9 @@ range gives the same tables as the daily runs. `gold` waits for the previous day
 `request_retrain` wait for the previous day's too (D's performance needs the predictions run
 D-1 wrote, and the policy reads the days before D).
 
-Manual trigger without a logical date: set the `date` param (YYYY-MM-DD).
+A run processes its logical date: for scheduled and backfill runs that is the start of the data
+interval; a manual *Trigger* processes the *Logical Date* picked in the form (Airflow would infer
+the interval before it), or, triggered without a logical date (REST), the `date` param.
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ def run_stage(stage: str, **context) -> dict:
     from jobs.common.errors import NightjarError, StageSkipped
     from jobs.pipeline import run_stage as run_job
 
-    day = parse_date(context["params"].get("date") or context["data_interval_start"])
+    params = context["params"]
+    day = parse_date(
+        params.get("date") or context["logical_date"] or context["data_interval_start"]
+    )
     try:
         result = run_job(stage, day, run_id=context["run_id"], task_started=started)
     except StageSkipped as exc:
