@@ -7,7 +7,8 @@ from the UI (*Trigger* with params):
 
 - `end_date`: the last labeled flight date of the window (default: the newest requested day,
   else the newest day in `gold.flights`);
-- `window_days`: labeled days in the window (default: what the request asks, else 60): train,
+- `window_days`: labeled days in the window (default: what the request asks, else 60, or all
+  the labeled days there are if fewer; an explicit window must fit the data): train,
   then 7 validation days (early stopping), then the 7 most recent days held out for the test
   and for the champion/challenger comparison.
 
@@ -61,8 +62,11 @@ def train(**context) -> dict:
             end = training.newest_labeled_day(settings)
         except NightjarError as exc:  # a weekly run before any data: nothing to train on
             raise AirflowSkipException(str(exc)) from exc
+    window = params.get("window_days") or window
+    if window is None:  # the default window shrinks to the labeled history there is
+        window = min(settings.training_window_days, retrain.labeled_days_until(settings, end))
     try:
-        result = training.run(settings, end, params.get("window_days") or window, trigger=trigger)
+        result = training.run(settings, end, window, trigger=trigger)
     except NightjarError as exc:
         raise AirflowFailException(str(exc)) from exc
     retrain.mark_served(settings, requests, context["run_id"], result)
