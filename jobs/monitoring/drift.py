@@ -50,21 +50,20 @@ def measure(
     they are left out of the share and reported with a NaN score."""
     from evidently import Dataset, Report
     from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
 
     comparable = [c for c in features if reference[c].notna().any() and current[c].notna().any()]
     columns = [*comparable, PROBABILITY]
     spec = definition(reference, columns)
+    # One ValueDrift per column, the share counted here: DataDriftPreset computes every
+    # column's test three times (its table, its count, each ValueDrift), 3x the time at 1M rows.
     report = Report(
         [
-            DataDriftPreset(
-                columns=comparable,
-                num_method=NUM_METHOD,
-                cat_method=CAT_METHOD,
+            ValueDrift(
+                column=column,
+                method=NUM_METHOD if column in spec.numerical_columns else CAT_METHOD,
                 threshold=threshold,
-                drift_share=1.0,
-            ),
-            ValueDrift(column=PROBABILITY, method=NUM_METHOD, threshold=threshold),
+            )
+            for column in columns
         ]
     )
     snapshot = report.run(
