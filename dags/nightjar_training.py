@@ -62,9 +62,7 @@ def train(**context) -> dict:
             end = training.newest_labeled_day(settings)
         except NightjarError as exc:  # a weekly run before any data: nothing to train on
             raise AirflowSkipException(str(exc)) from exc
-    window = params.get("window_days") or window
-    if window is None:  # the default window shrinks to the labeled history there is
-        window = min(settings.training_window_days, retrain.labeled_days_until(settings, end))
+    window = params.get("window_days") or window or retrain.default_window(settings, end)
     try:
         result = training.run(settings, end, window, trigger=trigger)
     except NightjarError as exc:

@@ -106,6 +106,12 @@ def plan(requests: list[dict], default_trigger: str) -> tuple[dt.date | None, in
     return max(r["request_date"] for r in requests), max(windows, default=None), trigger
 
 
+def default_window(settings: Settings, end: dt.date) -> int:
+    """The configured window, shrunk to the labeled days there are up to ``end`` (early in the
+    data a 60-day window would reach before the first day)."""
+    return min(settings.training_window_days, labeled_days_until(settings, end))
+
+
 def decide(
     day: dt.date,
     history: pd.DataFrame,

@@ -80,11 +80,11 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
                     f"backfill run(s) failed: {[r['dag_run_id'] for r in failed]}; "
                     "see the task logs in the Airflow UI"
                 )
-            if len(done) == n_days:
-                # the scheduler closes the backfill a moment after its last run: another
-                # backfill of the DAG can only be created then
-                if api.get(f"/backfills/{created['id']}")["completed_at"] is not None:
-                    return runs
+            # the scheduler closes the backfill a moment after its last run: another backfill
+            # of the DAG can only be created then
+            closed = len(done) == n_days and api.get(f"/backfills/{created['id']}")["completed_at"]
+            if closed:
+                return runs
             for name in services.restart_dead(api.settings):
                 console.print(
                     f"[yellow]warning: {name} had died and was restarted; see "

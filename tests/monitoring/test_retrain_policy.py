@@ -126,3 +126,9 @@ def test_an_unserved_request_waits_for_the_next_training_run(settings):
     rows = retrain.log_rows(settings)
     assert rows[rows.event == "served"].model_version.tolist() == ["3", "3"]
     assert retrain.plan([], "scheduled run") == (None, None, "scheduled run")
+
+
+def test_the_default_window_shrinks_to_the_labeled_days_there_are(settings, monkeypatch):
+    monkeypatch.setattr(retrain, "labeled_days_until", lambda _, end: (end - START).days + 1)
+    assert retrain.default_window(settings, dt.date(2013, 2, 4)) == 4  # 02-01..02-04
+    assert retrain.default_window(settings, dt.date(2013, 6, 1)) == settings.training_window_days
