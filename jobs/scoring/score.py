@@ -100,19 +100,35 @@ def features_for(settings: Settings, flights: pd.DataFrame, feature_service: str
 
 
 def score(frame: DataFrame, model: ScoringModel) -> DataFrame:
-    """(flight_id, probability) for every row of ``frame``, computed on the Spark workers."""
+    """(flight_id, probability) for every row of ``frame``, computed on the Spark workers.
+
+    Arrow batches go straight to a float matrix (no pandas), and each worker predicts with one
+    thread: Spark already runs a task per core, and XGBoost's own threads on top of that
+    oversubscribe the cores (see `make bench-scoring`)."""
     raw, features, iterations = model.booster, model.features, model.iterations
 
     def predict(batches):
+        import numpy as np
+        import pyarrow as pa
         import xgboost as xgb
 
         booster = xgb.Booster()
         booster.load_model(bytearray(raw))
+        booster.set_param({"nthread": 1})
         for batch in batches:
-            p = booster.inplace_predict(batch[features], iteration_range=(0, iterations))
-            yield pd.DataFrame({"flight_id": batch["flight_id"], "probability": p})
+            matrix = np.column_stack(  # nulls become NaN: XGBoost's missing value
+                [
+                    batch.column(f).cast(pa.float64()).to_numpy(zero_copy_only=False)
+                    for f in features
+                ]
+            )
+            p = booster.inplace_predict(matrix, iteration_range=(0, iterations))
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("flight_id"), pa.array(p, pa.float64())],
+                names=["flight_id", "probability"],
+            )
 
-    return frame.select("flight_id", *features).mapInPandas(
+    return frame.select("flight_id", *features).mapInArrow(
         predict, "flight_id string, probability double"
     )
 
