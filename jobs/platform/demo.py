@@ -93,7 +93,9 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
             time.sleep(2)
 
 
-def wait_for_training(api: AirflowAPI, settings: Settings, timeout: float = 900) -> list[dict]:
+def wait_for_training(
+    api: AirflowAPI, settings: Settings, timeout: float = 900, ignore: frozenset[str] = frozenset()
+) -> list[dict]:
     """Wait until every retrain request is served and no training run is active; returns the
     training runs. A request left pending with no run to serve it (its Asset event unconsumed)
     gets a manual run, with a warning: the request log, not the event, is what must be served."""
@@ -104,6 +106,7 @@ def wait_for_training(api: AirflowAPI, settings: Settings, timeout: float = 900)
     while time.monotonic() < deadline:
         runs = api.dag_runs(TRAINING_DAG_ID)
         failed = [r["dag_run_id"] for r in runs if r["state"] == "failed"]
+        failed = [run_id for run_id in failed if run_id not in ignore]  # earlier sessions
         if failed:
             raise RuntimeError(f"training run(s) failed: {failed}; see their logs in the UI")
         active = [r for r in runs if r["state"] in ("queued", "running")]
@@ -129,10 +132,13 @@ def lifecycle(api: AirflowAPI, settings: Settings, start: dt.date, end: dt.date)
     phases = [(start, min(first_model, end))]
     if first_model < end:
         phases.append((first_model + dt.timedelta(days=1), end))
+    earlier = frozenset(
+        r["dag_run_id"] for r in api.dag_runs(TRAINING_DAG_ID) if r["state"] == "failed"
+    )
     for a, b in phases:
         backfill(api, a, b)
         began = time.perf_counter()
-        runs = wait_for_training(api, settings)
+        runs = wait_for_training(api, settings, ignore=earlier)
         if runs:
             console.print(
                 f"  training: {len(runs)} run(s) so far; waited {time.perf_counter() - began:.0f}s"
