@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -24,14 +25,26 @@ def _absolute(uri: str) -> str:
     return uri if "://" in uri else str(Path(uri).resolve())
 
 
+# Feast warns that the flag "typically has no effect" on a file registry; it does (the serving
+# gate reads it from any registry), so the warning is noise in every task log.
+logging.getLogger("feast.repo_config").addFilter(
+    lambda record: "serve_features_while_materializing" not in record.getMessage()
+)
+
+
 def feast_env(settings: Settings) -> dict[str, str]:
     """The environment ``feature_store.yaml`` is rendered with (JSON is YAML flow syntax)."""
     feast_dir = settings.state_dir / "feast"
     registry = settings.feast_registry or str(feast_dir / "registry.db")
-    if "://" in registry:
-        registry_config = {"registry_type": "sql", "path": registry, "cache_ttl_seconds": 60}
-    else:
-        registry_config = {"registry_type": "file", "path": registry, "cache_ttl_seconds": 60}
+    registry_config = {
+        "registry_type": "sql" if "://" in registry else "file",
+        "path": registry,
+        "cache_ttl_seconds": 60,
+        # A daily run's `materialize` marks the views MATERIALIZING in the registry; without
+        # this, a training or scoring run reading features at that moment is refused
+        # (Feast 0.67; found by `make run`). Offline reads use the Delta snapshot anyway.
+        "serve_features_while_materializing": True,
+    }
     if settings.feast_online_store == "redis":
         # skip_dedup: a re-materialized correction carries the same timestamp as the value it
         # corrects; Redis would keep the old one (jobs/features/materialize.py keeps the order)
