@@ -108,6 +108,8 @@ def _fmt(value, digits: int = 3) -> str:
 
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
+    if digits == 0:  # counts (stored as nullable numbers)
+        return f"{int(value):,}"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
@@ -160,10 +162,10 @@ def print_lifecycle(settings: Settings, start: dt.date, end: dt.date, console: C
             daily.add_row(
                 str(r.monitor_date),
                 r.model_version,
-                _fmt(r.n_scored),
+                _fmt(r.n_scored, 0),
                 _fmt(r.drift_share, 2),
                 _fmt(r.prediction_drift, 2),
-                _fmt(r.n_labeled),
+                _fmt(r.n_labeled, 0),
                 _fmt(r.roc_auc),
                 _fmt(r.precision),
                 _fmt(r.recall),
