@@ -97,9 +97,25 @@ def scored_frame(settings: Settings, model: score.ScoringModel, day: dt.date) ->
     return features.merge(predicted[["flight_id", PROBABILITY]], on="flight_id", how="inner")
 
 
-def models_to_monitor(settings: Settings) -> list[score.ScoringModel]:
+def models_to_monitor(settings: Settings, day: dt.date) -> list[score.ScoringModel]:
+    """The models that scored D+1 tonight, read from their predictions, so a promotion between
+    tonight's ``score`` and ``monitor`` cannot leave the night unmonitored; when nothing was
+    scored, the models the aliases name now (or none)."""
     from jobs.common.errors import StageSkipped
 
+    try:
+        scored = read_arrow(
+            settings.table_uri(PREDICTIONS.name),
+            {"flight_date": [day + dt.timedelta(days=1)]},
+            ["model_name", "role", "model_version"],
+        ).to_pandas()
+    except Exception:  # no predictions table yet
+        scored = pd.DataFrame(columns=["model_name", "role", "model_version"])
+    scored = scored[scored.model_name == settings.model_name].drop_duplicates()
+    if len(scored):
+        client = tracking.client(settings)
+        ordered = scored.sort_values("role")  # champion before shadow
+        return [score.load(client, settings, r.model_version, r.role) for r in ordered.itertuples()]
     try:
         return score.resolve(settings)
     except StageSkipped:
@@ -109,7 +125,7 @@ def models_to_monitor(settings: Settings) -> list[score.ScoringModel]:
 def run(spark, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str) -> dict:
     out = settings.reports_dir / day.isoformat()
     out.mkdir(parents=True, exist_ok=True)
-    models = models_to_monitor(settings)
+    models = models_to_monitor(settings, day)
     rolling_days = [day - dt.timedelta(days=i) for i in range(ROLLING_DAYS)]
     labeled = performance.labeled_predictions(settings, rolling_days)
     rows, pages = [], []

@@ -173,3 +173,18 @@ def test_a_day_without_a_model_is_recorded_as_such(spark, feast_lake, tmp_path):
     monitor.run(spark, tables, empty, DAYS[1], "r")
     row = metrics_rows(empty, DAYS[1]).iloc[0]
     assert (row.role, row.status, row.model_version) == ("none", "no_model", None)
+
+
+def test_the_monitor_follows_the_models_that_scored_not_the_aliases(monitored, spark):
+    """A promotion between tonight's score and monitor (here: the alias gone) still monitors
+    the version that scored D+1."""
+    settings, tables, champion, _ = monitored
+    client = tracking.client(settings)
+    client.delete_registered_model_alias(settings.model_name, "champion")
+    try:
+        monitor.run(spark, tables, settings, DAY, "manual__moved")
+    finally:
+        client.set_registered_model_alias(settings.model_name, "champion", champion.version)
+    row = metrics_rows(settings).set_index("role").loc["champion"]
+    assert row.model_version == champion.version and row._run_id == "manual__moved"
+    assert row.n_scored > 0 and 0 <= row.drift_share <= 1
