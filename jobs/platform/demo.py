@@ -182,5 +182,17 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
         if keep_running:
             console.print(airflow_login.instructions(settings))
     finally:
+        release_spark()
         if not keep_running:
             services.down(settings)
+
+
+def release_spark() -> None:
+    """End this process's Spark Connect session while its server is still up: left open, the
+    client's exit hook retries the vanished server for about ten minutes before giving up."""
+    from pyspark.sql import SparkSession
+
+    from jobs.pipeline import release
+
+    if (spark := SparkSession.getActiveSession()) is not None:
+        release(spark)
