@@ -4,7 +4,7 @@ The model is an XGBoost classifier trained with the job's parameters on syntheti
 like the flight_disruption_v1 features (67 columns). For N flights (1 day ~ 1,000 and 10M):
 
 - end to end: a Delta table of N flights x 67 features is read by Spark, scored by the daily
-  `score` task's `mapInPandas` scorer (jobs.scoring.score.score), and the probabilities are
+  `score` task's `mapInArrow` scorer (jobs.scoring.score.score), and the probabilities are
   written to a Delta table;
 - raw: `Booster.inplace_predict` on the same features already in memory as one numpy matrix.
 
