@@ -20,6 +20,7 @@ Configured in ``feature_repo/feature_store.yaml`` (``batch_engine.type``); writt
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import struct
 from typing import Literal
 
@@ -41,6 +42,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 ENGINE = "jobs.features.arrow_engine.ArrowMaterializationEngine"
 REDIS_CHUNK = 20_000  # rows per pipelined Redis round trip
+LARGE_PAGE = 16_384  # SQLite page size for a new online store (_use_large_pages)
 
 
 class ArrowMaterializationEngineConfig(FeastConfigBaseModel):
@@ -301,44 +303,89 @@ def _write_sqlite(config, online_store: SqliteOnlineStore, view, table: pa.Table
     keys, columns, event, created = _prepare(view, table)
     # insert in key order: the primary-key and entity_key indexes then grow at their right edge
     order = pc.sort_indices(keys).to_numpy()
-    params = [np.asarray(keys.to_pylist(), dtype=object)[order]]
-    for micros in (event, created):
-        if micros is None:
-            params.append(np.full(len(order), None, dtype=object))
-        else:
-            # what the stock store's datetime adapter (sqlite.adapt_datetime_epoch) stores: whole
-            # seconds of the naive UTC datetime read as local time, which its reader undoes
-            distinct, index = np.unique(micros, return_inverse=True)
-            epoch = np.array([int(_datetime(m).timestamp()) for m in distinct], dtype=object)
-            params.append(epoch[index][order])
+    # Blobs are bound as bytearrays, not bytes: Python's sqlite3 binds a bytearray (like an int,
+    # float or str) directly, but passes every bytes or None parameter through its adapter
+    # lookup first: ~20% of the executemany on 1M entities. Stored as the same BLOB.
+    params = [_bytearrays(keys.take(order)), _epochs(event)[order]]
     for column in columns.values():
-        params.append(np.asarray(column.values.to_pylist(), dtype=object)[column.indices][order])
+        params.append(_bytearrays(column.values)[column.indices][order])
         params.append(np.asarray(column.texts(), dtype=object)[column.indices][order])
+    if created is not None:  # else a NULL literal: no None parameter per entity
+        params.append(_epochs(created)[order])
 
     # one statement per entity: it inserts that entity's row of every feature, so rows go
     # in (entity_key, feature) order and Python binds one row per entity, not per feature.
     # The feature names come from a temp table: the same join over a CTE is ~200x slower.
     names = list(columns)
-    value = " ".join(f"WHEN {j} THEN ?{4 + 2 * j}" for j in range(len(names)))
-    text = " ".join(f"WHEN {j} THEN ?{5 + 2 * j}" for j in range(len(names)))
+    value = " ".join(f"WHEN {j} THEN ?{3 + 2 * j}" for j in range(len(names)))
+    text = " ".join(f"WHEN {j} THEN ?{4 + 2 * j}" for j in range(len(names)))
+    created_ts = "NULL" if created is None else f"?{3 + 2 * len(names)}"
     table_id = _table_id(
         config.project, view, config.registry.enable_online_feature_view_versioning
     )
     sql = (
         f"INSERT INTO {_quote_id(table_id)} "
         "(entity_key, feature_name, value, value_text, event_ts, created_ts) "
-        f"SELECT ?1, name, CASE j {value} END, CASE j {text} END, ?2, ?3 "
+        f"SELECT ?1, name, CASE j {value} END, CASE j {text} END, ?2, {created_ts} "
         "FROM temp.arrow_engine_features WHERE true ON CONFLICT(entity_key, feature_name) "
         "DO UPDATE SET value = excluded.value, value_text = excluded.value_text, "
         "event_ts = excluded.event_ts, created_ts = excluded.created_ts"
     )
     conn = online_store._get_conn(config)
+    _use_large_pages(conn)
     with conn:  # one transaction, like the stock store's online_write_batch
         conn.execute("DROP TABLE IF EXISTS temp.arrow_engine_features")
         conn.execute("CREATE TEMP TABLE arrow_engine_features (j INTEGER PRIMARY KEY, name TEXT)")
         conn.executemany("INSERT INTO temp.arrow_engine_features VALUES (?, ?)", enumerate(names))
         conn.executemany(sql, zip(*(p.tolist() for p in params), strict=True))
         conn.execute("DROP TABLE temp.arrow_engine_features")
+
+
+def _bytearrays(values: pa.Array) -> np.ndarray:
+    # np.fromiter: np.asarray would read equal-length bytearrays as rows of a 2-D int array
+    return np.fromiter((bytearray(v) for v in values.to_pylist()), dtype=object, count=len(values))
+
+
+def _epochs(micros: np.ndarray) -> np.ndarray:
+    """What the stock store's datetime adapter (sqlite.adapt_datetime_epoch) stores: whole
+    seconds of the naive UTC datetime read as local time, which its reader undoes."""
+    distinct, index = np.unique(micros, return_inverse=True)
+    return np.array([int(_datetime(m).timestamp()) for m in distinct], dtype=object)[index]
+
+
+def _use_large_pages(conn: sqlite3.Connection) -> None:
+    """Give a new (still small) online store 16 KiB pages instead of SQLite's 4 KiB.
+
+    Bulk writes measured 7-15% faster (4x fewer, larger pages to split and write in the table
+    and its two indexes); reads are unchanged. A file's page size only changes with VACUUM, a
+    rewrite in one transaction (a crash leaves the old file), so it is done only while the
+    file is small (new: milliseconds), never in WAL mode (where it cannot change) and never
+    inside a transaction; if another connection holds the file it stays as it is.
+
+    No PRAGMA changes durability: the write is one rollback-journal transaction as Feast's,
+    with Feast's synchronous=FULL. Measured on 1M entities: WAL + synchronous=NORMAL was ~30%
+    slower (every page written to the WAL, then again by the checkpoint); synchronous=OFF
+    saves only the commit's fsync (~1 s) and can corrupt the file on a power loss with a
+    rollback journal; a larger cache_size and locking_mode=EXCLUSIVE gained nothing (the
+    appends stay at the b-trees' right edges, and pages past the file's original end are
+    not journaled).
+    """
+    page_size, pages = (
+        conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_size", "page_count")
+    )
+    if (
+        page_size >= LARGE_PAGE
+        or page_size * pages > 8 << 20
+        or conn.in_transaction
+        or conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    ):
+        return
+    try:
+        conn.execute(f"PRAGMA page_size = {LARGE_PAGE}")
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as e:  # busy: another connection has the file open
+        if e.sqlite_errorname not in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+            raise
 
 
 def _bulk(values: pa.Array) -> pa.Array:
