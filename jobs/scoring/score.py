@@ -148,9 +148,12 @@ def run(
     keys = spark.createDataFrame(
         flights[["flight_id", "flight_date", "carrier", "origin", "route", "sched_dep_utc"]]
     )
-    scored = None
+    scored, served = None, {}
     for model in models:
-        features = spark.createDataFrame(features_for(settings, flights, model.feature_service))
+        if model.feature_service not in served:  # champion and shadow usually share one
+            fetched = features_for(settings, flights, model.feature_service)
+            served[model.feature_service] = spark.createDataFrame(fetched)
+        features = served[model.feature_service]
         rows = (
             keys.join(score(features, model), "flight_id")
             .withColumn("flagged", F.col("probability") >= F.lit(model.threshold))
