@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from jobs.common.delta.snapshot import read_arrow
 from jobs.lakehouse import tables as tb
-from jobs.monitoring import drift, monitor, performance, reference
+from jobs.monitoring import column_drift, drift, monitor, performance, reference
 from jobs.scoring import score
 from jobs.scoring.predictions import PREDICTIONS
 from jobs.training import tracking, train
@@ -92,6 +92,56 @@ def test_a_crafted_shift_in_some_features_is_exactly_what_drifts():
     assert result.share == pytest.approx(0.2)
     assert result.scores["f1"] > 1.0 > 0.1 > result.scores["f0"]
     assert not result.prediction_drifted
+
+
+def test_the_sort_based_wasserstein_distance_is_scipys():
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(5)
+    samples = [
+        (rng.normal(size=5000), rng.normal(size=20_000) + 0.3),
+        (rng.integers(0, 5, 300).astype(float), rng.integers(0, 7, 1000).astype(float)),  # ties
+        (np.array([1.0]), np.array([3.0])),
+    ]
+    for u, v in samples:
+        assert column_drift.wasserstein_distance(u, v) == pytest.approx(
+            wasserstein_distance(u, v), rel=1e-12
+        )
+
+
+def test_column_drift_scores_and_plots_what_stock_value_drift_does():
+    from evidently import Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    rng = np.random.default_rng(4)
+    ref = pd.DataFrame({"x": rng.normal(size=2000), "c": rng.choice(["a", "b"], 2000)})
+    current = pd.DataFrame({"x": rng.normal(size=900) + 0.4, "c": rng.choice(["a", "b", "z"], 900)})
+    current.loc[::7, "x"] = np.nan  # rows dropped for x only, as the stock metric does
+    spec = drift.definition(ref, ["x", "c"])
+
+    def run(metric, numeric_method):
+        report = Report(
+            [
+                metric(column="x", method=numeric_method, threshold=0.1),
+                metric(column="c", method="jensenshannon", threshold=0.1),
+            ]
+        )
+        snapshot = report.run(
+            Dataset.from_pandas(current, data_definition=spec),
+            Dataset.from_pandas(ref, data_definition=spec),
+        )
+        return [m["value"] for m in snapshot.dict()["metrics"]], snapshot
+
+    stock, stock_snapshot = run(ValueDrift, "wasserstein")
+    ours, ours_snapshot = run(column_drift.ColumnDrift, column_drift.WASSERSTEIN)
+    assert ours == pytest.approx(stock, rel=1e-12) and ours[0] > 0.3
+    # the same widgets: one per column, each with its distribution plots
+    stock_html, ours_html = stock_snapshot.get_html_str(True), ours_snapshot.get_html_str(True)
+    assert (
+        ours_html.count("Wasserstein distance (normed)")
+        == stock_html.count("Wasserstein distance (normed)")
+        > 0
+    )
 
 
 def test_the_training_run_logs_a_reference_sample_with_labels_and_predictions(monitored):
