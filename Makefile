@@ -93,7 +93,7 @@ bench-training: setup  ## benchmark: builds 2013 through gold (once), then ROC A
 	$(BIN)/python -m benchmarks.training
 
 bench-scoring: setup  ## benchmark: batch scoring end to end vs raw XGBoost predict, 1 day and 10M flights
-	$(BIN)/python -m benchmarks.scoring
+	NIGHTJAR_SPARK_CODEGEN=true $(BIN)/python -m benchmarks.scoring
 
 bench-monitoring: setup  ## benchmark: Evidently drift report time, one day and 1M rows x 67 features
 	$(BIN)/python -m benchmarks.monitoring
@@ -102,7 +102,7 @@ bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 1
 	$(BIN)/python -m benchmarks.features
 
 bench-quality: setup  ## benchmark: validation time per day-run and on 1M silver rows, pandas vs Spark
-	$(BIN)/python -m benchmarks.quality
+	NIGHTJAR_SPARK_CODEGEN=true $(BIN)/python -m benchmarks.quality
 
 clean: stop  ## remove all runtime state (lakehouse, landing, Airflow DB, logs)
 	rm -rf $(NIGHTJAR_STATE_DIR) .pytest_cache .ruff_cache

@@ -84,7 +84,8 @@ def run_stage(
         if stage not in job:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
         own_session = spark is None
-        spark = spark or get_spark(settings)
+        # scoring's Python workers stay warm in a session its tasks share (jobs.common.spark)
+        spark = spark or get_spark(settings, shared="score" if stage == "score" else None)
         if os.environ.get("NIGHTJAR_MEASURE_TASK_OVERHEAD"):
             # `make bench`: how long from entering the task to a first Spark action done.
             spark.range(1).collect()

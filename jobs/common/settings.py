@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     )
     spark_master: str = Field(default="local[2]", description="Master for a classic session.")
     spark_shuffle_partitions: int = Field(default=4, ge=1)
+    spark_codegen: bool = Field(
+        default=False,
+        description="Spark's generated code for expressions and whole stages. Off: a daily run "
+        "moves ~1,000 rows per query, where compiling each query's generated code (Janino) costs "
+        "more than it saves (30% of the JVM's CPU for a day's lakehouse stages). Turn it on for "
+        "jobs over millions of rows (the scale benchmarks do).",
+    )
     spark_driver_memory: str = "4g"
     spark_java_options: str = Field(
         default="", description="Extra JVM options for the Spark driver (local / Connect server)."

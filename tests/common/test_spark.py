@@ -1,0 +1,42 @@
+"""How jobs connect to Spark: the shared Connect session's URL and the interpreted mode."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from jobs.common.settings import Settings
+from jobs.common.spark import INTERPRETED, SHARED_SESSION_WINDOW_S, shared_session_url, sql_conf
+from jobs.platform import services
+
+
+def params(url: str) -> dict[str, str]:
+    return dict(parse_qsl(url.partition("/;")[2], separator=";"))
+
+
+def test_clients_in_one_window_join_one_session_and_the_next_window_opens_another():
+    start = 1000 * SHARED_SESSION_WINDOW_S
+    first = shared_session_url("sc://127.0.0.1:15002", "score", now=start)
+    same = shared_session_url(
+        "sc://127.0.0.1:15002", "score", now=start + SHARED_SESSION_WINDOW_S - 1
+    )
+    later = shared_session_url("sc://127.0.0.1:15002", "score", now=start + SHARED_SESSION_WINDOW_S)
+    other = shared_session_url("sc://127.0.0.1:15002", "train", now=start)
+    assert first == same and first.startswith("sc://127.0.0.1:15002/;session_id=")
+    assert len({params(u)["session_id"] for u in (first, later, other)}) == 3
+    # a window is shorter than the idle timeout `nightjar services` gives its server
+    command = services.spark_connect_service(Settings()).command
+    timeout = next(c for c in command if "defaultSessionTimeout=" in c).split("=")[1]
+    assert timeout.endswith("m") and int(timeout[:-1]) * 60 > SHARED_SESSION_WINDOW_S
+
+
+def test_the_remotes_own_parameters_are_kept_and_its_session_id_replaced():
+    url = shared_session_url("sc://spark:15002/;user_id=airflow;session_id=abc", "score", now=0)
+    got = params(url)
+    assert url.startswith("sc://spark:15002/;") and got["user_id"] == "airflow"
+    assert got["session_id"] != "abc" and len(got) == 2
+
+
+def test_code_generation_is_off_unless_asked_for():
+    assert INTERPRETED.items() <= sql_conf(Settings()).items()
+    on = sql_conf(Settings(spark_codegen=True))
+    assert not set(INTERPRETED) & set(on)
