@@ -97,7 +97,7 @@ def shared_session_url(remote: str, name: str, now: float | None = None) -> str:
 
     A Connect server gives each session its own Python environment, so Python UDFs (scoring's
     ``mapInArrow``) boot a new daemon per session and their workers import numpy, pyarrow and
-    XGBoost again: ~4 s of a nightly task that predicts ~1,000 rows in milliseconds. Tasks that
+    XGBoost again: 5-8 s of a nightly task that predicts ~1,000 rows in milliseconds. Tasks that
     join one session reuse its warm workers. The id changes every five minutes, shorter than the
     server's idle timeout (``spark.connect.session.manager.defaultSessionTimeout``: 10 min for
     ``nightjar services``, Spark's default 60 min), so a client never asks for a session the
@@ -119,15 +119,18 @@ def get_spark(settings: Settings | None = None, shared: str | None = None) -> Sp
     settings = settings or Settings()
     from pyspark.sql import SparkSession
 
+    if settings.spark_remote and shared:
+        try:
+            return _connect(settings, shared_session_url(settings.spark_remote, shared))
+        except Exception as exc:
+            # A server whose idle timeout is shorter than the window can have closed it.
+            if "SESSION_CLOSED" not in str(exc):
+                raise
+            log.warning(
+                "shared Spark session %r is closed on the server; using a private one", shared
+            )
     if settings.spark_remote:
-        url = settings.spark_remote
-        if shared:
-            url = shared_session_url(url, shared)
-        spark = SparkSession.builder.remote(url).getOrCreate()
-        spark.release_session_on_close = not shared
-        for key, value in sql_conf(settings).items():
-            spark.conf.set(key, value)
-        return spark
+        return _connect(settings)
 
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(settings.spark_dir / "tmp"))
     if (home := java_home()) is not None:
@@ -138,6 +141,23 @@ def get_spark(settings: Settings | None = None, shared: str | None = None) -> Sp
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def _connect(settings: Settings, shared_url: str | None = None) -> SparkSession:
+    """A Connect client: the process's session, or a new one joining ``shared_url``'s."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.remote(shared_url or settings.spark_remote)
+    spark = builder.create() if shared_url else builder.getOrCreate()
+    spark.release_session_on_close = shared_url is None  # the others keep using a shared one
+    try:
+        for key, value in sql_conf(settings).items():  # the first calls reach the server
+            spark.conf.set(key, value)
+    except Exception:
+        spark.release_session_on_close = False
+        spark.stop()  # only this client; a default session left behind would be reused
+        raise
     return spark
 
 

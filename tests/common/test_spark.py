@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+import pytest
+
 from jobs.common.settings import Settings
 from jobs.common.spark import INTERPRETED, SHARED_SESSION_WINDOW_S, shared_session_url, sql_conf
 from jobs.platform import services
@@ -40,3 +42,48 @@ def test_code_generation_is_off_unless_asked_for():
     assert INTERPRETED.items() <= sql_conf(Settings()).items()
     on = sql_conf(Settings(spark_codegen=True))
     assert not set(INTERPRETED) & set(on)
+
+
+@pytest.fixture()
+def one_window(monkeypatch):
+    """``jobs.common.spark`` with the clock stopped inside one window: every client of a test
+    asks for the same shared session id."""
+    from jobs.common import spark as spark_module
+
+    fixed = spark_module.shared_session_url
+    monkeypatch.setattr(
+        spark_module, "shared_session_url", lambda remote, name: fixed(remote, name, now=0.0)
+    )
+    return spark_module
+
+
+def test_a_task_leaving_a_shared_session_leaves_it_open_for_the_next(spark, settings, one_window):
+    first = one_window.get_spark(settings, shared="open-probe")
+    first.range(5).createOrReplaceTempView("left_by_the_first")
+    first.stop()  # a task ending: its client closes, the server session stays
+    second = one_window.get_spark(settings, shared="open-probe")
+    try:
+        assert second.session_id == first.session_id
+        assert second.table("left_by_the_first").count() == 5
+    finally:
+        second.client.release_session()
+        second.stop()
+
+
+def test_a_shared_session_the_server_has_closed_gives_way_to_a_private_one(
+    spark, settings, one_window, caplog
+):
+    spark_module = one_window
+    first = spark_module.get_spark(settings, shared="closed-probe")
+    try:
+        assert first.range(3).count() == 3
+        first.client.release_session()  # what the server's idle timeout does: the id is closed
+    finally:
+        first.stop()  # closes this client only
+    second = spark_module.get_spark(settings, shared="closed-probe")
+    try:
+        assert second.range(2).count() == 2
+        assert second.session_id != first.session_id
+        assert "is closed on the server; using a private one" in caplog.text
+    finally:
+        second.stop()
