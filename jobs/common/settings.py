@@ -127,6 +127,11 @@ class Settings(BaseSettings):
         description="A feature drifts when its distance to the reference reaches this "
         "(normed Wasserstein for numbers, Jensen-Shannon for categories).",
     )
+    drift_calibrate: bool = Field(
+        default=True,
+        description="Raise each feature's drift threshold to the largest distance a single "
+        "training day had from the model's reference (calibrated when the model is trained).",
+    )
     retrain_drift_share: float = Field(
         default=0.5, gt=0, le=1, description="Share of drifted features that counts as a drift day."
     )

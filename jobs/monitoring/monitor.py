@@ -184,7 +184,10 @@ def monitor_model(
         ref, row["status"] = None, "no_reference"
     links = []
     if len(current) and ref is not None:
-        result = drift.measure(ref, current, model.features, settings.drift_threshold)
+        calibrated = {}
+        if settings.drift_calibrate:
+            calibrated = reference.thresholds(settings, model.run_id)
+        result = drift.measure(ref, current, model.features, settings.drift_threshold, calibrated)
         name = f"{model.role}-drift.html"
         result.snapshot.save_html(str(out / name))
         links.append((f"{model.role} v{model.version}: data and prediction drift", name))

@@ -26,7 +26,7 @@ import xgboost
 from jobs.common.settings import Settings
 from jobs.features.store import FEATURE_SERVICE
 from jobs.features.training import training_set
-from jobs.monitoring import reference
+from jobs.monitoring import drift, reference
 from jobs.training import evaluate, models, registry, tracking
 from jobs.training.dataset import LABEL, Window, split
 
@@ -157,6 +157,14 @@ def run(
             settings.reference_rows,
             seed,
         )
+        thresholds = drift.calibrate(
+            parts.train.assign(**{reference.PROBABILITY: scores["train"]}),
+            parts.train["flight_date"],
+            drift_reference,
+            [*features, reference.PROBABILITY],
+            settings.drift_threshold,
+        )
+        mlflow.log_dict(thresholds, reference.THRESHOLDS)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "test_predictions.parquet"
             predictions.to_parquet(path, index=False)

@@ -94,6 +94,43 @@ def test_a_crafted_shift_in_some_features_is_exactly_what_drifts():
     assert not result.prediction_drifted
 
 
+def test_calibrated_thresholds_are_the_largest_distance_of_a_training_day():
+    """Five training days of 200 rows: ``x`` is per-flight noise, ``airport_1d`` a day-level
+    aggregate (one value per day, as the origin stats are), which drifts every day against a
+    multi-day reference unless calibrated."""
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(6)
+    days = np.repeat(pd.date_range("2013-01-01", periods=5).to_numpy(), 200)
+    level = np.array([0.0, 1.0, 3.0, 1.5, 2.0])
+    rows = pd.DataFrame(
+        {"x": rng.normal(size=1000), "airport_1d": np.repeat(level, 200), "few": np.nan}
+    )
+    rows.loc[:3, "few"] = 1.0  # compared on day 1 only, where the reference has no other value
+    ref = reference.sample(rows, ["x", "airport_1d", "few"], pd.Series(np.zeros(1000)), 0.5, 600, 0)
+    got = drift.calibrate(rows, pd.Series(days), ref, ["x", "airport_1d", "few"], floor=0.1)
+
+    def by_hand(column: str, day: int) -> float:  # one day against the other days' reference
+        others = ref[column][~ref.index.isin(range(200 * day, 200 * day + 200))]
+        mine = rows[column][200 * day : 200 * day + 200]
+        return wasserstein_distance(others, mine) / np.std(others)
+
+    for column in ("x", "airport_1d"):
+        largest = max(by_hand(column, d) for d in range(5))
+        assert got[column] == pytest.approx(largest, rel=1e-12)
+    assert got["airport_1d"] > 1.0 and 0.1 < got["x"] < 0.3  # 200 rows a day: sampling noise
+    assert got["few"] == 0.1  # nothing to compare: the floor
+    # a normal day is within the calibrated thresholds; a shift beyond any training day is not
+    normal = pd.DataFrame({"x": rng.normal(size=1000), "airport_1d": 1.0, "few": np.nan})
+    normal["probability"] = 0.5
+    ref["probability"] = 0.5
+    assert drift.measure(ref, normal, ["x", "airport_1d"], 0.1).drifted == ["airport_1d"]
+    assert drift.measure(ref, normal, ["x", "airport_1d"], 0.1, got).drifted == []
+    shifted = normal.assign(airport_1d=9.0, x=normal.x + 1.0)
+    shifted_drift = drift.measure(ref, shifted, ["x", "airport_1d"], 0.1, got)
+    assert shifted_drift.drifted == ["x", "airport_1d"] and shifted_drift.share == 1.0
+
+
 def test_the_sort_based_wasserstein_distance_is_scipys():
     from scipy.stats import wasserstein_distance
 
@@ -109,7 +146,7 @@ def test_the_sort_based_wasserstein_distance_is_scipys():
         )
 
 
-def test_column_drift_scores_and_plots_what_stock_value_drift_does():
+def test_column_drift_scores_and_plots_what_stock_value_drift_does_less_the_index_line():
     from evidently import Dataset, Report
     from evidently.metrics import ValueDrift
 
@@ -135,13 +172,13 @@ def test_column_drift_scores_and_plots_what_stock_value_drift_does():
     stock, stock_snapshot = run(ValueDrift, "wasserstein")
     ours, ours_snapshot = run(column_drift.ColumnDrift, column_drift.WASSERSTEIN)
     assert ours == pytest.approx(stock, rel=1e-12) and ours[0] > 0.3
-    # the same widgets: one per column, each with its distribution plots
+    # the same widgets, one per column with its distribution plot, less the numeric column's
+    # "DATA DRIFT" tab (the current rows' mean over their row index)
     stock_html, ours_html = stock_snapshot.get_html_str(True), ours_snapshot.get_html_str(True)
-    assert (
-        ours_html.count("Wasserstein distance (normed)")
-        == stock_html.count("Wasserstein distance (normed)")
-        > 0
-    )
+    assert ours_html.count("Wasserstein distance (normed)") == 1
+    assert ours_html.count("DATA DISTRIBUTION") == stock_html.count("DATA DISTRIBUTION") == 2
+    assert stock_html.count("current (mean)") > 0 and stock_html.count("DATA DRIFT") == 1
+    assert ours_html.count("current (mean)") == ours_html.count("DATA DRIFT") == 0
 
 
 def test_the_training_run_logs_a_reference_sample_with_labels_and_predictions(monitored):
@@ -151,6 +188,11 @@ def test_the_training_run_logs_a_reference_sample_with_labels_and_predictions(mo
     features = model.get_booster().feature_names
     assert len(ref) == 1500 and set(ref.label.unique()) == {0, 1}
     np.testing.assert_allclose(ref.probability, model.predict_proba(ref[features])[:, 1], rtol=1e-5)
+    # beside it, a calibrated threshold for every feature and the prediction, none below the floor
+    thresholds = reference.thresholds(settings, champion.run_id)
+    assert set(thresholds) == {*features, reference.PROBABILITY}
+    assert min(thresholds.values()) == settings.drift_threshold
+    assert max(thresholds.values()) > settings.drift_threshold  # the day-level aggregates
 
 
 def test_a_monitoring_row_holds_drift_and_the_delayed_label_performance(monitored):
@@ -163,7 +205,8 @@ def test_a_monitoring_row_holds_drift_and_the_delayed_label_performance(monitore
     assert row.n_scored == tomorrow.num_rows
     assert row.n_features == 67 and len(row.feature_drift) == 67
     scores = dict(row.feature_drift)
-    assert row.drifted_features == sum(v >= settings.drift_threshold for v in scores.values())
+    thresholds = reference.thresholds(settings, champion.run_id)
+    assert row.drifted_features == sum(v >= thresholds[f] for f, v in scores.items())
     assert row.drift_share == pytest.approx(row.drifted_features / 67)
     # performance of the predictions made for 03-04, computed here from the tables
     preds = read_arrow(settings.table_uri(PREDICTIONS.name), {"flight_date": [DAY]}).to_pandas()
