@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -133,6 +134,9 @@ def get_spark(settings: Settings | None = None, shared: str | None = None) -> Sp
         return _connect(settings)
 
     os.environ.setdefault("SPARK_LOCAL_DIRS", str(settings.spark_dir / "tmp"))
+    # Python UDFs (scoring) need this interpreter's libraries; Spark would run `python3` from
+    # PATH, which outside the venv's activation is another interpreter
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if (home := java_home()) is not None:
         os.environ["JAVA_HOME"] = home
     (settings.spark_dir / "tmp").mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qsl
 
 import pytest
@@ -85,3 +86,43 @@ def test_a_shared_session_the_server_has_closed_gives_way_to_a_private_one(
     assert second is spark and second.session_id != first.session_id
     assert second.range(2).count() == 2
     assert "is closed on the server; using a private one" in caplog.text
+
+
+CLASSIC_UDF = """
+from jobs.common.settings import Settings
+from jobs.common.spark import get_spark
+
+spark = get_spark(Settings(spark_remote=None, state_dir={state!r}))
+
+def versions(batches):
+    import pyarrow as pa
+    import xgboost
+
+    for batch in batches:
+        yield pa.RecordBatch.from_pydict({{"xgboost": [xgboost.__version__] * batch.num_rows}})
+
+print("worker xgboost", spark.range(2).mapInArrow(versions, "xgboost string").first()[0])
+spark.stop()
+"""
+
+
+def test_a_classic_session_runs_python_udfs_in_this_interpreter(tmp_path):
+    """`nightjar stage score` without a Connect server: the workers must get this venv's
+    libraries even when `python3` on PATH is another interpreter (here: the system's)."""
+    import subprocess
+    import sys
+
+    import xgboost
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "VIRTUAL_ENV")}
+    env["PATH"] = "/usr/bin:/bin"  # python3 here has no pyarrow, no xgboost
+    env["NIGHTJAR_SPARK_REMOTE"] = ""
+    done = subprocess.run(
+        [sys.executable, "-c", CLASSIC_UDF.format(state=str(tmp_path))],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"worker xgboost {xgboost.__version__}" in done.stdout
