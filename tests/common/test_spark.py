@@ -114,7 +114,13 @@ def test_a_classic_session_runs_python_udfs_in_this_interpreter(tmp_path):
 
     import xgboost
 
-    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "VIRTUAL_ENV")}
+    # a fresh shell's environment: no venv, no Spark settings (a Connect client in this process
+    # sets SPARK_CONNECT_MODE_ENABLED, which would make the child a Connect client too)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SPARK_", "PYSPARK_")) and k != "VIRTUAL_ENV"
+    }
     env["PATH"] = "/usr/bin:/bin"  # python3 here has no pyarrow, no xgboost
     env["NIGHTJAR_SPARK_REMOTE"] = ""
     done = subprocess.run(
