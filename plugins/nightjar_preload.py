@@ -21,10 +21,17 @@ from airflow.plugins_manager import AirflowPlugin
 log = logging.getLogger(__name__)
 
 PRELOAD = (
+    # what the task runner imports to parse the DAG file and run a @task
+    "airflow.sdk.bases.decorator",
+    "airflow.sdk.definitions.decorators",
+    "airflow.providers.standard.decorators.python",
+    "airflow.providers.standard.operators.python",
+    "jinja2.ext",
     "pandas",
     "pyarrow",
     "pyarrow.compute",
     "pyspark.sql.connect.session",
+    "grpc._channel",
     "pyspark.sql.connect.functions",
     "deltalake",
     "jobs.pipeline",
