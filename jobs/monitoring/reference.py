@@ -69,8 +69,15 @@ def load(settings: Settings, run_id: str) -> pd.DataFrame:
 def thresholds(settings: Settings, run_id: str) -> dict[str, float]:
     """The calibrated drift thresholds of training run ``run_id``; none (so the global
     threshold applies) for a run that logged none."""
-    try:
-        path = _artifact(settings, run_id, THRESHOLDS)
-    except Exception:  # trained before calibration: uncalibrated, not an error
-        return {}
-    return json.loads(path.read_text())
+    import mlflow
+
+    cache = settings.state_dir / "monitoring" / "reference" / run_id / Path(THRESHOLDS).name
+    if not cache.exists():
+        # Absent means trained before calibration. Any other failure (the tracking server
+        # down) must not quietly fall back to the global threshold: it would read as drift.
+        logged = mlflow.artifacts.list_artifacts(
+            run_id=run_id, artifact_path=ARTIFACT_DIR, tracking_uri=settings.tracking_uri
+        )
+        if THRESHOLDS not in {f.path for f in logged}:
+            return {}
+    return json.loads(_artifact(settings, run_id, THRESHOLDS).read_text())

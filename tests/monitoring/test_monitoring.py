@@ -281,3 +281,19 @@ def test_the_monitor_follows_the_models_that_scored_not_the_aliases(monitored, s
     row = metrics_rows(settings).set_index("role").loc["champion"]
     assert row.model_version == champion.version and row._run_id == "manual__moved"
     assert row.n_scored > 0 and 0 <= row.drift_share <= 1
+
+
+def test_a_model_trained_before_calibration_gets_the_global_threshold(tmp_path):
+    """Its run has a reference but no thresholds file: no thresholds, so the monitor's global
+    threshold applies; a run that cannot be read is an error, not a silent fallback."""
+    from jobs.common.settings import Settings
+
+    settings = Settings(
+        state_dir=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
+    )
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run = client.create_run(client.create_experiment("old-models"))
+    client.log_dict(run.info.run_id, {"rows": 0}, "monitoring/other.json")
+    assert reference.thresholds(settings, run.info.run_id) == {}
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        reference.thresholds(settings, "0" * 32)
