@@ -292,7 +292,8 @@ def test_a_model_trained_before_calibration_gets_the_global_threshold(tmp_path):
         state_dir=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"
     )
     client = mlflow.MlflowClient(settings.tracking_uri)
-    run = client.create_run(client.create_experiment("old-models"))
+    experiment = client.create_experiment("old-models", artifact_location=str(tmp_path / "art"))
+    run = client.create_run(experiment)
     client.log_dict(run.info.run_id, {"rows": 0}, "monitoring/other.json")
     assert reference.thresholds(settings, run.info.run_id) == {}
     with pytest.raises(mlflow.exceptions.MlflowException):
