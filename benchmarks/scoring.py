@@ -3,9 +3,9 @@
 The model is an XGBoost classifier trained with the job's parameters on synthetic data shaped
 like the flight_disruption_v1 features (67 columns). For N flights (1 day ~ 1,000 and 10M):
 
-- end to end: a Delta table of N flights x 67 features is read by Spark, scored by the daily
-  `score` task's `mapInArrow` scorer (jobs.scoring.score.score), and the probabilities are
-  written to a Delta table;
+- end to end: the daily `score` task's scorer (jobs.scoring.score.score) reads a Delta table of
+  N flights x 67 features (a Spark task per data file, like the task's served-features
+  partition), predicts, and the probabilities are collected and written to a Delta table;
 - raw: `Booster.inplace_predict` on the same features already in memory as one numpy matrix.
 
 Prints rows/s for both and the ratio (target: end to end >= 50% of raw at 10M rows); saves
@@ -96,8 +96,7 @@ def main() -> None:
             uri = str(STATE / "features")
             write_features(uri, n)
             started = time.perf_counter()
-            frame = spark.read.parquet(*DeltaTable(uri).file_uris())  # the live files only
-            data = score(frame, model).toArrow()
+            data = score(spark, DeltaTable(uri).file_uris(), model).toArrow()  # live files only
             write_deltalake(str(STATE / "scores"), data, mode="overwrite")
             end_to_end = time.perf_counter() - started
             assert data.num_rows == n

@@ -24,7 +24,8 @@ For logical day **D** (the run's data interval `[D, D+1)`):
    so the online store always ends on the newest day.
 8. **score** — every flight scheduled for D+1, scored with the model holding the `champion`
    alias (an unpromoted `challenger` scores in shadow) on features as of the end of D, into
-   `ml.predictions` (partition D+1). Skipped, with the reason in the log, while no champion
+   `ml.predictions` (partition D+1); the features served are kept in
+   `ml.served_features__<service>`. Skipped, with the reason in the log, while no champion
    exists.
 9. **monitor** — Evidently drift of tonight's scored features and predictions against each
    model's training reference, and the performance of last night's predictions for D's flights

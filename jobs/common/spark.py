@@ -63,8 +63,8 @@ def sql_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.adaptive.enabled": "true",
         # Arrow transfer is how frames reach delta-rs and pandas.
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # Rows per Arrow batch into Python workers (scoring): 10x Spark's default of 10,000
-        # cuts the per-batch overhead (`make bench-scoring`); ~27 MB per batch of 67 floats.
+        # Rows per Arrow batch between the JVM and Python: 10x Spark's default of 10,000 cut
+        # the per-batch overhead when the scorer's features came from the JVM.
         "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
         **({} if settings.spark_codegen else INTERPRETED),
     }

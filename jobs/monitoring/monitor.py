@@ -20,17 +20,17 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from jobs.common.delta import DeltaTables, TableSpec
 from jobs.common.delta.snapshot import read_arrow
 from jobs.common.errors import NightjarError
 from jobs.common.schema import struct
 from jobs.common.settings import DATA_START, Settings
-from jobs.lakehouse import tables as tb
 from jobs.monitoring import drift, performance, reference
 from jobs.monitoring.reference import PROBABILITY
 from jobs.scoring import score
-from jobs.scoring.predictions import PREDICTIONS
+from jobs.scoring.predictions import PREDICTIONS, served_features
 from jobs.training import tracking
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,13 @@ def report_url(day: dt.date) -> str:
 
 
 def scored_frame(settings: Settings, model: score.ScoringModel, day: dt.date) -> pd.DataFrame:
-    """The features of D+1's flights as the model was served them, with its predictions."""
+    """The features of D+1's flights as the model was served them (kept by the ``score`` task),
+    with its predictions."""
     tomorrow = day + dt.timedelta(days=1)
-    flights = read_arrow(
-        settings.table_uri(tb.GOLD_SCHEDULED_FLIGHTS.name), {"flight_date": [tomorrow]}
-    ).to_pandas()
-    if flights.empty:
+    served = settings.table_uri(served_features(model.feature_service).name)
+    if not DeltaTable.is_deltatable(served):  # nothing scored with this service yet
         return pd.DataFrame(columns=[*model.features, PROBABILITY])
-    features = score.features_for(settings, flights, model.feature_service)
+    features = read_arrow(served, {"flight_date": [tomorrow]}, ["flight_id", *model.features])
     predicted = read_arrow(
         settings.table_uri(PREDICTIONS.name),
         {"flight_date": [tomorrow]},
@@ -94,7 +93,9 @@ def scored_frame(settings: Settings, model: score.ScoringModel, day: dt.date) ->
         & (predicted.role == model.role)
         & (predicted.model_version == model.version)
     ]
-    return features.merge(predicted[["flight_id", PROBABILITY]], on="flight_id", how="inner")
+    return features.to_pandas().merge(
+        predicted[["flight_id", PROBABILITY]], on="flight_id", how="inner"
+    )
 
 
 def models_to_monitor(settings: Settings, day: dt.date) -> list[score.ScoringModel]:

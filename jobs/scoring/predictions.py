@@ -1,4 +1,9 @@
-"""The predictions table: one row per scheduled flight and scoring model."""
+"""The scoring tables: the predictions, one row per scheduled flight and scoring model, and the
+features each feature service served for them."""
+
+import pyarrow as pa
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from jobs.common.delta import TableSpec
 from jobs.common.schema import struct
@@ -28,3 +33,26 @@ PREDICTIONS = TableSpec(
     description="Disruption risk of each flight scheduled for D+1, scored by run D",
     run_metadata=("_run_id",),
 )
+
+
+def served_features(feature_service: str, features: pa.Schema | None = None) -> TableSpec:
+    """``ml.served_features__<service>``: the features ``feature_service`` served for each
+    flight scored (what the scorer read, and what the monitor compares with the training
+    reference). One table per service, as each service has its own feature columns; a service
+    whose definition changes gets a new name (``flight_disruption_v2``), so a table's schema
+    never changes. ``features`` is only needed to create or write it."""
+    fields = [] if features is None else list(from_arrow_schema(features).fields)
+    return TableSpec(
+        name=f"ml.served_features__{feature_service}",
+        schema=T.StructType(
+            [
+                *struct("flight_id string", "flight_date date", "prediction_ts timestamp").fields,
+                *fields,
+                *struct("_run_id string").fields,
+            ]
+        ),
+        partition_by=("flight_date",),
+        key=("flight_id",),
+        description=f"Features served by {feature_service} to the flights scored for a date",
+        run_metadata=("_run_id",),
+    )

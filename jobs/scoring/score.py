@@ -4,7 +4,8 @@ The model is whatever holds the ``champion`` alias when the run starts (resolved
 version recorded on every row); an unpromoted ``challenger`` scores the same flights in shadow.
 Features come from Feast's historical retrieval through the feature service the model was
 trained with, at the flights' prediction time (the end of D): the training path, so there is
-no training/serving skew. Scoring runs as a Spark ``mapInArrow`` over the booster, so the same
+no training/serving skew. The served features are kept in ``ml.served_features__<service>``
+(partition D+1), and scoring is a Spark ``mapInArrow`` over that partition's files, so the same
 code scales out on a cluster; D+1's partition of ``ml.predictions`` is replaced in one commit.
 """
 
@@ -15,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -25,7 +27,7 @@ from jobs.common.settings import Settings
 from jobs.features.store import feature_store
 from jobs.features.training import ENTITY_COLUMNS
 from jobs.lakehouse import tables as tb
-from jobs.scoring.predictions import PREDICTIONS
+from jobs.scoring.predictions import PREDICTIONS, served_features
 from jobs.training import registry, tracking
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ def resolve(settings: Settings) -> list[ScoringModel]:
     return models
 
 
-def features_for(settings: Settings, flights: pd.DataFrame, feature_service: str) -> pd.DataFrame:
+def features_for(settings: Settings, flights: pd.DataFrame, feature_service: str) -> pa.Table:
     """The service's features of ``flights`` as of their prediction time (Feast, offline)."""
     fs = feature_store(settings)
     entities = flights[ENTITY_COLUMNS].assign(
@@ -96,40 +98,89 @@ def features_for(settings: Settings, flights: pd.DataFrame, feature_service: str
         entity_df=entities,
         features=fs.get_feature_service(feature_service),
         full_feature_names=True,
-    ).to_df()
+    ).to_arrow()
 
 
-def score(frame: DataFrame, model: ScoringModel) -> DataFrame:
-    """(flight_id, probability) for every row of ``frame``, computed on the Spark workers.
+def serve(
+    tables: DeltaTables,
+    settings: Settings,
+    flights: pd.DataFrame,
+    feature_service: str,
+    flight_date: dt.date,
+    run_id: str,
+) -> list[str]:
+    """Retrieve the service's features for ``flights`` and replace ``flight_date``'s partition of
+    ``ml.served_features__<service>`` with them; returns the partition's data files, which
+    :func:`score` reads."""
+    fetched = features_for(settings, flights, feature_service)
+    keys = {*ENTITY_COLUMNS, "event_timestamp"}
+    features = [name for name in fetched.column_names if name not in keys]
+    dates = pa.Table.from_pandas(flights[["flight_id", "flight_date"]], preserve_index=False)
+    data = (
+        fetched.select(["flight_id", "event_timestamp", *features])
+        .rename_columns(["flight_id", "prediction_ts", *features])
+        .join(dates, "flight_id")
+        .append_column("_run_id", pa.array([run_id] * fetched.num_rows, pa.string()))
+    )
+    spec = served_features(feature_service, fetched.select(features).schema)
+    tables.overwrite_partitions(spec, data, {"flight_date": [flight_date]}, run_id=run_id)
+    return served_files(settings, feature_service, flight_date)
 
-    The JVM packs each row's features into one float32 array (XGBoost compares float32 values
-    anyway, so predictions are unchanged), which reaches Python as a single Arrow list column:
-    its values buffer reshapes to the model's matrix without a copy per feature. Moving rows
-    into Arrow is the expensive part on the JVM side, and one list column costs less than 67
-    scalar ones (see `make bench-scoring`). Nulls become NaN, XGBoost's missing value. Each
-    worker predicts with one thread: Spark already runs a task per core."""
+
+def served_files(settings: Settings, feature_service: str, flight_date: dt.date) -> list[str]:
+    """The live data files of ``flight_date``'s served features, from the Delta log."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(settings.table_uri(served_features(feature_service).name))
+    return table.file_uris(file_pruning_predicate=[("flight_date", "=", flight_date)])
+
+
+def score(spark: SparkSession, files: list[str], model: ScoringModel) -> DataFrame:
+    """(flight_id, probability) for every row of the feature ``files``, predicted on Spark's
+    workers, one task per file.
+
+    Each task reads its file itself (Arrow, from wherever the lakehouse lives) and predicts with
+    one XGBoost thread, as Spark already runs a task per core. The features never pass through
+    the JVM: moving 67 columns of every row from Spark's rows into Arrow for a Python worker cost
+    more than the prediction (`make bench-scoring`). Values are float32, as XGBoost compares
+    them; nulls become NaN, its missing value."""
     raw, features, iterations = model.booster, model.features, model.iterations
 
     def predict(batches):
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
         import xgboost as xgb
 
         booster = xgb.Booster()
         booster.load_model(bytearray(raw))
         booster.set_param({"nthread": 1})
         for batch in batches:
-            packed = batch.column("features")
-            values = pc.fill_null(packed.flatten(), float("nan")).to_numpy(zero_copy_only=False)
-            matrix = values.reshape(len(packed), len(features))
-            p = booster.inplace_predict(matrix, iteration_range=(0, iterations))
-            yield pa.RecordBatch.from_arrays(
-                [batch.column("flight_id"), pa.array(p, pa.float64())],
-                names=["flight_id", "probability"],
-            )
+            for index in batch.column("id").to_pylist():
+                filesystem, path = pafs.FileSystem.from_uri(files[index])
+                with filesystem.open_input_file(path) as file:
+                    reader = pq.ParquetFile(file)
+                    for rows in reader.iter_batches(
+                        batch_size=100_000, columns=["flight_id", *features], use_threads=False
+                    ):
+                        matrix = np.empty((rows.num_rows, len(features)), np.float32)
+                        for i, name in enumerate(features):
+                            values = rows.column(name)
+                            if values.type != pa.float32():
+                                values = pc.cast(values, pa.float32())
+                            if values.null_count:
+                                values = pc.fill_null(values, np.nan)
+                            matrix[:, i] = values.to_numpy()
+                        p = booster.inplace_predict(matrix, iteration_range=(0, iterations))
+                        yield pa.RecordBatch.from_arrays(
+                            [rows.column("flight_id"), pa.array(p, pa.float64())],
+                            names=["flight_id", "probability"],
+                        )
 
-    packed = F.array(*(F.col(f).cast("float") for f in features)).alias("features")
-    return frame.select("flight_id", packed).mapInArrow(
+    # one partition per file: a range, so no shuffle is needed to spread the files
+    return spark.range(0, len(files), 1, max(len(files), 1)).mapInArrow(
         predict, "flight_id string, probability double"
     )
 
@@ -151,11 +202,11 @@ def run(
     scored, served = None, {}
     for model in models:
         if model.feature_service not in served:  # champion and shadow usually share one
-            fetched = features_for(settings, flights, model.feature_service)
-            served[model.feature_service] = spark.createDataFrame(fetched)
-        features = served[model.feature_service]
+            served[model.feature_service] = serve(
+                tables, settings, flights, model.feature_service, tomorrow, run_id
+            )
         rows = (
-            keys.join(score(features, model), "flight_id")
+            keys.join(score(spark, served[model.feature_service], model), "flight_id")
             .withColumn("flagged", F.col("probability") >= F.lit(model.threshold))
             .withColumn("threshold", F.lit(model.threshold))
             .withColumn("role", F.lit(model.role))

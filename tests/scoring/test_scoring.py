@@ -7,13 +7,17 @@ import datetime as dt
 
 import mlflow
 import numpy as np
+import pyarrow as pa
 import pytest
+import xgboost as xgb
+from deltalake import DeltaTable, write_deltalake
 
 from jobs.common.delta.snapshot import read_arrow
 from jobs.common.errors import NightjarError, StageSkipped
+from jobs.features.store import FEATURE_SERVICE
 from jobs.features.training import training_set
 from jobs.scoring import lineage, score
-from jobs.scoring.predictions import PREDICTIONS
+from jobs.scoring.predictions import PREDICTIONS, served_features
 from jobs.training import dataset, registry, tracking, train
 from tests.feature_lake import DAYS
 
@@ -89,6 +93,38 @@ def test_predictions_equal_the_model_on_the_training_paths_features(spark, model
     assert len(mine) == len(direct)
     np.testing.assert_allclose(mine.to_numpy(), [direct[f] for f in mine.index], rtol=1e-6)
     assert (mine >= 0.5).sum() == flights_0304.query("role == 'champion'").flagged.sum()
+    # the served features are kept: the training path's values, for every flight scored
+    served = read_arrow(
+        settings.table_uri(served_features(data.feature_service).name), {"flight_date": [DAYS[3]]}
+    ).to_pandas()
+    assert set(served.flight_id) == set(mine.index)
+    assert set(served._run_id) == {"scheduled__2013-03-03"}
+    served = served.set_index("flight_id").loc[data.frame.flight_id, data.feature_columns]
+    np.testing.assert_allclose(
+        served.to_numpy(float), data.frame[data.feature_columns].to_numpy(float), rtol=1e-12
+    )
+
+
+def test_the_scorer_reads_every_file_in_its_own_task(spark, models, tmp_path):
+    """Features split over several files, a missing value among them: every row is scored once,
+    as the booster scores it directly (NaN is XGBoost's missing value)."""
+    settings, _, champion, _ = models
+    model = score.load(tracking.client(settings), settings, champion.version, "champion")
+    data = training_set(settings, DAYS[3], DAYS[3])
+    frame = data.frame[["flight_id", *model.features]].reset_index(drop=True)
+    frame.loc[0, model.features[0]] = None
+    uri = str(tmp_path / "features")
+    for part in np.array_split(frame, 3):
+        write_deltalake(uri, pa.Table.from_pandas(part, preserve_index=False), mode="append")
+    files = DeltaTable(uri).file_uris()
+    assert len(files) == 3
+    got = score.score(spark, files, model).toPandas().set_index("flight_id").probability
+    booster = xgb.Booster()
+    booster.load_model(bytearray(model.booster))
+    matrix = frame[model.features].to_numpy(np.float32)
+    direct = booster.inplace_predict(matrix, iteration_range=(0, model.iterations))
+    assert got.index.is_unique and len(got) == len(frame)
+    np.testing.assert_allclose(got.loc[frame.flight_id].to_numpy(), direct, rtol=1e-6)
 
 
 def test_rescoring_a_day_replaces_exactly_its_partition(spark, models):
@@ -100,6 +136,10 @@ def test_rescoring_a_day_replaces_exactly_its_partition(spark, models):
     score.run(spark, tables, settings, DAYS[2], "r2")
     after = partition(settings, DAYS[3]).sort_values(["flight_id", "role"], ignore_index=True)
     assert len(after) == len(before)
+    served = read_arrow(
+        settings.table_uri(served_features(FEATURE_SERVICE).name), {"flight_date": [DAYS[3]]}
+    )
+    assert served.num_rows == len(after) // 2 and set(served["_run_id"].to_pylist()) == {"r2"}
     assert (after.probability == before.probability).all()
     assert set(after._run_id) == {"r2"}
     assert partition(settings, DAYS[3] + dt.timedelta(days=1)).equals(other)
