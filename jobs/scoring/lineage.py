@@ -1,5 +1,6 @@
 """Reading the predictions: tomorrow's riskiest flights, and the lineage of one prediction
-(prediction row -> model version -> MLflow run -> the Delta versions it was trained on)."""
+(prediction row -> model version -> MLflow run -> the Delta versions it was trained on, and the
+features it was served)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 from jobs.common.delta.snapshot import read_arrow
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
-from jobs.scoring.predictions import PREDICTIONS
+from jobs.scoring.predictions import PREDICTIONS, served_features
 
 
 def predictions(settings: Settings, flight_date: dt.date) -> pd.DataFrame:
@@ -77,6 +78,23 @@ def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[di
                     for k, v in params.items()
                     if k.startswith("delta_version.")
                 },
+                "served_features": served(settings, row["feature_service"], flight_id, flight_date),
             }
         )
     return chain
+
+
+def served(settings: Settings, feature_service: str, flight_id: str, flight_date: dt.date) -> dict:
+    """The features the scorer read for the flight, from ``ml.served_features__<service>``."""
+    from deltalake import DeltaTable
+
+    name = served_features(feature_service).name
+    uri = settings.table_uri(name)
+    if not DeltaTable.is_deltatable(uri):  # scored before the served features were kept
+        return {}
+    table = DeltaTable(uri)
+    rows = read_arrow(uri, {"flight_date": [flight_date]}).to_pandas()
+    rows = rows[rows.flight_id == flight_id].drop(columns=["flight_id", "flight_date", "_run_id"])
+    values = rows.iloc[0].to_dict() if len(rows) else {}
+    values = {k: None if pd.isna(v) else v for k, v in values.items()}  # JSON has no NaN
+    return {"table": name, "uri": uri, "delta_version": table.version(), "values": values}

@@ -173,6 +173,16 @@ def test_the_lineage_chain_resolves_to_the_training_inputs(spark, models):
     params = tracking.client(settings).get_run(champion.run_id).data.params
     assert entry["training_inputs"]["gold.flights"] == int(params["delta_version.gold.flights"])
     assert entry["mlflow_run"]["training_window"] == "2013-03-01..2013-03-04"
+    # ... and forward to the exact features the model was given
+    served = entry["served_features"]
+    assert served["table"] == "ml.served_features__flight_disruption_v1"
+    data = training_set(settings, DAYS[3], DAYS[3]).frame.set_index("flight_id").loc[flight]
+    model = score.load(tracking.client(settings), settings, champion.version, "champion")
+    assert set(model.features) <= set(served["values"])
+    np.testing.assert_allclose(
+        np.array([served["values"][f] for f in model.features], dtype=float),
+        data[model.features].to_numpy(float),
+    )
     top = lineage.top_risk(settings, DAYS[3], n=5)
     assert len(top) == 5 and top.probability.is_monotonic_decreasing
     assert (
