@@ -70,6 +70,14 @@ def load_suite(name: str) -> dict[str, Any]:
     return spec
 
 
+def _cached_view(root: Path) -> dict[str, str]:
+    return {
+        "module_name": "jobs.quality.docs_view",
+        "class_name": "CachedJinjaPageView",
+        "cache_dir": str(root / "jinja_cache"),
+    }
+
+
 def _context(settings: Settings):
     import great_expectations as gx
     from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
@@ -97,6 +105,11 @@ def _context(settings: Settings):
                 "class_name": "SiteBuilder",
                 "store_backend": filesystem("data_docs"),
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                # pages rendered with compiled templates cached on disk (docs_view)
+                "site_section_builders": {
+                    section: {"view": _cached_view(root)}
+                    for section in ("expectations", "validations")
+                },
             }
         },
         analytics_enabled=False,

@@ -7,6 +7,7 @@ machine: no Maven Central) its cases are skipped with the reason printed in the 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -139,3 +140,20 @@ def test_delta_rs_writes_a_real_delta_log(store, spark, lake):
     table = DeltaTable(lake.table_uri(SPEC.name))
     assert table.metadata().partition_columns == ["d"]
     assert table.history(1)[0]["nightjar.run_id"] == "r-7"
+
+
+def test_delta_rs_checkpoints_every_ten_commits_and_writes_return_their_version(store, spark, lake):
+    """Opening a table replays the commits since its last checkpoint; delta-rs's default of one
+    checkpoint per 100 commits made every open of a daily table slower as history grew."""
+    if store.backend_name != "delta-rs":
+        pytest.skip("checks delta-rs's own log")
+    versions = [
+        store.overwrite_partitions(SPEC, rows(spark, [("a", D1, float(i))]), {"d": [D1]})
+        for i in range(12)
+    ]
+    assert versions == list(range(1, 13))  # each write's version is its own commit's
+    table = DeltaTable(lake.table_uri(SPEC.name))
+    assert table.metadata().configuration["delta.checkpointInterval"] == "10"
+    log = Path(lake.table_uri(SPEC.name)) / "_delta_log"
+    assert list(log.glob("*.checkpoint.parquet")) and (log / "_last_checkpoint").exists()
+    assert content(store) == [("a", D1, 11.0)]

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -111,3 +112,26 @@ def test_quality_docs_rebuild_an_index_of_every_stored_validation(quality_settin
     run(frame(dep_delay=[2.0, 2000.0, 1.0]), quality_settings, run_id="second")
     index = gx_runner.rebuild_docs(quality_settings).read_text()
     assert "2013-01-01-first" in index and "2013-01-01-second" in index
+
+
+def test_docs_pages_render_the_same_from_cached_templates(quality_settings, monkeypatch):
+    """The first page fills the template cache, the next renders from it: same HTML as GX's own
+    view, whose Jinja environment compiles every template again."""
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    cached = run(frame(), quality_settings, run_id="cached").docs_page
+    assert list((quality_settings.state_dir / "quality" / "jinja_cache").iterdir())
+    again = run(frame(), quality_settings, run_id="again").docs_page
+    monkeypatch.setattr(
+        gx_runner, "_cached_view", lambda root: {"class_name": DefaultJinjaPageView.__name__}
+    )
+    stock = run(frame(), quality_settings, run_id="stock").docs_page
+
+    def body(page):  # the run's name, the render time and element ids differ between runs
+        text = page.read_text()
+        for run_id in ("cached", "again", "stock"):
+            text = text.replace(f"2013-01-01-{run_id}", "RUN")
+        text = re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "ID", text)
+        return re.sub(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z?|\d{8}T\d{6}\.\d+Z", "T", text)
+
+    assert body(cached) == body(again) == body(stock)
