@@ -101,7 +101,9 @@ def _scalar_bytes(values: pa.Array, value_type: ValueType) -> np.ndarray | pa.Ar
     if value_type in (ValueType.DOUBLE, ValueType.FLOAT):
         dtype = "<f8" if value_type == ValueType.DOUBLE else "<f4"
         raw = values.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(dtype)
-        matrix = np.hstack([np.full((n, 1), tag, np.uint8), raw.view(np.uint8).reshape(n, -1)])
+        # reshape(n, -1) would fail when there is nothing to encode (every value null)
+        as_bytes = raw.view(np.uint8).reshape(n, raw.dtype.itemsize)
+        matrix = np.hstack([np.full((n, 1), tag, np.uint8), as_bytes])
         return _from_rows(matrix, np.where(np.isnan(raw), 0, matrix.shape[1]))
     ints = values.cast(pa.int64()).to_numpy(zero_copy_only=False)
     groups, lengths = _varint(ints)

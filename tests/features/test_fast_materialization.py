@@ -123,6 +123,12 @@ ENCODER_CASES = {
     "bool": (ValueType.BOOL, pa.array([True, False, None])),
     "string": (ValueType.STRING, pa.array(["", "abc", None, "é" * 100, "x" * 300])),
     "bytes": (ValueType.BYTES, pa.array([b"", b"\x00\xff", None])),
+    # a feature with no value in the window (every row null): nothing to encode but the null
+    "double, all null": (ValueType.DOUBLE, pa.array([None, None], pa.float64())),
+    "double, all NaN": (ValueType.DOUBLE, pa.array([float("nan")])),
+    "float, all null": (ValueType.FLOAT, pa.array([None], pa.float64())),
+    "int64, all null": (ValueType.INT64, pa.array([None, None], pa.int64())),
+    "string, all null": (ValueType.STRING, pa.array([None], pa.string())),
 }
 
 
