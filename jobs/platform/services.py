@@ -175,11 +175,17 @@ def migrate_airflow_db(settings: Settings) -> None:
             db.execute("PRAGMA journal_mode=WAL")
 
 
-def up(settings: Settings, airflow: bool = True, spark: bool = True) -> list[Service]:
+def up(
+    settings: Settings,
+    airflow: bool = True,
+    spark: bool = True,
+    defer: frozenset[str] = frozenset(),
+) -> list[Service]:
     """Start what is not running; ``spark=False`` when a Spark Connect server is already up at
-    ``settings.spark_connect_port`` under another state folder (a second platform in tests)."""
+    ``settings.spark_connect_port`` under another state folder (a second platform in tests).
+    Services named in ``defer`` are left for the caller to start."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    services = all_services(settings, airflow, spark)
+    services = [s for s in all_services(settings, airflow, spark) if s.name not in defer]
     if airflow:
         from jobs.features.store import apply as feast_apply
 

@@ -27,7 +27,10 @@ DAYS = [START + dt.timedelta(days=i) for i in range(3)]
 
 @pytest.fixture(scope="module")
 def api(settings, spark):
-    services.up(settings)  # Spark Connect is already up (the spark fixture); adds Airflow
+    # Spark Connect is already up (the spark fixture); adds Airflow. As in `make run`, the
+    # scheduler is left to the first backfill, which starts it: every test that needs it
+    # goes through `backfilled`.
+    services.up(settings, defer=frozenset({"scheduler"}))
     client = AirflowAPI(settings)
     client.wait_for_dag(DAG_ID)
     client.patch(f"/dags/{DAG_ID}", {"is_paused": False})
