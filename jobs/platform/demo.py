@@ -28,8 +28,11 @@ TRAINING_DAG_ID = "nightjar_training"
 console = Console()
 
 
-def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 4) -> list[dict]:
-    """Create a backfill and follow it to the end; returns the final state of its runs.
+def backfill(
+    api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 4, closed: bool = True
+) -> list[dict]:
+    """Create a backfill and follow it until its runs have finished and, with ``closed``, the
+    scheduler has closed it (see ``wait_closed``); returns the final state of its runs.
 
     On the embedded SQLite metadata DB the backfill is created while the scheduler is stopped:
     creating ~60 runs in one request while the scheduler writes can end in "database is
@@ -80,10 +83,9 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
                     f"backfill run(s) failed: {[r['dag_run_id'] for r in failed]}; "
                     "see the task logs in the Airflow UI"
                 )
-            # the scheduler closes the backfill a moment after its last run: another backfill
-            # of the DAG can only be created then
-            closed = len(done) == n_days and api.get(f"/backfills/{created['id']}")["completed_at"]
-            if closed:
+            if len(done) == n_days and (
+                not closed or api.get(f"/backfills/{created['id']}")["completed_at"]
+            ):
                 return runs
             for name in services.restart_dead(api.settings):
                 console.print(
@@ -91,6 +93,22 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
                     f"{api.settings.run_dir / (name + '.log')}[/yellow]"
                 )
             time.sleep(2)
+
+
+def open_backfills(api: AirflowAPI) -> list[dict]:
+    return [b for b in api.get("/backfills", dag_id=DAG_ID)["backfills"] if not b["completed_at"]]
+
+
+def wait_closed(api: AirflowAPI, timeout: float = 120) -> None:
+    """Wait until the scheduler has closed the DAG's backfills. It does so in a sweep every
+    30 s, not at a backfill's last run, and another backfill of the DAG can only be created
+    then. (Airflow's cancel would close one at once, but leaves it paused for good: a day
+    cleared in the UI would then never run.)"""
+    deadline = time.monotonic() + timeout
+    while open_backfills(api):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the scheduler has not closed the backfill after {timeout:.0f}s")
+        time.sleep(1)
 
 
 def wait_for_training(
@@ -136,7 +154,8 @@ def lifecycle(api: AirflowAPI, settings: Settings, start: dt.date, end: dt.date)
         r["dag_run_id"] for r in api.dag_runs(TRAINING_DAG_ID) if r["state"] == "failed"
     )
     for a, b in phases:
-        backfill(api, a, b)
+        # the last phase's backfill closes while the summary prints (see `run`)
+        backfill(api, a, b, closed=(a, b) != phases[-1])
         began = time.perf_counter()
         runs = wait_for_training(api, settings, ignore=earlier)
         if runs:
@@ -177,6 +196,7 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
         lifecycle_s = time.perf_counter() - t0
         report.print_summary(settings, start, end, console)
         report.print_lifecycle(settings, start, end, console)
+        wait_closed(api)  # a later `make run` on this state creates its backfills again
         console.print(
             f"lifecycle of {(end - start).days + 1} days: {lifecycle_s:.0f}s; "
             f"total elapsed {time.perf_counter() - began:.0f}s"

@@ -44,9 +44,16 @@ def spark_home() -> str:
     return str(Path(pyspark.__file__).parent)
 
 
+LOG4J2_CONFIG = Path(__file__).with_name("spark_connect_log4j2.properties")
+
+
 def spark_connect_service(settings: Settings) -> Service:
+    confs = static_conf(settings)
     confs = {
-        **static_conf(settings),
+        **confs,
+        "spark.driver.extraJavaOptions": (
+            f"{confs['spark.driver.extraJavaOptions']} -Dlog4j2.configurationFile={LOG4J2_CONFIG}"
+        ),
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
         # Tasks release their sessions; this bounds what an abandoned one (a killed task) holds.

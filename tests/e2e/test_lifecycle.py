@@ -80,6 +80,20 @@ def test_the_policy_requests_the_first_model_then_one_drift_retraining(platform)
     assert retrain.pending(settings) == []  # both served
 
 
+def test_the_backfills_end_closed_and_not_paused(platform):
+    """`make run` leaves no backfill open (the next run creates its own) and none paused (a day
+    cleared in the UI must run again): closed by the scheduler, not cancelled."""
+    _, api = platform
+    demo.wait_closed(api)
+    backfills = api.get("/backfills", dag_id=demo.DAG_ID)["backfills"]
+    backfills.sort(key=lambda b: b["id"])
+    assert [(b["from_date"][:10], b["to_date"][:10]) for b in backfills] == [
+        ("2013-01-01", "2013-01-05"),
+        ("2013-01-06", "2013-01-10"),
+    ]
+    assert all(b["completed_at"] and not b["is_paused"] for b in backfills)
+
+
 def test_each_request_started_a_training_run_through_the_asset(platform):
     settings, api = platform
     runs = sorted(api.dag_runs(demo.TRAINING_DAG_ID), key=lambda r: r["run_after"])
