@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-scoring: setup  ## benchmark: batch scoring end to end vs raw XGBoost pred
 
 bench-monitoring: setup  ## benchmark: Evidently drift report time, one day and 1M rows x 67 features
 	$(BIN)/python -m benchmarks.monitoring
+
+bench-jvm: setup  ## benchmark: the Spark Connect JVM's CPU on 15 days of lakehouse stages, Nightjar's JVM flags vs the JVM's defaults
+	$(BIN)/python -m benchmarks.jvm_flags
 
 bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 100k-row historical retrieval
 	$(BIN)/python -m benchmarks.features

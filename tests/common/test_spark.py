@@ -132,3 +132,18 @@ def test_a_classic_session_runs_python_udfs_in_this_interpreter(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"worker xgboost {xgboost.__version__}" in done.stdout
+
+
+def test_the_connect_server_jvm_runs_with_nightjars_flags_and_the_users_come_last(spark, settings):
+    from pathlib import Path
+
+    from jobs.common.spark import JVM_OPTIONS, static_conf
+
+    # the live server this suite started: its java command line has every flag
+    pid = services.pid_of(settings, "spark-connect")
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert argv[0].endswith("java") and set(JVM_OPTIONS) <= set(argv)
+    # a user's option follows them, and the JVM takes a flag's last value
+    user = "-XX:+UseG1GC -XX:-UseParallelGC"
+    options = static_conf(Settings(spark_java_options=user))["spark.driver.extraJavaOptions"]
+    assert options.endswith(user) and options.index(JVM_OPTIONS[0]) < options.index(user)
