@@ -45,6 +45,10 @@ def feast_env(settings: Settings) -> dict[str, str]:
         # (Feast 0.67; found by `make run`). Offline reads use the Delta snapshot anyway.
         "serve_features_while_materializing": True,
     }
+    if registry_config["registry_type"] == "file":  # rewritten atomically (registry_store.py)
+        registry_config["registry_store_type"] = (
+            "jobs.features.registry_store.AtomicFileRegistryStore"
+        )
     if settings.feast_online_store == "redis":
         # skip_dedup: a re-materialized correction carries the same timestamp as the value it
         # corrects; Redis would keep the old one (jobs/features/materialize.py keeps the order)

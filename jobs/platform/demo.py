@@ -29,7 +29,7 @@ console = Console()
 
 
 def backfill(
-    api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 4, closed: bool = True
+    api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 6, closed: bool = True
 ) -> list[dict]:
     """Create a backfill and follow it until its runs have finished and, with ``closed``, the
     scheduler has closed it (see ``wait_closed``); returns the final state of its runs.

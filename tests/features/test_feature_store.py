@@ -190,3 +190,44 @@ def test_redis_online_store_end_to_end(redis_lake):
     online, offline = online_and_offline(lake, DAYS[3])
     assert online["route_stats__flights_7d"].notna().all()
     pd.testing.assert_frame_equal(online, offline, check_dtype=False)
+
+
+def test_a_registry_read_during_a_write_sees_a_whole_registry(settings, tmp_path):
+    """Readers (scoring, training) parse the file registry while `materialize` rewrites it;
+    Feast's own file store truncates it first, so a reader could find no feature services."""
+    import json
+    import threading
+
+    from feast.infra.registry.registry import get_registry_store_class_from_type
+    from feast.protos.feast.core.FeatureService_pb2 import FeatureService
+    from feast.protos.feast.core.Registry_pb2 import Registry
+    from feast.repo_config import RegistryConfig
+
+    config = json.loads(store.feast_env(settings)["NIGHTJAR_FEAST_REGISTRY_CONFIG"])
+    store_class = get_registry_store_class_from_type(config["registry_store_type"])
+    registry_store = store_class(
+        RegistryConfig(registry_type="file", path=str(tmp_path / "registry.db")), tmp_path
+    )
+    proto = Registry()
+    for i in range(2000):
+        service = FeatureService()
+        service.spec.name, service.spec.project = f"service_{i}", "nightjar"
+        service.spec.description = "x" * 200
+        proto.feature_services.append(service)
+    registry_store.update_registry_proto(proto)
+
+    done = threading.Event()
+
+    def rewrite() -> None:
+        for _ in range(200):
+            registry_store.update_registry_proto(proto)
+        done.set()
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    seen = set()
+    while not done.is_set():
+        seen.add(len(registry_store.get_registry_proto().feature_services))
+    writer.join()
+    assert seen == {2000}
+    assert not [p for p in tmp_path.iterdir() if p.name != "registry.db"]  # no temporary left
