@@ -25,8 +25,10 @@ For logical day **D** (the run's data interval `[D, D+1)`):
 8. **score** — every flight scheduled for D+1, scored with the model holding the `champion`
    alias (an unpromoted `challenger` scores in shadow) on features as of the end of D, into
    `ml.predictions` (partition D+1); the features served are kept in
-   `ml.served_features__<service>`. Skipped, with the reason in the log, while no champion
-   exists.
+   `ml.served_features__<service>`. With no champion it waits (rescheduled every 5 s, its
+   worker slot freed) for a first model an earlier night's policy requested, so a backfill's
+   nights after that request are scored once it is trained; otherwise it is skipped, with the
+   reason in the log.
 9. **monitor** — Evidently drift of tonight's scored features and predictions against each
    model's training reference, and the performance of last night's predictions for D's flights
    (their outcomes landed with D's data), 7-day rolling too: an HTML report (the task's
@@ -49,6 +51,7 @@ the interval before it), or, triggered without a logical date (REST), the `date`
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
@@ -84,6 +87,9 @@ DEPENDS_ON_PAST = {"gold", "monitor", "request_retrain"}
 # A day without a champion skips `score`, yet is monitored (a `no_model` row) and may request
 # the first model: these run unless something upstream failed.
 TRIGGER_RULES = {"monitor": "none_failed", "request_retrain": "none_failed"}
+# A task waiting for another run's work is rescheduled this often (see `wait_for`).
+POKE = dt.timedelta(seconds=5)
+FINISHED = {"success", "skipped", "failed", "upstream_failed", "removed"}
 
 
 def run_stage(stage: str, **context) -> dict:
@@ -94,7 +100,7 @@ def run_stage(stage: str, **context) -> dict:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from jobs.common.dates import parse_date
-    from jobs.common.errors import NightjarError, StageSkipped
+    from jobs.common.errors import NightjarError, StageSkipped, StageWaiting
     from jobs.pipeline import run_stage as run_job
 
     params = context["params"]
@@ -103,6 +109,8 @@ def run_stage(stage: str, **context) -> dict:
     )
     try:
         result = run_job(stage, day, run_id=context["run_id"], task_started=started)
+    except StageWaiting as exc:
+        raise wait_for(exc, day, context) from exc
     except StageSkipped as exc:
         raise AirflowSkipException(str(exc)) from exc
     except NightjarError as exc:
@@ -112,6 +120,35 @@ def run_stage(stage: str, **context) -> dict:
     if stage == "request_retrain":  # the request travels with the Asset event
         context["outlet_events"][RETRAIN_REQUEST].extra = result
     return result
+
+
+def wait_for(waiting, day: dt.date, context) -> Exception:
+    """Reschedule a task that waits for another run's work (`score`: the first model), so it
+    frees its worker slot, every POKE for up to the `first_model_wait_minutes` setting; the
+    exception to raise. A wait on a request not made yet lasts only while the previous day's
+    `request_retrain` has not run: if it has, the request log is read again, after it."""
+    from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
+
+    from jobs.common.settings import Settings
+    from jobs.monitoring import retrain
+
+    ti, settings = context["ti"], Settings()
+    if not waiting.requested:
+        previous = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+        runs = ti.get_task_states(
+            dag_id=ti.dag_id, task_ids=["request_retrain"], logical_dates=[previous]
+        )
+        if not any(states.get("request_retrain") not in FINISHED for states in runs.values()):
+            waiting = retrain.first_model_wait(settings, day)
+            if waiting is None or not waiting.requested:
+                return AirflowSkipException("no champion yet, and no first model is coming")
+    now = dt.datetime.now(dt.UTC)
+    since = ti.get_first_reschedule_date(context) or now
+    limit = dt.timedelta(minutes=settings.first_model_wait_minutes)
+    if now - since >= limit:
+        return AirflowSkipException(f"{waiting}; gave up waiting after {limit}")
+    logging.getLogger(__name__).info("waiting: %s; checking again in %ds", waiting, POKE.seconds)
+    return AirflowRescheduleException(now + POKE)
 
 
 with DAG(

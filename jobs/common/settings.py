@@ -149,6 +149,12 @@ class Settings(BaseSettings):
         ge=3,
         description="Labeled days after which the first model is requested (no champion yet).",
     )
+    first_model_wait_minutes: int = Field(
+        default=30,
+        ge=0,
+        description="How long a night with no champion waits for a requested first model "
+        "(its scoring rescheduled, not holding a worker) before it skips.",
+    )
 
     # --- schedule windows --------------------------------------------------------------------
     demo_start: dt.date = dt.date(2013, 1, 1)

@@ -118,7 +118,7 @@ def models_to_monitor(settings: Settings, day: dt.date) -> list[score.ScoringMod
         ordered = scored.sort_values("role")  # champion before shadow
         return [score.load(client, settings, r.model_version, r.role) for r in ordered.itertuples()]
     try:
-        return score.resolve(settings)
+        return score.resolve(settings, day)
     except StageSkipped:
         return []
 

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.common.delta.snapshot import append_arrow, read_arrow
-from jobs.common.errors import StageSkipped
+from jobs.common.errors import StageSkipped, StageWaiting
 from jobs.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,33 @@ def labeled_days_until(settings: Settings, day: dt.date) -> int:
         return 0
     dates = table.get_add_actions(flatten=True).column("partition.flight_date").to_pylist()
     return len({d for d in dates if d <= day})
+
+
+def first_model_wait(settings: Settings, day: dt.date) -> StageWaiting | None:
+    """What a night with no champion waits for instead of skipping its scoring: the first
+    model, once an earlier night's policy requested it (pending) or is due to (the labeled days
+    up to D-1 reach ``initial_training_days`` and no first model was requested before D). In a
+    backfill the nights after the request run beside its training; this keeps them from
+    skipping while it trains. None: nothing is coming, skip."""
+    earlier = log_rows(settings)
+    earlier = earlier[(earlier.rule == "bootstrap") & (earlier.request_date < day)]
+    served = set(earlier.request_id[earlier.event == "served"])
+    waiting = earlier[(earlier.event == "requested") & ~earlier.request_id.isin(served)]
+    if len(waiting):
+        first = waiting.iloc[-1]
+        return StageWaiting(
+            f"no champion yet; the first model, requested on {first.request_date} "
+            f"({first.request_id}), is being trained",
+            requested=True,
+        )
+    labeled = labeled_days_until(settings, day - dt.timedelta(days=1))
+    if earlier.empty and labeled >= settings.initial_training_days:
+        return StageWaiting(
+            f"no champion yet; with {labeled} labeled days up to {day - dt.timedelta(days=1)} "
+            "the retraining policy of an earlier night is due to request the first model",
+            requested=False,
+        )
+    return None
 
 
 def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:

@@ -1,12 +1,12 @@
 """``make run``: the platform's whole lifecycle over a window, through Airflow's scheduler.
 
-The daily DAG is backfilled in two phases: up to the day the first model can be trained
-(``initial_training_days`` labeled days), where its retraining policy requests the first model
-through the ``retrain_request`` Asset; then, once that training run has served the request,
-the rest of the window, scored every night by the champion, monitored, and retrained when the
-policy fires. Waiting between the phases makes the demo deterministic: the nights after the
-first model are all scored. The summary prints the layers, the champion's history with its
-reasons, daily performance and drift, and the retrain requests.
+One backfill of the daily DAG covers the window, as a user would create it in the UI. Once the
+window holds ``initial_training_days`` labeled days, the retraining policy requests the first
+model through the ``retrain_request`` Asset; the nights after that request run beside its
+training, their scoring waiting for the champion (rescheduled, see ``dags/nightjar_daily.py``),
+so every night after the first model is scored. Then each night is scored by the champion,
+monitored, and retrained when the policy fires. The summary prints the layers, the champion's
+history with its reasons, daily performance and drift, and the retrain requests.
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ TRAINING_DAG_ID = "nightjar_training"
 console = Console()
 
 
-def backfill(
-    api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 6, closed: bool = True
-) -> list[dict]:
-    """Create a backfill and follow it until its runs have finished and, with ``closed``, the
-    scheduler has closed it (see ``wait_closed``); returns the final state of its runs.
+def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 6) -> list[dict]:
+    """Create a backfill and follow it until its runs have finished (the scheduler closes it
+    later, see ``wait_closed``); returns the final state of its runs.
 
     On the embedded SQLite metadata DB the backfill is created while the scheduler is stopped:
     creating ~60 runs in one request while the scheduler writes can end in "database is
@@ -43,7 +41,7 @@ def backfill(
     if sqlite:
         services.stop(api.settings, "scheduler")
     try:
-        created = api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
+        api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
     finally:
         if sqlite:
             services.start(api.settings, services.airflow_service(api.settings, "scheduler"))
@@ -83,9 +81,7 @@ def backfill(
                     f"backfill run(s) failed: {[r['dag_run_id'] for r in failed]}; "
                     "see the task logs in the Airflow UI"
                 )
-            if len(done) == n_days and (
-                not closed or api.get(f"/backfills/{created['id']}")["completed_at"]
-            ):
+            if len(done) == n_days:
                 return runs
             for name in services.restart_dead(api.settings):
                 console.print(
@@ -146,22 +142,18 @@ def wait_for_training(
 
 
 def lifecycle(api: AirflowAPI, settings: Settings, start: dt.date, end: dt.date) -> None:
-    first_model = start + dt.timedelta(days=settings.initial_training_days - 1)
-    phases = [(start, min(first_model, end))]
-    if first_model < end:
-        phases.append((first_model + dt.timedelta(days=1), end))
+    """Backfill the window, then wait for the training its last nights requested. The backfill
+    closes while the summary prints (see ``run``)."""
     earlier = frozenset(
         r["dag_run_id"] for r in api.dag_runs(TRAINING_DAG_ID) if r["state"] == "failed"
     )
-    for a, b in phases:
-        # the last phase's backfill closes while the summary prints (see `run`)
-        backfill(api, a, b, closed=(a, b) != phases[-1])
-        began = time.perf_counter()
-        runs = wait_for_training(api, settings, ignore=earlier)
-        if runs:
-            console.print(
-                f"  training: {len(runs)} run(s) so far; waited {time.perf_counter() - began:.0f}s"
-            )
+    backfill(api, start, end)
+    began = time.perf_counter()
+    runs = wait_for_training(api, settings, ignore=earlier)
+    console.print(
+        f"  training: {len(runs)} run(s); waited {time.perf_counter() - began:.0f}s after the "
+        "last night"
+    )
 
 
 def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = False) -> None:

@@ -72,11 +72,17 @@ def load(tracking_client, settings: Settings, version: str, role: str) -> Scorin
     )
 
 
-def resolve(settings: Settings) -> list[ScoringModel]:
-    """The champion and, if an unpromoted challenger exists, the challenger in shadow."""
+def resolve(settings: Settings, day: dt.date) -> list[ScoringModel]:
+    """The champion and, if an unpromoted challenger exists, the challenger in shadow. With no
+    champion, the night waits for a first model that is coming (``retrain.first_model_wait``)
+    or skips."""
     client = tracking.client(settings)
     champion = registry.alias_version(client, settings, registry.CHAMPION)
     if champion is None:
+        from jobs.monitoring import retrain
+
+        if (wait := retrain.first_model_wait(settings, day)) is not None:
+            raise wait
         raise StageSkipped(
             f"no model holds the alias {settings.model_name}@champion yet: nothing to score. "
             "Train one (nightjar model train, or the nightjar_training DAG)."
@@ -188,7 +194,7 @@ def score(spark: SparkSession, files: list[str], model: ScoringModel) -> DataFra
 def run(
     spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
 ) -> dict:
-    models = resolve(settings)
+    models = resolve(settings, day)
     tomorrow = day + dt.timedelta(days=1)
     flights = read_arrow(
         settings.table_uri(tb.GOLD_SCHEDULED_FLIGHTS.name), {"flight_date": [tomorrow]}

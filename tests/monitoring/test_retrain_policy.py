@@ -132,3 +132,25 @@ def test_the_default_window_shrinks_to_the_labeled_days_there_are(settings, monk
     monkeypatch.setattr(retrain, "labeled_days_until", lambda _, end: (end - START).days + 1)
     assert retrain.default_window(settings, dt.date(2013, 2, 4)) == 4  # 02-01..02-04
     assert retrain.default_window(settings, dt.date(2013, 6, 1)) == settings.training_window_days
+
+
+def test_a_night_without_a_champion_waits_only_for_a_first_model_that_is_coming(
+    settings, monkeypatch
+):
+    """`score` with no champion waits for a first model an earlier night requested or is due
+    to request (the nights of a backfill that run beside its training), and otherwise skips."""
+    monkeypatch.setattr(retrain, "labeled_days_until", lambda _, end: (end - START).days + 1)
+    day20 = START + dt.timedelta(days=19)  # the 20th labeled day: its policy asks for a model
+    assert retrain.first_model_wait(settings, day20) is None  # 19 labeled days before it
+    due = retrain.first_model_wait(settings, day20 + dt.timedelta(days=1))
+    assert not due.requested and "20 labeled days up to 2013-02-20" in str(due)
+
+    asked = retrain.request(day20, "bootstrap", "no champion yet", {}, 20)
+    retrain.append(settings, [asked])
+    assert retrain.first_model_wait(settings, day20) is None  # its own night's request
+    pending = retrain.first_model_wait(settings, day20 + dt.timedelta(days=3))
+    assert pending.requested and "requested on 2013-02-20 (2013-02-20-bootstrap)" in str(pending)
+
+    rejected = SimpleNamespace(run_id="abc", version="1", promoted=False)
+    retrain.mark_served(settings, [asked], "asset_triggered__x", rejected)
+    assert retrain.first_model_wait(settings, day20 + dt.timedelta(days=3)) is None
