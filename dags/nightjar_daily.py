@@ -25,7 +25,7 @@ For logical day **D** (the run's data interval `[D, D+1)`):
 8. **score** — every flight scheduled for D+1, scored with the model holding the `champion`
    alias (an unpromoted `challenger` scores in shadow) on features as of the end of D, into
    `ml.predictions` (partition D+1); the features served are kept in
-   `ml.served_features__<service>`. With no champion it waits (rescheduled every 5 s, its
+   `ml.served_features__<service>`. With no champion it waits (rescheduled every 15 s, its
    worker slot freed) for a first model an earlier night's policy requested, so a backfill's
    nights after that request are scored once it is trained; otherwise it is skipped, with the
    reason in the log.
@@ -87,8 +87,10 @@ DEPENDS_ON_PAST = {"gold", "monitor", "request_retrain"}
 # A day without a champion skips `score`, yet is monitored (a `no_model` row) and may request
 # the first model: these run unless something upstream failed.
 TRIGGER_RULES = {"monitor": "none_failed", "request_retrain": "none_failed"}
-# A task waiting for another run's work is rescheduled this often (see `wait_for`).
-POKE = dt.timedelta(seconds=5)
+# A task waiting for another run's work is rescheduled this often (see `wait_for`). Not
+# shorter: a task's supervisor can report its exit ~5 s late (it sleeps between heartbeats),
+# and a late report that finds the task queued again fails it (apache/airflow#71172).
+POKE = dt.timedelta(seconds=15)
 FINISHED = {"success", "skipped", "failed", "upstream_failed", "removed"}
 
 
