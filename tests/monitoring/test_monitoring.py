@@ -5,6 +5,8 @@ drift of 03-05's scored features and the performance of the 03-04 predictions.""
 from __future__ import annotations
 
 import datetime as dt
+import json
+from functools import partial
 
 import mlflow
 import numpy as np
@@ -298,3 +300,35 @@ def test_a_model_trained_before_calibration_gets_the_global_threshold(tmp_path):
     assert reference.thresholds(settings, run.info.run_id) == {}
     with pytest.raises(mlflow.exceptions.MlflowException):
         reference.thresholds(settings, "0" * 32)
+
+
+def test_the_distribution_figure_is_the_one_evidently_draws():
+    """``ColumnDrift`` writes the "DATA DISTRIBUTION" figure as JSON; it must be the figure
+    Evidently's ``plot_distr_with_perc_button`` builds, trace for trace and button for button."""
+    from evidently.legacy.metric_results import Distribution, HistogramData
+    from evidently.legacy.options import ColorOptions
+    from evidently.legacy.utils.visualizations import plot_distr_with_perc_button
+    from plotly.utils import PlotlyJSONEncoder
+
+    colors = ColorOptions(current_data_color="#123456")
+    cases = [
+        (np.array([0.5, 1.5, 2.5]), np.array([3, 5, 2]), np.array([0.5, 1.5, 3.0]), [4, 1, 2]),
+        (np.array(["a", "b"], dtype=object), np.array([7, 1]), np.array(["a", "z"]), [2, 2]),
+    ]
+    for x_cur, y_cur, x_ref, y_ref in cases:
+        current, reference = Distribution(x=x_cur, y=y_cur), Distribution(x=x_ref, y=y_ref)
+        stock = plot_distr_with_perc_button(
+            hist_curr=HistogramData.from_distribution(current),
+            hist_ref=HistogramData.from_distribution(reference),
+            xaxis_name="",
+            yaxis_name="Count",
+            yaxis_name_perc="Percent",
+            same_color=False,
+            color_options=colors,
+            subplots=False,
+            to_json=False,
+        ).to_plotly_json()
+        ours = column_drift.distribution_figure(current, reference, colors)
+        as_json = partial(json.dumps, cls=PlotlyJSONEncoder, sort_keys=True)
+        assert as_json(ours) == as_json(stock)
+        assert ours["data"][1]["y"].tolist() == pytest.approx(list(y_cur / y_cur.sum() * 100))
