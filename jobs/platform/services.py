@@ -193,13 +193,19 @@ def up(
     Services named in ``defer`` are left for the caller to start."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     services = [s for s in all_services(settings, airflow, spark) if s.name not in defer]
+    # Each piece boots while the next is prepared: the JVM during Airflow's migration, Airflow
+    # during Feast's apply (only tasks read the registry, and none runs yet).
+    for service in services:
+        if service.name == "spark-connect":
+            start(settings, service)
     if airflow:
         from jobs.features.store import apply as feast_apply
 
         migrate_airflow_db(settings)
+        for service in services:
+            if service.name != "spark-connect":
+                start(settings, service)
         feast_apply(settings)  # the DAG's materialize task reads the current definitions
-    for service in services:
-        start(settings, service)
     for service in services:
         wait_ready(settings, service)
     return services
