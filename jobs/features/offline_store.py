@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
 from typing import Literal
 
 import ibis
+import pandas as pd
 from feast.data_format import DeltaFormat
 from feast.infra.offline_stores import duckdb as feast_duckdb
+from feast.infra.offline_stores import offline_utils
 from feast.infra.offline_stores.file_source import FileSource
 from feast.infra.offline_stores.ibis import (  # noqa: I001
     get_historical_features_ibis,
@@ -50,12 +53,43 @@ def pinned_versions(versions: dict[str, int]):
         _PINNED.reset(token)
 
 
+# The event-time window a query can use ((low, high), UTC), set by the store's entry points
+# below: Feast's ibis functions read a source whole and filter it afterwards, so without it
+# every materialization and every night's scoring read each feature table's full history.
+_WINDOW: contextvars.ContextVar[tuple[dt.datetime, dt.datetime] | None] = contextvars.ContextVar(
+    "window", default=None
+)
+
+
+@contextlib.contextmanager
+def _window(low: dt.datetime | None, high: dt.datetime | None):
+    token = _WINDOW.set((low, high) if low is not None and high is not None else None)
+    try:
+        yield
+    finally:
+        _WINDOW.reset(token)
+
+
+def _entity_window(entity_df, feature_views) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The feature rows a point-in-time join can pick: event times in [earliest entity time -
+    the longest TTL, latest entity time]. Unbounded when a view has no TTL (or the entities
+    come as SQL)."""
+    if not isinstance(entity_df, pd.DataFrame) or not all(fv.ttl for fv in feature_views):
+        return None, None
+    column = offline_utils.infer_event_timestamp_from_entity_df(dict(entity_df.dtypes.items()))
+    times = pd.to_datetime(entity_df[column], utc=True)
+    ttl = max(fv.ttl for fv in feature_views)
+    return (times.min() - ttl).to_pydatetime(), times.max().to_pydatetime()
+
+
 def read_source(data_source, repo_path: str):
     """An ibis table over ``data_source``; Delta tables at their current snapshot (or at the
-    pinned version)."""
+    pinned version), only the rows in the query's event-time window."""
     if isinstance(data_source, FileSource) and isinstance(data_source.file_format, DeltaFormat):
         version = (_PINNED.get() or {}).get(data_source.path)
-        return ibis.memtable(read_arrow(data_source.path, version=version))
+        window = _WINDOW.get()
+        between = (data_source.timestamp_field, *window) if window else None
+        return ibis.memtable(read_arrow(data_source.path, version=version, between=between))
     return feast_duckdb._read_data_source(data_source, repo_path)
 
 
@@ -84,17 +118,18 @@ class DeltaOfflineStore(feast_duckdb.DuckDBOfflineStore):
         start_date,
         end_date,
     ):
-        return pull_latest_from_table_or_query_ibis(
-            config=config,
-            data_source=data_source,
-            join_key_columns=join_key_columns,
-            feature_name_columns=feature_name_columns,
-            timestamp_field=timestamp_field,
-            created_timestamp_column=created_timestamp_column,
-            start_date=start_date,
-            end_date=end_date,
-            **_io(config),
-        )
+        with _window(start_date, end_date):
+            return pull_latest_from_table_or_query_ibis(
+                config=config,
+                data_source=data_source,
+                join_key_columns=join_key_columns,
+                feature_name_columns=feature_name_columns,
+                timestamp_field=timestamp_field,
+                created_timestamp_column=created_timestamp_column,
+                start_date=start_date,
+                end_date=end_date,
+                **_io(config),
+            )
 
     @staticmethod
     def pull_all_from_table_or_query(
@@ -107,17 +142,18 @@ class DeltaOfflineStore(feast_duckdb.DuckDBOfflineStore):
         start_date=None,
         end_date=None,
     ):
-        return pull_all_from_table_or_query_ibis(
-            config=config,
-            data_source=data_source,
-            join_key_columns=join_key_columns,
-            feature_name_columns=feature_name_columns,
-            timestamp_field=timestamp_field,
-            created_timestamp_column=created_timestamp_column,
-            start_date=start_date,
-            end_date=end_date,
-            **_io(config),
-        )
+        with _window(start_date, end_date):
+            return pull_all_from_table_or_query_ibis(
+                config=config,
+                data_source=data_source,
+                join_key_columns=join_key_columns,
+                feature_name_columns=feature_name_columns,
+                timestamp_field=timestamp_field,
+                created_timestamp_column=created_timestamp_column,
+                start_date=start_date,
+                end_date=end_date,
+                **_io(config),
+            )
 
     @staticmethod
     def get_historical_features(
@@ -130,14 +166,15 @@ class DeltaOfflineStore(feast_duckdb.DuckDBOfflineStore):
         full_feature_names=False,
         filter_by_created_timestamp=False,
     ):
-        return get_historical_features_ibis(
-            config=config,
-            feature_views=feature_views,
-            feature_refs=feature_refs,
-            entity_df=entity_df,
-            registry=registry,
-            project=project,
-            full_feature_names=full_feature_names,
-            filter_by_created_timestamp=filter_by_created_timestamp,
-            **_io(config),
-        )
+        with _window(*_entity_window(entity_df, feature_views)):
+            return get_historical_features_ibis(
+                config=config,
+                feature_views=feature_views,
+                feature_refs=feature_refs,
+                entity_df=entity_df,
+                registry=registry,
+                project=project,
+                full_feature_names=full_feature_names,
+                filter_by_created_timestamp=filter_by_created_timestamp,
+                **_io(config),
+            )

@@ -4,9 +4,11 @@ live are read, never files a correction has removed."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs.common.delta.base import Partitions
 
@@ -16,16 +18,29 @@ def read_arrow(
     partitions: Partitions | None = None,
     columns: Sequence[str] | None = None,
     version: int | None = None,
+    between: tuple[str, dt.datetime, dt.datetime] | None = None,
 ) -> pa.Table:
+    """The table's rows (in ``partitions``; with ``between=(column, low, high)``, those whose
+    timestamp ``column`` lies in [low, high]: files whose statistics fall outside are not read)."""
     from deltalake import DeltaTable
 
     table = DeltaTable(uri, version=version)
     filters = [
         (column, "in", [str(v) for v in values]) for column, values in (partitions or {}).items()
     ]
-    return table.to_pyarrow_table(
-        filters=filters or None, columns=list(columns) if columns else None
-    )
+    columns = list(columns) if columns else None
+    if between is None:
+        return table.to_pyarrow_table(filters=filters or None, columns=columns)
+    column, low, high = between
+    dataset = table.to_pyarrow_dataset(partitions=filters or None)
+    kind = dataset.schema.field(column).type
+    # naive timestamps, in the column or the bounds, are UTC
+    low, high = (t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t for t in (low, high))
+    if kind.tz is None:
+        low, high = (t.astimezone(dt.UTC).replace(tzinfo=None) for t in (low, high))
+    field = pc.field(column)
+    where = (field >= pa.scalar(low, type=kind)) & (field <= pa.scalar(high, type=kind))
+    return dataset.to_table(filter=where, columns=columns)
 
 
 def append_arrow(uri: str, data: pa.Table) -> int:
