@@ -11,24 +11,32 @@ def client(settings: Settings):
     """An MlflowClient on the configured tracking URI; the experiment (named after the
     registered model) is created on first use, with local artifacts for the embedded store."""
     import mlflow
+    from filelock import FileLock
     from mlflow import MlflowClient
 
     mlflow_dir = settings.state_dir / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    tracking = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-    for name, task in (
-        (settings.model_name, "flight disruption, day-before risk"),
-        (monitoring_experiment(settings), f"daily drift and performance of {settings.model_name}"),
-    ):
-        if tracking.get_experiment_by_name(name) is None:
-            local = settings.tracking_uri.startswith("sqlite:")
-            tracking.create_experiment(
-                name,
-                artifact_location=(mlflow_dir / "artifacts").as_uri() if local else None,
-                tags={"project": "nightjar", "task": task},
-            )
+    # One process at a time creates the store: the first client of an embedded SQLite store
+    # runs its migrations, and two tasks doing so at once fail one of them ("Online migration
+    # expected to match one row"); a night's `score` lost a try that way.
+    with FileLock(mlflow_dir / ".client.lock"):
+        tracking = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+        for name, task in (
+            (settings.model_name, "flight disruption, day-before risk"),
+            (
+                monitoring_experiment(settings),
+                f"daily drift and performance of {settings.model_name}",
+            ),
+        ):
+            if tracking.get_experiment_by_name(name) is None:
+                local = settings.tracking_uri.startswith("sqlite:")
+                tracking.create_experiment(
+                    name,
+                    artifact_location=(mlflow_dir / "artifacts").as_uri() if local else None,
+                    tags={"project": "nightjar", "task": task},
+                )
     return tracking
 
 

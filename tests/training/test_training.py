@@ -222,3 +222,23 @@ def test_postgres_backed_tracking_server_end_to_end(postgres_tracking):
         cursor.execute("SELECT count(*) FROM metrics WHERE key = 'test_roc_auc'")
         assert cursor.fetchone() == (1,)
     connection.close()
+
+
+def test_tasks_opening_a_new_tracking_store_at_once_all_succeed(tmp_path):
+    """The first clients of an embedded MLflow store run its migrations; concurrent tasks
+    (a backfill's first nights) must not race in them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from jobs.common.settings import Settings\n"
+        "from jobs.training import tracking\n"
+        "tracking.client(Settings(state_dir=sys.argv[1]))\n"
+    )
+    clients = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    failures = [p.stderr.read().decode()[-500:] for p in clients if p.wait() != 0]
+    assert failures == []
