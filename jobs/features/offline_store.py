@@ -104,6 +104,12 @@ def _io(config) -> dict:
     }
 
 
+def _pull(pull, arguments: dict):
+    """Feast's ibis ``pull``, reading only ``[start_date, end_date]`` of the source."""
+    with _window(arguments["start_date"], arguments["end_date"]):
+        return pull(**arguments, **_io(arguments["config"]))
+
+
 class DeltaOfflineStore(feast_duckdb.DuckDBOfflineStore):
     # Same signatures as Feast's OfflineStore; every argument is passed on by name.
 
@@ -118,18 +124,7 @@ class DeltaOfflineStore(feast_duckdb.DuckDBOfflineStore):
         start_date,
         end_date,
     ):
-        with _window(start_date, end_date):
-            return pull_latest_from_table_or_query_ibis(
-                config=config,
-                data_source=data_source,
-                join_key_columns=join_key_columns,
-                feature_name_columns=feature_name_columns,
-                timestamp_field=timestamp_field,
-                created_timestamp_column=created_timestamp_column,
-                start_date=start_date,
-                end_date=end_date,
-                **_io(config),
-            )
+        return _pull(pull_latest_from_table_or_query_ibis, locals())
 
     @staticmethod
     def pull_all_from_table_or_query(
@@ -142,18 +137,7 @@ class DeltaOfflineStore(feast_duckdb.DuckDBOfflineStore):
         start_date=None,
         end_date=None,
     ):
-        with _window(start_date, end_date):
-            return pull_all_from_table_or_query_ibis(
-                config=config,
-                data_source=data_source,
-                join_key_columns=join_key_columns,
-                feature_name_columns=feature_name_columns,
-                timestamp_field=timestamp_field,
-                created_timestamp_column=created_timestamp_column,
-                start_date=start_date,
-                end_date=end_date,
-                **_io(config),
-            )
+        return _pull(pull_all_from_table_or_query_ibis, locals())
 
     @staticmethod
     def get_historical_features(
