@@ -109,6 +109,23 @@ def warm_cache(cache_dir: Path) -> None:
         )
 
 
+def _write_cache(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as Parquet; a dated table gets one row group per day, so a day's read
+    skips the others by their statistics (a landing reads a day of a year's flights)."""
+    data = pa.Table.from_pandas(frame, preserve_index=False)
+    if "day" not in frame.columns:
+        pq.write_table(data, path)
+        return
+    day = frame["year"].astype(int) * 10_000 + frame["month"].astype(int) * 100
+    day = (day + frame["day"].astype(int)).to_numpy()
+    order = day.argsort(kind="stable")
+    data, day = data.take(order), day[order]
+    starts = [0, *(day[1:] != day[:-1]).nonzero()[0] + 1, len(day)]
+    with pq.ParquetWriter(path, data.schema) as out:
+        for begin, stop in zip(starts[:-1], starts[1:], strict=True):
+            out.write_table(data.slice(begin, stop - begin))
+
+
 def table(name: str, cache_dir: Path | None = None, day: dt.date | None = None) -> pd.DataFrame:
     """A source table with every value as the raw text the upstream holds ("NA" for missing).
 
@@ -123,7 +140,7 @@ def table(name: str, cache_dir: Path | None = None, day: dt.date | None = None) 
         if not path.exists():
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            pq.write_table(pa.Table.from_pandas(_read_csv(name), preserve_index=False), tmp)
+            _write_cache(_read_csv(name), tmp)
             tmp.replace(path)  # atomic: concurrent landings never see half a file
         filters = None
         if day is not None:

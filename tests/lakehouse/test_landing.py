@@ -37,3 +37,19 @@ def test_a_date_outside_the_data_is_refused(lake, day):
     ):
         landing.run(day, lake)
     assert not landing.landing_dir(lake, day).exists()
+
+
+def test_the_source_cache_serves_a_day_as_the_upstream_holds_it(tmp_path):
+    """The Parquet cache holds one row group per day (a landing reads one, not the year), and a
+    day read from it is the package's rows for that day, as text, in the package's order."""
+    import pyarrow.parquet as pq
+
+    day = dt.date(2013, 12, 30)  # late in the year: far into the file
+    for name in ("flights", "weather"):
+        cached = source.table(name, tmp_path, day).reset_index(drop=True)
+        upstream = source.table(name, day=day).reset_index(drop=True)
+        assert len(cached) > 0
+        assert cached.equals(upstream)
+    assert pq.ParquetFile(tmp_path / "flights.parquet").metadata.num_row_groups == 365
+    planes = source.table("planes", tmp_path)
+    assert planes.equals(source.table("planes"))
