@@ -150,14 +150,11 @@ def check_silver(
     outcome = validate(frame, "silver_flights", "silver", day, parameters, settings, run_id)
     outcome.rows.append(quarantine_rate_row(tables, settings, day, run_id))
     trend_suite = load_suite("silver_flights_trends")
-    bands, history = trends.trailing_parameters(
-        tables, tb.SILVER_FLIGHTS, "flight_date", day, trend_suite
-    )
+    daily = trends.daily_stats(tables, tb.SILVER_FLIGHTS, "flight_date", day, trend_suite)
+    bands, history = trends.trailing_parameters(daily, day, trend_suite)
     log.info("cross-day bands for %s from %d days of history: %s", day, history, bands)
     trend = validate(frame, "silver_flights_trends", "silver", day, bands, settings, run_id)
-    trend.rows += trends.correlation_rows(
-        tables, tb.SILVER_FLIGHTS, "flight_date", day, trend_suite, run_id
-    )
+    trend.rows += trends.correlation_rows(daily, day, trend_suite, run_id)
     outcomes = [outcome, trend]
     record(tables, "silver", day, outcomes, run_id)
     for outcome in outcomes:

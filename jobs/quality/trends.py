@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -64,27 +65,43 @@ def banded(suite: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, A
     return out
 
 
-def trailing_parameters(
+def daily_stats(
     tables: DeltaTables, table: TableSpec, date_column: str, day: dt.date, suite: dict[str, Any]
-) -> tuple[dict[str, float | None], int]:
-    """The ``$PARAMETER`` bounds of ``suite``'s banded expectations for ``day``, and how many
-    days of history they were derived from. Open bounds (None) below ``min_history_days``."""
+) -> pd.DataFrame:
+    """Every daily statistic ``suite`` bands (``meta.band``) and every correlation it tracks
+    (``meta.correlations``), for D and the ``trailing_days`` before it: one Spark job on those
+    partitions, one row per day that has data, indexed by date."""
     trailing = int(suite["meta"]["trailing_days"])
-    expectations = banded(suite)
-    days = [day - dt.timedelta(days=n) for n in range(1, trailing + 1)]
+    days = [day - dt.timedelta(days=n) for n in range(0, trailing + 1)]
     aggregates = {
-        alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in expectations
+        alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in banded(suite)
     }
-    daily = (
+    aggregates |= {alias: F.corr(a, b) for alias, (a, b) in _correlations(suite).items()}
+    return (
         tables.read(table, partitions={date_column: days})
         .groupBy(date_column)
         .agg(*[expr.alias(alias) for alias, expr in aggregates.items()])
         .toPandas()
+        .set_index(date_column)
     )
+
+
+def _correlations(suite: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    pairs = suite["meta"].get("correlations", [])
+    return {f"corr__{a}__{b}": (a, b) for a, b in (p["columns"] for p in pairs)}
+
+
+def trailing_parameters(
+    daily: pd.DataFrame, day: dt.date, suite: dict[str, Any]
+) -> tuple[dict[str, float | None], int]:
+    """The ``$PARAMETER`` bounds of ``suite``'s banded expectations for ``day`` from its
+    ``daily_stats``, and how many days of history they were derived from. Open bounds (None)
+    below ``min_history_days``."""
+    daily = daily.drop(index=day, errors="ignore")
     history = len(daily)
     enough = history >= int(suite["meta"]["min_history_days"])
     parameters: dict[str, float | None] = {}
-    for alias, band, kwargs in expectations:
+    for alias, band, kwargs in banded(suite):
         low, high = None, None
         center = daily[alias].mean() if enough else None
         if center is not None and center == center:  # NaN: the column was null every day
@@ -98,32 +115,16 @@ def trailing_parameters(
 
 
 def correlation_rows(
-    tables: DeltaTables,
-    table: TableSpec,
-    date_column: str,
-    day: dt.date,
-    suite: dict[str, Any],
-    run_id: str,
+    daily: pd.DataFrame, day: dt.date, suite: dict[str, Any], run_id: str
 ) -> list[dict[str, Any]]:
     """Feature-correlation drift, as gate results: for each ``meta.correlations`` entry of the
-    suite, D's Pearson correlation of the column pair must lie within ``absolute`` of its mean
-    over the trailing days (GX has no correlation expectation, so Spark computes both and the
-    result is recorded like any other). Open below ``min_history_days``."""
+    suite, D's Pearson correlation of the column pair (from its ``daily_stats``) must lie within
+    ``absolute`` of its mean over the trailing days (GX has no correlation expectation, so Spark
+    computes both and the result is recorded like any other). Open below ``min_history_days``."""
     import json
 
     pairs = suite["meta"].get("correlations", [])
-    if not pairs:
-        return []
-    trailing = int(suite["meta"]["trailing_days"])
-    days = [day - dt.timedelta(days=n) for n in range(0, trailing + 1)]
-    aliases = {f"corr__{a}__{b}": (a, b) for a, b in (p["columns"] for p in pairs)}
-    daily = (
-        tables.read(table, partitions={date_column: days})
-        .groupBy(date_column)
-        .agg(*[F.corr(a, b).alias(alias) for alias, (a, b) in aliases.items()])
-        .toPandas()
-        .set_index(date_column)
-    )
+    aliases = _correlations(suite)
     history = daily.drop(index=day, errors="ignore")
     enough = len(history) >= int(suite["meta"]["min_history_days"])
     rows = []

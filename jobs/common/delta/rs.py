@@ -248,7 +248,10 @@ def _files_with_partitions(table: DeltaTable, actions: pa.Table, filters) -> lis
     wanted = None
     if filters is not None:
         root = _strip_file_scheme(table.table_uri).rstrip("/") + "/"
-        wanted = {_strip_file_scheme(uri).removeprefix(root) for uri in table.file_uris(filters)}
+        wanted = {
+            _strip_file_scheme(uri).removeprefix(root)
+            for uri in table.file_uris(file_pruning_predicate=filters)
+        }
     part_cols = [n for n in actions.schema.names if n.startswith("partition.")]
     rows = actions.select(["path", *part_cols]).to_pylist()
     out = []
