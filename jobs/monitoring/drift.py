@@ -111,9 +111,9 @@ def measure(
 
     Columns that are entirely null on either side cannot be compared: Evidently would fail, so
     they are left out of the share and reported with a NaN score."""
-    from evidently import Dataset, Report
+    from evidently import Report
 
-    from jobs.monitoring.column_drift import WASSERSTEIN, ColumnDrift
+    from jobs.monitoring.column_drift import WASSERSTEIN, ColumnDrift, DriftDataset
 
     comparable = [c for c in features if reference[c].notna().any() and current[c].notna().any()]
     columns = [*comparable, PROBABILITY]
@@ -132,8 +132,8 @@ def measure(
         ]
     )
     snapshot = report.run(
-        Dataset.from_pandas(current[columns], data_definition=spec),
-        Dataset.from_pandas(reference[columns], data_definition=spec),
+        DriftDataset(current[columns], data_definition=spec),
+        DriftDataset(reference[columns], data_definition=spec),
     )
     values = {}
     for metric in snapshot.dict()["metrics"]:

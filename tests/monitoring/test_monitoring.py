@@ -140,12 +140,29 @@ def test_the_sort_based_wasserstein_distance_is_scipys():
     samples = [
         (rng.normal(size=5000), rng.normal(size=20_000) + 0.3),
         (rng.integers(0, 5, 300).astype(float), rng.integers(0, 7, 1000).astype(float)),  # ties
+        (rng.integers(0, 9, 4000).astype(float), rng.integers(2, 5, 70).astype(float)),  # u larger
         (np.array([1.0]), np.array([3.0])),
+        (np.array([2.0, 2.0]), np.array([2.0])),
     ]
     for u, v in samples:
         assert column_drift.wasserstein_distance(u, v) == pytest.approx(
             wasserstein_distance(u, v), rel=1e-12
         )
+
+
+def test_the_drift_dataset_defers_evidentlys_column_statistics_and_gives_the_same_ones():
+    from evidently.core.datasets import PandasDataset
+
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500)})
+    frame.loc[::9, "x"] = np.nan
+    spec = drift.definition(frame, ["x", "c"])
+    deferred = column_drift.DriftDataset(frame, data_definition=spec)
+    assert set(deferred._dataset_stats.column_stats.values()) == {None}  # nothing computed yet
+    stock = PandasDataset(frame, data_definition=spec).stats()
+    assert deferred.stats() == stock
+    assert stock.column_stats["x"].numerical_stats.max == frame.x.max()
+    assert stock.column_stats["c"].categorical_stats.unique_count == 2
 
 
 def test_column_drift_scores_and_plots_what_stock_value_drift_does_less_the_index_line():
