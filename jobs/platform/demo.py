@@ -12,6 +12,7 @@ history with its reasons, daily performance and drift, and the retrain requests.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 
 from rich.console import Console
@@ -25,7 +26,9 @@ from jobs.platform.airflow_api import AirflowAPI
 
 DAG_ID = "nightjar_daily"
 TRAINING_DAG_ID = "nightjar_training"
-console = Console()
+# Written to a log or CI (no terminal), rich would wrap the summary's tables at 80 columns and
+# cut their dates to "2013…"; there the summary gets the width it needs.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 6) -> list[dict]:

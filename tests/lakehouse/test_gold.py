@@ -79,11 +79,15 @@ def test_trailing_stats_match_the_source(built, entity, key, src_key):
         src = src[src[src_key[0]] != "NA"]
         src[key] = src[src_key].agg("-".join, axis=1) if len(src_key) > 1 else src[src_key[0]]
         expected = src.groupby(key).agg(
-            n=("flight", "size"), rate=("disrupted", "mean"), delay=("delay", "mean")
+            n=("flight", "size"),
+            rate=("disrupted", "mean"),
+            cancel=("cancelled", "mean"),
+            delay=("delay", "mean"),
         )
         for entity_key, row in expected.iterrows():
             assert got.loc[entity_key, f"flights_{window}d"] == row.n
             assert got.loc[entity_key, f"disrupted_rate_{window}d"] == pytest.approx(row.rate)
+            assert got.loc[entity_key, f"cancel_rate_{window}d"] == pytest.approx(row.cancel)
             if not pd.isna(row.delay):
                 assert got.loc[entity_key, f"avg_dep_delay_{window}d"] == pytest.approx(row.delay)
     assert set(got.event_ts) == {pd.Timestamp("2013-07-04 04:00:00")}
