@@ -32,6 +32,7 @@ import pyarrow as pa
 from jobs.common.delta.snapshot import append_arrow, read_arrow
 from jobs.common.errors import StageSkipped, StageWaiting
 from jobs.common.settings import Settings
+from jobs.monitoring.tables import MONITORING_METRICS
 
 log = logging.getLogger(__name__)
 REQUESTS_TABLE = "ml.retrain_requests"
@@ -225,7 +226,6 @@ def first_model_wait(settings: Settings, day: dt.date) -> StageWaiting | None:
 def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:
     """Apply the policy for ``day``: record the request and return it (the task then emits
     the retrain-request Asset event), or raise StageSkipped saying why not."""
-    from jobs.monitoring.monitor import MONITORING_METRICS
     from jobs.training import registry, tracking
 
     requests = log_rows(settings)

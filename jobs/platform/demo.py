@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -33,13 +34,14 @@ console = Console(width=None if sys.stdout.isatty() else 140)
 
 def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 6) -> list[dict]:
     """Create a backfill and follow it until its runs have finished (the scheduler closes it
-    later, see ``wait_closed``); returns the final state of its runs.
+    later, see ``close_earlier_backfill``); returns the final state of its runs.
 
     On the embedded SQLite metadata DB the backfill is created while the scheduler is stopped:
     creating ~60 runs in one request while the scheduler writes can end in "database is
     locked" half-way, leaving the scheduler holding task instances that were rolled back. A
     component that dies meanwhile is restarted, with a warning, so a long backfill finishes.
     """
+    close_earlier_backfill(api)
     sqlite = services.metadata_db_is_sqlite(api.settings)
     if sqlite:
         services.stop(api.settings, "scheduler")
@@ -110,6 +112,22 @@ def wait_closed(api: AirflowAPI, timeout: float = 120) -> None:
         time.sleep(1)
 
 
+def close_earlier_backfill(api: AirflowAPI) -> None:
+    """Let the scheduler close a finished backfill an earlier ``make run`` left open, before
+    this one creates its own (Airflow allows one open backfill per DAG).
+
+    A run does not wait for that sweep itself (0-30 s, idle) before it ends: it is only needed
+    here, by the next run on the same state. A backfill with runs still to do (an interrupted
+    run) is left as it is: ``create_backfill`` resumes it when the window is the same and reports
+    the conflict otherwise."""
+    if not open_backfills(api):
+        return
+    if any(r["state"] in ("queued", "running") for r in api.dag_runs(DAG_ID, run_type="backfill")):
+        return
+    services.start(api.settings, services.airflow_service(api.settings, "scheduler"))
+    wait_closed(api)
+
+
 def wait_for_training(
     api: AirflowAPI, settings: Settings, timeout: float = 900, ignore: frozenset[str] = frozenset()
 ) -> list[dict]:
@@ -145,8 +163,8 @@ def wait_for_training(
 
 
 def lifecycle(api: AirflowAPI, settings: Settings, start: dt.date, end: dt.date) -> None:
-    """Backfill the window, then wait for the training its last nights requested. The backfill
-    closes while the summary prints (see ``run``)."""
+    """Backfill the window, then wait for the training its last nights requested. The scheduler
+    closes the backfill later (see ``close_earlier_backfill``)."""
     earlier = frozenset(
         r["dag_run_id"] for r in api.dag_runs(TRAINING_DAG_ID) if r["state"] == "failed"
     )
@@ -168,6 +186,7 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
         )
     began = time.perf_counter()
     console.print("[bold]Starting Spark Connect and Airflow[/bold] …")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="stop-airflow")
     try:
         source.warm_cache(settings.state_dir / "source_cache")
         # On SQLite the first backfill is created with the scheduler stopped (see `backfill`),
@@ -189,9 +208,10 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
         t0 = time.perf_counter()
         lifecycle(api, settings, start, end)
         lifecycle_s = time.perf_counter() - t0
+        if not keep_running:  # Airflow's part is done: it stops while the tables are read
+            pool.submit(services.down, settings, services.AIRFLOW_COMPONENTS)
         report.print_summary(settings, start, end, console)
         report.print_lifecycle(settings, start, end, console)
-        wait_closed(api)  # a later `make run` on this state creates its backfills again
         console.print(
             f"lifecycle of {(end - start).days + 1} days: {lifecycle_s:.0f}s; "
             f"total elapsed {time.perf_counter() - began:.0f}s"
@@ -202,6 +222,7 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
     finally:
         release_spark()
         if not keep_running:
+            pool.shutdown()  # the stop above, if it was started
             services.down(settings)
 
 

@@ -115,8 +115,8 @@ def _fmt(value, digits: int = 3) -> str:
 
 def print_lifecycle(settings: Settings, start: dt.date, end: dt.date, console: Console) -> None:
     """The champion's history with reasons, daily performance and drift, retrain requests."""
-    from jobs.monitoring.monitor import MONITORING_METRICS
     from jobs.monitoring.retrain import REQUESTS_TABLE
+    from jobs.monitoring.tables import MONITORING_METRICS
     from jobs.training import registry
 
     decisions = registry.decisions(settings)

@@ -1,11 +1,15 @@
-"""Stopping a service: SIGTERM, repeated for a process that missed it, SIGKILL as a last resort."""
+"""Stopping a service: SIGTERM to it, then to what it leaves; repeated for a process that missed
+it; SIGKILL as a last resort."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 from jobs.common.settings import Settings
 from jobs.platform import services
@@ -45,3 +49,64 @@ def test_a_service_that_misses_sigterm_gets_it_again_before_the_kill(tmp_path, m
     assert process.wait(timeout=5) == 0  # its own exit on the second SIGTERM, not SIGKILL
     assert services.TERM_REPEAT_S <= took < 30
     assert services.pid_of(settings, "fake") is None
+
+
+# Like the triggerer: on SIGTERM it asks its child to stop and waits for it. The child, signalled
+# directly, would die without reporting (exit 3 here).
+STOPS_ITS_CHILD = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", '''
+    import signal, sys, time
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+    signal.signal(signal.SIGUSR1, lambda *_: sys.exit(0))
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.05)
+    '''], stdout=subprocess.PIPE, text=True)
+    child.stdout.readline()
+    leave_child = sys.argv[1] == "leave"
+    def handler(signum, frame):
+        if not leave_child:
+            time.sleep(0.2)  # its own clean-up first
+            child.send_signal(signal.SIGUSR1)
+            sys.exit(child.wait())
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, handler)
+    print(child.pid, flush=True)
+    while True:
+        time.sleep(0.05)
+    """
+)
+
+
+def _start_fake(settings, monkeypatch, *args) -> tuple[subprocess.Popen, int]:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", STOPS_ITS_CHILD, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    child_pid = int(process.stdout.readline())
+    (settings.run_dir / "fake.pid").write_text(str(process.pid))
+    monkeypatch.setitem(services._children, "fake", process)
+    return process, child_pid
+
+
+def test_the_service_is_signalled_before_its_children(tmp_path, monkeypatch):
+    settings = Settings(state_dir=tmp_path)
+    process, _ = _start_fake(settings, monkeypatch, "stop")
+    assert services.stop(settings, "fake", timeout=30)
+    # 0: the child exited on its parent's request; 3 had the group's SIGTERM reached it first
+    assert process.wait(timeout=5) == 0
+
+
+def test_what_a_service_leaves_of_its_group_is_stopped_too(tmp_path, monkeypatch):
+    settings = Settings(state_dir=tmp_path)
+    process, child_pid = _start_fake(settings, monkeypatch, "leave")
+    assert services.stop(settings, "fake", timeout=30)
+    assert process.wait(timeout=5) == 0
+    assert not services._alive(os.killpg, process.pid)  # the orphaned child is gone
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)
