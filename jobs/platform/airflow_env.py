@@ -50,7 +50,10 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / ".jwt_secret"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        # How long a scheduler loop that queued nothing sleeps (Airflow's default 1 s). Every
+        # loop re-checks `depends_on_past` for each active run, so shorter costs CPU the tasks
+        # need (0.2 s: 101 CPU-s of `make run`; 0.5 s: 72, the next task starting 0.1 s later).
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # Keep tools' home-directory state inside the project.
         "MLFLOW_DISABLE_TELEMETRY": "true",
