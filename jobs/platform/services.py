@@ -227,7 +227,7 @@ def stop(settings: Settings, name: str, timeout: float = 30) -> bool:
     (SQLAlchemy's, in the scheduler), Python ignores that exception and the process carries on
     ("Exception ignored in: <function _collection_gced ...>"). The triggerer sometimes takes
     10 s: its supervisor misses its trigger runner's exit and waits out the escalation delay
-    (1 stop in 4 measured, Airflow 3.2), until the repeated signal forces it."""
+    (about one stop in four, Airflow 3.3), until the repeated signal forces it."""
     pid = pid_of(settings, name)
     if pid is None:
         return False
