@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 START ?=
 END ?=
 
-.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -108,6 +108,9 @@ bench-monitoring: setup  ## benchmark: Evidently drift report time, one day and 
 
 bench-jvm: setup  ## benchmark: the Spark Connect JVM's CPU on 15 days of lakehouse stages, Nightjar's JVM flags vs the JVM's defaults
 	$(BIN)/python -m benchmarks.jvm_flags
+
+bench-lifecycle: setup  ## benchmark: make run's full lifecycle from empty state, quiet and beside a neighbour busy half a core (~15 minutes)
+	$(BIN)/python -m benchmarks.lifecycle
 
 bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 100k-row historical retrieval
 	$(BIN)/python -m benchmarks.features
