@@ -17,6 +17,7 @@ UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
+SPARK_JARS := .cache/spark-jars/manifest.json
 START ?=
 END ?=
 
@@ -37,19 +38,28 @@ JAVA_OK := $(shell java -version 2>&1 | grep -qE 'version "(17|21)' && echo yes)
 # process compiled Airflow, MLflow, Evidently... from source again (~1 s of a task's start-up).
 # The venv is synced when the lock or the project changes, not on every target: a sync that
 # finds nothing to do still re-checks 34,000 compiled files (~3 s of every `make run`).
-setup: $(VENV)/.synced  ## install everything from the lock (idempotent)
+setup: $(VENV)/.synced $(SPARK_JARS)  ## install everything from the lock (idempotent)
 	@mkdir -p $(NIGHTJAR_STATE_DIR)
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --compile-bytecode $(if $(JAVA_OK),,--group jdk)
 	@touch $@
 
+# Delta Lake's jars for Spark, matching the locked delta-spark, fetched once from Maven Central
+# into .cache/spark-jars (jobs/common/spark_jars.py). Where they cannot be fetched it says so
+# and the platform runs on delta-rs; the next `make setup` tries again.
+$(SPARK_JARS): $(VENV)/.synced
+	@$(BIN)/python -m jobs.common.spark_jars
+
 run: setup  ## backfill the daily DAG through Airflow over the demo window and summarise
 	$(BIN)/nightjar demo $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
-# Debian packages the tests use: docker-compose (validates docker-compose.yml) and chromium (the
-# Airflow UI browser test, driven by Playwright; no browser is ever downloaded).
-SYSTEM_PACKAGES := docker-compose chromium
+# Debian packages the tests use: docker-compose (validates docker-compose.yml), chromium (the
+# Airflow UI browser test, driven by Playwright; no browser is ever downloaded), and the servers
+# the tests start privately under the state folder (jobs/platform/servers.py): postgresql
+# (MLflow's and Airflow's backend store, Feast's SQL registry) and redis-server (Feast's online
+# store). Installing them starts no system service: the tests never use one.
+SYSTEM_PACKAGES := docker-compose chromium postgresql redis-server
 system-deps:  ## install the Debian packages the tests need, if missing (apt-get, as root)
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -23,7 +23,12 @@ os.environ.update(
         "NIGHTJAR_SPARK_CONNECT_PORT": str(15102 + PORT_OFFSET),
         "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{15102 + PORT_OFFSET}",
         "NIGHTJAR_AIRFLOW_PORT": str(18080 + PORT_OFFSET),
+        "NIGHTJAR_POSTGRES_PORT": str(15532 + PORT_OFFSET),
+        "NIGHTJAR_REDIS_PORT": str(16479 + PORT_OFFSET),
         "AIRFLOW_HOME": str(TEST_STATE / "airflow"),
+        # Nothing in ~ (the Makefile sets these too; a bare `pytest` must not differ)
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
     }
 )
 
@@ -36,15 +41,50 @@ def settings() -> Settings:
     return Settings()
 
 
+SERVERS = ("postgres", "redis")
+
+
 @pytest.fixture(scope="session")
-def spark(settings):
+def fresh_state(settings) -> None:
+    """Start from nothing: stop what an interrupted run left behind, drop its state (Airflow
+    DB, lakehouse, servers' data), so every run sees the same fresh platform."""
+    from jobs.platform import servers, services
+
+    services.down(settings)
+    for name in SERVERS:
+        servers.stop(settings, name)
+    shutil.rmtree(TEST_STATE, ignore_errors=True)
+
+
+def _server(settings, name):
+    """A private server for this run (started once, stopped at the end); a test that needs
+    one this machine cannot start fails saying how to install it."""
+    from jobs.platform import servers
+
+    try:
+        with servers.running(settings, name) as server:
+            yield server
+    except servers.ServerUnavailable as exc:
+        pytest.fail(f"the tests need a {name} server: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres(settings, fresh_state):
+    """The run's private PostgreSQL (jobs/platform/servers.py), on its own port."""
+    yield from _server(settings, "postgres")
+
+
+@pytest.fixture(scope="session")
+def redis_server(settings, fresh_state):
+    """The run's private Redis (jobs/platform/servers.py), on its own port."""
+    yield from _server(settings, "redis")
+
+
+@pytest.fixture(scope="session")
+def spark(settings, fresh_state):
     from jobs.common.spark import get_spark
     from jobs.platform import services
 
-    # Start from nothing: stop what an interrupted run left behind, drop its state (Airflow DB,
-    # lakehouse), so every run sees the same fresh platform.
-    services.down(settings)
-    shutil.rmtree(TEST_STATE, ignore_errors=True)
     services.up(settings, airflow=False)
     session = get_spark(settings)
     yield session

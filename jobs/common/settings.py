@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     airflow_port: int = 8080
     airflow_host: str = "127.0.0.1"
 
+    # --- private servers (jobs/platform/servers.py: tests, local production-like runs) -------
+    postgres_port: int = Field(default=15432, description="Port of the private PostgreSQL.")
+    redis_port: int = Field(default=16379, description="Port of the private Redis.")
+
     # --- Feast -------------------------------------------------------------------------------
     feast_online_store: Literal["sqlite", "redis"] = Field(
         default="sqlite",

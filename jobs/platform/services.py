@@ -216,9 +216,9 @@ def up(
 TERM_REPEAT_S = 5
 
 
-def stop(settings: Settings, name: str, timeout: float = 30) -> bool:
-    """SIGTERM the service, then what it leaves of its process group once it has exited, and
-    SIGKILL the group after ``timeout``.
+def stop(settings: Settings, name: str, timeout: float = 30, signum: int = signal.SIGTERM) -> bool:
+    """SIGTERM (or ``signum``) the service, then what it leaves of its process group once it
+    has exited, and SIGKILL the group after ``timeout``.
 
     The service is signalled alone first, so that it stops its own children in its own order;
     what it leaves running is stopped after it. A service still running gets SIGTERM again
@@ -232,7 +232,7 @@ def stop(settings: Settings, name: str, timeout: float = 30) -> bool:
     if pid is None:
         return False
     child = _children.pop(name, None)
-    _signal(os.kill, pid, signal.SIGTERM)
+    _signal(os.kill, pid, signum)
     began = time.monotonic()
     deadline, repeat = began + timeout, began + TERM_REPEAT_S
     leftovers_signalled = False

@@ -1,7 +1,7 @@
 """The Airflow UI as users use it, in headless Chromium (Playwright, Debian's chromium binary),
 against an Airflow the project starts with the production configuration that can run here: the
-metadata DB on the PostgreSQL server at 127.0.0.1:5432 (LocalExecutor) and Feast's online store
-on the Redis server at 127.0.0.1:6379 (database 9).
+metadata DB on the test run's private PostgreSQL (LocalExecutor) and Feast's online store on its
+private Redis (database 9).
 
 Log in; see the Nightjar DAGs with their docs and tags; unpause and trigger the daily DAG for
 2013-01-01; create a backfill for 2013-01-02..01-04 from the UI's backfill form; see the runs
@@ -28,53 +28,18 @@ REDIS_DB = 9
 CHROMIUM = "/usr/bin/chromium"
 
 
-def require_servers() -> None:
-    """The production-like servers must be up; if not, fail saying how to start them."""
-    import psycopg2
-    import redis
-
-    try:
-        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres").close()
-    except psycopg2.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc}); start it "
-            "(e.g. `service postgresql start`, see the machine's env notes)"
-        )
-    try:
-        redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(
-            f"Redis is not reachable at 127.0.0.1:6379 ({exc}); start it "
-            "(e.g. `service redis-server start`)"
-        )
-
-
-def fresh_database() -> str:
-    import psycopg2
-
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {DATABASE}")
-    conn.close()
-    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}"
-
-
 @pytest.fixture(scope="module")
-def platform(spark):
-    import redis
-
+def platform(spark, postgres, redis_server):
     from jobs.common.settings import Settings
 
-    require_servers()
-    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    redis_server.client(REDIS_DB).flushdb()
+    postgres.create_database(DATABASE)
     env = {
         "NIGHTJAR_STATE_DIR": str(TEST_STATE / "ui"),
         "AIRFLOW_HOME": str(TEST_STATE / "ui" / "airflow"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": fresh_database(),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url(DATABASE),
         "NIGHTJAR_FEAST_ONLINE_STORE": "redis",
-        "NIGHTJAR_FEAST_REDIS": f"127.0.0.1:6379,db={REDIS_DB}",
+        "NIGHTJAR_FEAST_REDIS": redis_server.connection_string(REDIS_DB),
     }
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -84,7 +49,7 @@ def platform(spark):
         try:
             api = AirflowAPI(settings)
             api.wait_for_dag(DAG_ID)
-            yield settings, api
+            yield settings, api, postgres, redis_server
         finally:
             for name in reversed(services.AIRFLOW_COMPONENTS):
                 services.stop(settings, name)
@@ -140,7 +105,7 @@ def wait_for_runs(api, days: list[dt.date], timeout: float = 600) -> list[dict]:
 
 
 def test_log_in_and_see_the_nightjar_dags_with_docs_and_tags(platform, page):
-    settings, _ = platform
+    settings, *_ = platform
     page.goto(url(settings, "/"))
     page.locator("input[name=username]").fill("admin")
     page.locator("input[name=password]").fill(admin_password(settings))
@@ -163,7 +128,7 @@ def test_log_in_and_see_the_nightjar_dags_with_docs_and_tags(platform, page):
 
 
 def test_unpause_and_trigger_the_daily_dag_for_a_date(platform, page):
-    settings, api = platform
+    settings, api, *_ = platform
     assert api.get(f"/dags/{DAG_ID}")["is_paused"] is True
     page.locator("label:has(input[type=checkbox])").first.click()  # the pause switch
     deadline = time.monotonic() + 30
@@ -180,7 +145,7 @@ def test_unpause_and_trigger_the_daily_dag_for_a_date(platform, page):
 
 
 def test_a_backfill_from_the_ui_form_runs_three_days(platform, page):
-    settings, api = platform
+    settings, api, *_ = platform
     page.goto(url(settings, f"/dags/{DAG_ID}"))
     page.get_by_role("button", name="Trigger Dag").click()
     dialog = page.get_by_role("dialog")
@@ -204,7 +169,7 @@ def test_a_backfill_from_the_ui_form_runs_three_days(platform, page):
 
 
 def test_a_task_log_opens_in_the_ui(platform, page):
-    settings, api = platform
+    settings, api, *_ = platform
     run = next(r for r in api.dag_runs(DAG_ID) if r["logical_date"].startswith("2013-01-03"))
     page.goto(url(settings, f"/dags/{DAG_ID}/runs/{run['dag_run_id']}/tasks/land"))
     page.get_by_text("land 2013-01-03 done in").wait_for()
@@ -213,7 +178,7 @@ def test_a_task_log_opens_in_the_ui(platform, page):
 
 
 def test_the_monitor_task_links_to_its_days_report(platform, page):
-    settings, api = platform
+    settings, api, *_ = platform
     run = next(r for r in api.dag_runs(DAG_ID) if r["logical_date"].startswith("2013-01-04"))
     page.goto(url(settings, f"/dags/{DAG_ID}/runs/{run['dag_run_id']}/tasks/monitor"))
     # the task's extra link (not the "Monitoring reports" navigation entry)
@@ -236,10 +201,8 @@ def test_the_monitor_task_links_to_its_days_report(platform, page):
 
 
 def test_the_runs_lived_in_postgres_and_the_features_in_redis(platform):
-    import psycopg2
-    import redis
-
-    conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=DATABASE)
+    _, _, postgres, redis_server = platform
+    conn = postgres.connect(DATABASE)
     with conn, conn.cursor() as cursor:
         cursor.execute(
             "SELECT logical_date::date, state FROM dag_run WHERE dag_id = %s ORDER BY 1", (DAG_ID,)
@@ -247,4 +210,4 @@ def test_the_runs_lived_in_postgres_and_the_features_in_redis(platform):
         rows = cursor.fetchall()
     conn.close()
     assert rows == [(dt.date(2013, 1, d), "success") for d in (1, 2, 3, 4)]
-    assert redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).dbsize() > 0
+    assert redis_server.client(REDIS_DB).dbsize() > 0

@@ -5,7 +5,6 @@ rows, Redis hashes) and the same ``get_online_features`` answers, for every feat
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sqlite3
 
 import numpy as np
@@ -224,19 +223,15 @@ def test_sqlite_rewrite_is_idempotent_and_newer_or_corrected_values_replace(sqli
 
 # --- Redis -------------------------------------------------------------------------------------
 @pytest.fixture()
-def redis_lake(feast_lake, tmp_path):
-    """The lakehouse with its own registry and the Redis online store (database 7 plus
-    NIGHTJAR_TEST_PORT_OFFSET's last digit, as in test_feature_store.py)."""
-    import redis
-
+def redis_lake(feast_lake, tmp_path, redis_server):
+    """The lakehouse with its own registry and the run's Redis as online store (database 7)."""
     lake, tables = feast_lake
-    db = 7 + int(os.environ.get("NIGHTJAR_TEST_PORT_OFFSET", "0")) % 8
-    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    client = redis_server.client(7)
     client.flushdb()
     on_redis = lake.model_copy(
         update={
             "feast_online_store": "redis",
-            "feast_redis": f"127.0.0.1:6379,db={db}",
+            "feast_redis": redis_server.connection_string(7),
             "feast_registry": str(tmp_path / "registry.db"),
         }
     )

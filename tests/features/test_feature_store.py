@@ -187,21 +187,15 @@ def test_a_corrected_gold_value_is_served_offline_and_online(feast_lake):
 
 
 @pytest.fixture()
-def redis_lake(feast_lake, tmp_path):
-    """The same lakehouse with its own registry and the Redis online store (database 7, or 7 plus
-    NIGHTJAR_TEST_PORT_OFFSET's last digit for a second test run beside this one)."""
-    import os
-
-    import redis
-
+def redis_lake(feast_lake, tmp_path, redis_server):
+    """The same lakehouse with its own registry and the run's Redis as online store (db 8)."""
     lake, tables = feast_lake
-    db = 7 + int(os.environ.get("NIGHTJAR_TEST_PORT_OFFSET", "0")) % 8
-    client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+    client = redis_server.client(8)
     client.flushdb()
     on_redis = lake.model_copy(
         update={
             "feast_online_store": "redis",
-            "feast_redis": f"127.0.0.1:6379,db={db}",
+            "feast_redis": redis_server.connection_string(8),
             "feast_registry": str(tmp_path / "registry.db"),
         }
     )

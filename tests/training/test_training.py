@@ -162,27 +162,21 @@ def test_a_champion_that_cannot_be_loaded_stops_training_before_registration(ml,
 
 
 @pytest.fixture()
-def postgres_tracking(ml, tmp_path):
-    """An MLflow tracking server backed by the Postgres server on 127.0.0.1:5432."""
+def postgres_tracking(ml, tmp_path, postgres):
+    """An MLflow tracking server backed by the run's PostgreSQL."""
     import os
     import signal
     import subprocess
     import time
     import urllib.request
 
-    import psycopg2
-
     database = "nightjar_mlflow_test"
-    admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {database}")
+    postgres.create_database(database)
     port = 15500
     mlflow_bin = os.path.join(os.path.dirname(os.sys.executable), "mlflow")
     server = subprocess.Popen(
         [mlflow_bin, "server",
-         "--backend-store-uri", f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+         "--backend-store-uri", postgres.url(database),
          "--artifacts-destination", str(tmp_path / "artifacts"),
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -197,25 +191,21 @@ def postgres_tracking(ml, tmp_path):
                 raise
             time.sleep(1)
     try:
-        yield ml.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{port}"}), database
+        tracking_uri = f"http://127.0.0.1:{port}"
+        yield ml.model_copy(update={"mlflow_tracking_uri": tracking_uri}), postgres, database
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        admin.close()
 
 
 def test_postgres_backed_tracking_server_end_to_end(postgres_tracking):
-    import psycopg2
-
-    settings, database = postgres_tracking
+    settings, postgres, database = postgres_tracking
     result = train.run(settings, END, window_days=4)
     assert result.promoted and result.version == "1"
     client = tracking.client(settings)
     assert registry.alias_version(client, settings, "champion") == "1"
     assert mlflow.xgboost.load_model(f"models:/{settings.model_name}@champion") is not None
-    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname=database)
+    connection = postgres.connect(database)
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT name FROM registered_models")
         assert cursor.fetchall() == [(settings.model_name,)]

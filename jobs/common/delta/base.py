@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,41 @@ Partitions = Mapping[str, Sequence[Any]]
 
 class DeltaIOError(RuntimeError):
     """A Delta operation was refused; nothing was written."""
+
+
+def commit_metadata(run_id: str | None, operation: str) -> tuple[str, str]:
+    """(write id, the commit's ``userMetadata``): who made a commit, recorded the same way by
+    both backends so that either reads the other's history. The write id finds the commit
+    again among concurrent ones."""
+    write_id = uuid.uuid4().hex
+    meta = {"nightjar.operation": operation, "nightjar.write_id": write_id}
+    if run_id:
+        meta["nightjar.run_id"] = run_id
+    return write_id, json.dumps(meta, sort_keys=True)
+
+
+def history_entry(
+    version: int,
+    timestamp: dt.datetime,
+    operation: str,
+    user_metadata: str | None,
+    parameters: Mapping[str, Any] | None,
+    metrics: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """One commit in :meth:`DeltaTables.history`'s shape."""
+    try:
+        meta = json.loads(user_metadata) if user_metadata else {}
+    except ValueError:  # written by another tool: kept as it is
+        meta = {"userMetadata": user_metadata}
+    return {
+        "version": int(version),
+        "timestamp": timestamp,
+        "operation": operation,
+        "run_id": meta.get("nightjar.run_id"),
+        "write_id": meta.get("nightjar.write_id"),
+        "parameters": dict(parameters or {}),
+        "metrics": dict(metrics or {}),
+    }
 
 
 @dataclass(frozen=True)
@@ -141,9 +178,32 @@ class DeltaTables(abc.ABC):
 
     @abc.abstractmethod
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
-        """Commits, newest first: version, timestamp, operation, parameters."""
+        """Commits, newest first, in one shape for both backends: ``version``, ``timestamp``
+        (UTC), ``operation`` (Delta's name: WRITE, MERGE, ...), ``run_id`` (the Nightjar run that
+        made it, or None), ``parameters`` (Delta's operationParameters), ``metrics``."""
+
+    @abc.abstractmethod
+    def vacuum(self, spec: TableSpec, retain_hours: int = 168, *, enforce: bool = True) -> int:
+        """Delete data files no version newer than ``retain_hours`` references; returns how
+        many. ``enforce=False`` allows a retention below the table's (7 days), which breaks
+        time travel to older versions: tests and deliberate clean-ups only."""
 
     # --- shared checks -----------------------------------------------------------------------
+    @staticmethod
+    def check_layout(
+        spec: TableSpec, uri: str, fields: Sequence[T.StructField], partition_by: Sequence[str]
+    ) -> None:
+        """An existing table must have the spec's columns, types and partitioning."""
+        have = [(f.name, f.dataType.simpleString()) for f in fields]
+        want = [(f.name, f.dataType.simpleString()) for f in spec.schema]
+        if have != want or tuple(partition_by) != spec.partition_by:
+            differ = sorted(set(have) ^ set(want)) or "column order"
+            raise DeltaIOError(
+                f"{spec.name}: existing table at {uri} does not match the code's schema "
+                f"(differs in {differ}; partitioned by {tuple(partition_by)}, the code expects "
+                f"{spec.partition_by}). Migrate or drop the table deliberately; nothing written."
+            )
+
     @staticmethod
     def check_columns(spec: TableSpec, columns: list[str]) -> None:
         have, want = set(columns), set(spec.columns)

@@ -8,6 +8,7 @@ schema; partition values come from the log, never from guessing at folder names.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ from jobs.common.delta.base import (
     Frame,
     Partitions,
     TableSpec,
+    commit_metadata,
+    history_entry,
     partition_predicate,
 )
 
@@ -80,23 +83,15 @@ class DeltaRsTables(DeltaTables):
                 description=spec.description or None,
                 configuration={"delta.checkpointInterval": CHECKPOINT_INTERVAL},
             )
-        have = [f.name for f in from_arrow_schema(pa.schema(table.schema().to_arrow()))]
-        parts = tuple(table.metadata().partition_columns)
-        if have != spec.columns or parts != spec.partition_by:
-            raise DeltaIOError(
-                f"{spec.name}: existing table at {self.uri(spec)} has columns {have} "
-                f"partitioned by {parts}; the code expects {spec.columns} by "
-                f"{spec.partition_by}. Migrate or drop the table deliberately."
-            )
+        fields = from_arrow_schema(pa.schema(table.schema().to_arrow())).fields
+        self.check_layout(spec, self.uri(spec), fields, table.metadata().partition_columns)
         return table
 
     # --- writes ------------------------------------------------------------------------------
     @staticmethod
     def _commit(run_id: str | None, operation: str) -> CommitProperties:
-        meta = {"nightjar.operation": operation}
-        if run_id:
-            meta["nightjar.run_id"] = run_id
-        return CommitProperties(custom_metadata=meta)
+        _, metadata = commit_metadata(run_id, operation)
+        return CommitProperties(custom_metadata={"userMetadata": metadata})
 
     @_retry_commit
     def append(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
@@ -233,7 +228,27 @@ class DeltaRsTables(DeltaTables):
         return self._table(spec).version()
 
     def history(self, spec: TableSpec, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._table(spec).history(limit)
+        return [
+            history_entry(
+                c["version"],
+                dt.datetime.fromtimestamp(c["timestamp"] / 1000, dt.UTC),
+                c["operation"],
+                c.get("userMetadata"),
+                c.get("operationParameters"),
+                c.get("operationMetrics"),
+            )
+            for c in self._table(spec).history(limit)
+        ]
+
+    # --- maintenance ---------------------------------------------------------------------------
+    def vacuum(self, spec: TableSpec, retain_hours: int = 168, *, enforce: bool = True) -> int:
+        deleted = self._table(spec).vacuum(
+            retention_hours=retain_hours,
+            dry_run=False,
+            enforce_retention_duration=enforce,
+            commit_properties=self._commit(None, "vacuum"),
+        )
+        return len(deleted)
 
 
 def _filters(partitions: Partitions | None) -> list[tuple] | None:
