@@ -21,7 +21,7 @@ SPARK_JARS := .cache/spark-jars/manifest.json
 START ?=
 END ?=
 
-.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-delta clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -121,6 +121,9 @@ bench-jvm: setup  ## benchmark: the Spark Connect JVM's CPU on 15 days of lakeho
 
 bench-lifecycle: setup  ## benchmark: make run's full lifecycle from empty state, quiet and beside a neighbour busy half a core (~15 minutes)
 	$(BIN)/python -m benchmarks.lifecycle
+
+bench-delta: setup  ## benchmark: delta-rs vs Spark-native Delta, a day's stages and writes of 10k/1M/10M rows (~15 minutes)
+	$(BIN)/python -m benchmarks.delta
 
 bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 100k-row historical retrieval
 	$(BIN)/python -m benchmarks.features

@@ -22,9 +22,12 @@ os.environ.update(
         "NIGHTJAR_STATE_DIR": str(TEST_STATE),
         "NIGHTJAR_SPARK_CONNECT_PORT": str(15102 + PORT_OFFSET),
         "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{15102 + PORT_OFFSET}",
+        "NIGHTJAR_SPARK_MASTER_PORT": str(17177 + PORT_OFFSET),
         "NIGHTJAR_AIRFLOW_PORT": str(18080 + PORT_OFFSET),
         "NIGHTJAR_POSTGRES_PORT": str(15532 + PORT_OFFSET),
         "NIGHTJAR_REDIS_PORT": str(16479 + PORT_OFFSET),
+        # The suite's one session sits idle while an end-to-end test's Airflow runs for minutes
+        "NIGHTJAR_SPARK_CONNECT_IDLE_TIMEOUT_MINUTES": "120",
         "AIRFLOW_HOME": str(TEST_STATE / "airflow"),
         # Nothing in ~ (the Makefile sets these too; a bare `pytest` must not differ)
         "MLFLOW_DISABLE_TELEMETRY": "true",

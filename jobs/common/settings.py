@@ -51,7 +51,21 @@ class Settings(BaseSettings):
         default=None,
         description="Spark Connect URL (sc://host:port). When set, jobs are thin Connect clients.",
     )
-    spark_master: str = Field(default="local[2]", description="Master for a classic session.")
+    spark_master: str = Field(
+        default="local[2]",
+        description="Master of a classic session and of the Connect server `nightjar services` "
+        "starts: local[N], or an existing cluster's spark://host:port.",
+    )
+    spark_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Start a Spark standalone cluster with `nightjar services`: a master on "
+        "spark_master_port and this many worker JVMs, each with its own executor; Spark "
+        "then runs there instead of spark_master. 0: no cluster.",
+    )
+    spark_master_port: int = Field(default=7077, description="The standalone master's port.")
+    spark_worker_cores: int = Field(default=1, ge=1, description="Cores of each worker.")
+    spark_worker_memory: str = Field(default="2g", description="Executor memory per worker.")
     spark_shuffle_partitions: int = Field(default=4, ge=1)
     spark_codegen: bool = Field(
         default=False,
@@ -65,12 +79,20 @@ class Settings(BaseSettings):
         default="", description="Extra JVM options for the Spark driver (local / Connect server)."
     )
     spark_connect_port: int = Field(default=15002, description="Port `nightjar services` uses.")
+    spark_connect_idle_timeout_minutes: int = Field(
+        default=10,
+        ge=6,  # longer than a shared session's five-minute window (jobs/common/spark.py)
+        description="How long the Connect server keeps a session no client uses: tasks "
+        "release theirs, so this bounds what an abandoned one (a killed task) holds.",
+    )
 
     # --- Delta Lake ------------------------------------------------------------------------
     delta_backend: Literal["auto", "delta-rs", "spark"] = Field(
-        default="auto",
-        description="'auto' uses Spark-native Delta when the Delta jars are on Spark's "
-        "classpath, else delta-rs.",
+        default="delta-rs",
+        description="delta-rs (the default: fastest for day-sized writes, see `make "
+        "bench-delta`), 'spark' (Delta Lake's own Spark writer: distributed, for outputs "
+        "larger than one process should hold; needs the jars `make setup` fetches), or 'auto' "
+        "(Spark-native when its jars are on Spark's classpath, else delta-rs).",
     )
 
     # --- Airflow ---------------------------------------------------------------------------
@@ -214,6 +236,13 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         """The daily monitoring reports (HTML), served in the Airflow UI under /nightjar."""
         return self.state_dir / "monitoring" / "reports"
+
+    @property
+    def spark_cluster_master(self) -> str:
+        """Where Spark runs: the standalone cluster `nightjar services` starts, if any."""
+        if self.spark_workers:
+            return f"spark://127.0.0.1:{self.spark_master_port}"
+        return self.spark_master
 
     def table_uri(self, name: str) -> str:
         """URI of a Delta table named like ``silver.flights``."""

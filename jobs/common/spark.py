@@ -132,6 +132,20 @@ def static_conf(settings: Settings) -> dict[str, str]:
             ).strip()
         ),
         **sql_conf(settings),
+        **cluster_conf(settings),
+    }
+
+
+def cluster_conf(settings: Settings) -> dict[str, str]:
+    """A driver on the local standalone cluster: one executor per worker, sized like it, and
+    reachable on loopback, where the workers run."""
+    if not settings.spark_workers:
+        return {}
+    return {
+        "spark.executor.cores": str(settings.spark_worker_cores),
+        "spark.executor.memory": settings.spark_worker_memory,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
     }
 
 
@@ -147,9 +161,9 @@ def shared_session_url(remote: str, name: str, now: float | None = None) -> str:
     ``mapInArrow``) boot a new daemon per session and their workers import numpy, pyarrow and
     XGBoost again: 5-8 s of a nightly task that predicts ~1,000 rows in milliseconds. Tasks that
     join one session reuse its warm workers. The id changes every five minutes, shorter than the
-    server's idle timeout (``spark.connect.session.manager.defaultSessionTimeout``: 10 min for
-    ``nightjar services``, Spark's default 60 min), so a client never asks for a session the
-    server has already expired and closed.
+    server's idle timeout (``spark_connect_idle_timeout_minutes`` for ``nightjar services``,
+    at least 6; Spark's default 60 min), so a client never asks for a session the server has
+    already expired and closed.
     """
     window = int((time.time() if now is None else now) // SHARED_SESSION_WINDOW_S)
     session_id = uuid.uuid5(uuid.NAMESPACE_URL, f"nightjar/{name}/{window}")
@@ -187,7 +201,7 @@ def get_spark(settings: Settings | None = None, shared: str | None = None) -> Sp
     if (home := java_home()) is not None:
         os.environ["JAVA_HOME"] = home
     (settings.spark_dir / "tmp").mkdir(parents=True, exist_ok=True)
-    builder = SparkSession.builder.master(settings.spark_master).appName("nightjar")
+    builder = SparkSession.builder.master(settings.spark_cluster_master).appName("nightjar")
     for key, value in static_conf(settings).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

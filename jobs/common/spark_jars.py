@@ -113,10 +113,8 @@ def fetch(directory: Path | None = None, cache: Path | None = None) -> list[str]
                     for line in (done.stdout + done.stderr).splitlines()
                     if "UNRESOLVED" in line or "unresolved" in line or "FAILED" in line
                 ]
-                raise RuntimeError(
-                    f"Ivy could not resolve {coordinate}: "
-                    + ("; ".join(problems[:3]) or (done.stderr or done.stdout).strip()[-300:])
-                )
+                why = "; ".join(problems[:3]) or (done.stderr or done.stdout).strip()[-300:]
+                raise RuntimeError(f"Ivy could not resolve {coordinate}: {' '.join(why.split())}")
         keep = sorted(p.name for p in retrieved.glob("*.jar") if _artifact(p.name) not in shipped)
         staged = Path(tmp) / "staged"
         staged.mkdir()

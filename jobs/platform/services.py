@@ -2,6 +2,8 @@
 
 * ``spark-connect``: one Spark Connect server; every task is a thin client of it, so a task pays
   an import and a gRPC handshake, not a ~10 s JVM start.
+* ``spark-master``, ``spark-worker-N``: with ``spark_workers`` set, a Spark standalone cluster
+  (a master and worker JVMs whose executors run the tasks) that the Connect server drives.
 * ``api-server``, ``scheduler``, ``dag-processor``, ``triggerer``: Airflow 3's components.
 
 Pid files and logs live in ``<state_dir>/run``. Each process gets its own process group, so
@@ -48,29 +50,7 @@ def spark_home() -> str:
 LOG4J2_CONFIG = Path(__file__).with_name("spark_connect_log4j2.properties")
 
 
-def spark_connect_service(settings: Settings) -> Service:
-    confs = static_conf(settings)
-    confs = {
-        **confs,
-        "spark.driver.extraJavaOptions": (
-            f"{confs['spark.driver.extraJavaOptions']} -Dlog4j2.configurationFile={LOG4J2_CONFIG}"
-        ),
-        "spark.connect.grpc.binding.address": "127.0.0.1",
-        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
-        # Tasks release their sessions; this bounds what an abandoned one (a killed task) holds.
-        "spark.connect.session.manager.defaultSessionTimeout": "10m",
-    }
-    command = [
-        str(BIN / "spark-submit"),
-        "--class",
-        "org.apache.spark.sql.connect.service.SparkConnectServer",
-        "--master",
-        settings.spark_master,
-        "--name",
-        "nightjar-spark-connect",
-    ]
-    for key, value in confs.items():
-        command += ["--conf", f"{key}={value}"]
+def _spark_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env["SPARK_HOME"] = spark_home()
     if (home := java_home()) is not None:
@@ -80,7 +60,81 @@ def spark_connect_service(settings: Settings) -> Service:
     env["PYSPARK_PYTHON"] = str(BIN / "python")
     env["SPARK_LOCAL_DIRS"] = str(settings.spark_dir / "tmp")
     env["SPARK_LOG_DIR"] = str(settings.run_dir)
-    return Service("spark-connect", command, env, settings.spark_connect_port)
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    return env
+
+
+def master_ui_port(settings: Settings) -> int:
+    """The standalone master's web UI (and its JSON status), next to its own port."""
+    return settings.spark_master_port + 1
+
+
+def spark_master_service(settings: Settings) -> Service:
+    command = [
+        str(BIN / "spark-class"),
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(settings.spark_master_port),
+        "--webui-port",
+        str(master_ui_port(settings)),
+    ]
+    return Service("spark-master", command, _spark_env(settings), settings.spark_master_port)
+
+
+def spark_worker_service(settings: Settings, number: int) -> Service:
+    command = [
+        str(BIN / "spark-class"),
+        "org.apache.spark.deploy.worker.Worker",
+        "--host",
+        "127.0.0.1",
+        "--cores",
+        str(settings.spark_worker_cores),
+        "--memory",
+        settings.spark_worker_memory,
+        "--work-dir",
+        str(settings.spark_dir / "work"),
+        "--webui-port",
+        "0",  # any free port: several workers share the host
+        settings.spark_cluster_master,
+    ]
+    return Service(f"spark-worker-{number}", command, _spark_env(settings))
+
+
+def spark_services(settings: Settings) -> list[Service]:
+    """The JVMs Spark runs in: a standalone cluster's master and workers (if any), then the
+    Connect server, in start order."""
+    cluster = [spark_master_service(settings)] if settings.spark_workers else []
+    cluster += [spark_worker_service(settings, n) for n in range(1, settings.spark_workers + 1)]
+    return [*cluster, spark_connect_service(settings)]
+
+
+def spark_connect_service(settings: Settings) -> Service:
+    confs = static_conf(settings)
+    confs = {
+        **confs,
+        "spark.driver.extraJavaOptions": (
+            f"{confs['spark.driver.extraJavaOptions']} -Dlog4j2.configurationFile={LOG4J2_CONFIG}"
+        ),
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
+        "spark.connect.session.manager.defaultSessionTimeout": (
+            f"{settings.spark_connect_idle_timeout_minutes}m"
+        ),
+    }
+    command = [
+        str(BIN / "spark-submit"),
+        "--class",
+        "org.apache.spark.sql.connect.service.SparkConnectServer",
+        "--master",
+        settings.spark_cluster_master,
+        "--name",
+        "nightjar-spark-connect",
+    ]
+    for key, value in confs.items():
+        command += ["--conf", f"{key}={value}"]
+    return Service("spark-connect", command, _spark_env(settings), settings.spark_connect_port)
 
 
 def airflow_service(settings: Settings, component: str) -> Service:
@@ -89,7 +143,7 @@ def airflow_service(settings: Settings, component: str) -> Service:
 
 
 def all_services(settings: Settings, airflow: bool = True, spark: bool = True) -> list[Service]:
-    services = [spark_connect_service(settings)] if spark else []
+    services = spark_services(settings) if spark else []
     if airflow:
         services += [airflow_service(settings, c) for c in AIRFLOW_COMPONENTS]
     return services
@@ -196,15 +250,18 @@ def up(
     services = [s for s in all_services(settings, airflow, spark) if s.name not in defer]
     # Each piece boots while the next is prepared: the JVM during Airflow's migration, Airflow
     # during Feast's apply (only tasks read the registry, and none runs yet).
+    spark_names = {s.name for s in spark_services(settings)}
     for service in services:
-        if service.name == "spark-connect":
+        if service.name in spark_names:
             start(settings, service)
+            if service.name == "spark-master":  # workers and the driver register with it
+                wait_ready(settings, service)
     if airflow:
         from jobs.features.store import apply as feast_apply
 
         migrate_airflow_db(settings)
         for service in services:
-            if service.name != "spark-connect":
+            if service.name not in spark_names:
                 start(settings, service)
         feast_apply(settings)  # the DAG's materialize task reads the current definitions
     for service in services:
@@ -286,15 +343,14 @@ def restart_dead(settings: Settings, airflow: bool = True) -> list[str]:
     return restarted
 
 
-def down(
-    settings: Settings, names: tuple[str, ...] = (*AIRFLOW_COMPONENTS, "spark-connect")
-) -> list[str]:
-    """Stop the services at once (one at a time, their shutdowns added up to seconds);
-    returns the names of those that were running."""
+def down(settings: Settings, names: tuple[str, ...] | None = None) -> list[str]:
+    """Stop the services (default: all of them) at once (one at a time, their shutdowns added
+    up to seconds); returns the names of those that were running."""
+    names = names or tuple(s.name for s in reversed(all_services(settings)))
     with ThreadPoolExecutor(len(names)) as pool:
         stopped = list(pool.map(lambda name: stop(settings, name), names))
     return [name for name, was_running in zip(names, stopped, strict=True) if was_running]
 
 
 def status(settings: Settings) -> dict[str, int | None]:
-    return {name: pid_of(settings, name) for name in ("spark-connect", *AIRFLOW_COMPONENTS)}
+    return {s.name: pid_of(settings, s.name) for s in all_services(settings)}

@@ -124,12 +124,15 @@ def silver_frame(flights: DataFrame) -> DataFrame:
 
 
 def silver_parameters(tables: DeltaTables, day: dt.date) -> dict:
-    """Reference values for the silver suite: the dimension snapshots' codes and the day."""
+    """Reference values for the silver suite: the dimension snapshots' codes (sorted: the
+    results table records them, and a table's read order is no contract) and the day."""
+
+    def codes(spec, column: str) -> list[str]:
+        return sorted(r[column] for r in tables.read(spec).select(column).collect())
+
     return {
-        "carriers": [
-            r["carrier"] for r in tables.read(tb.SILVER_AIRLINES).select("carrier").collect()
-        ],
-        "airports": [r["faa"] for r in tables.read(tb.SILVER_AIRPORTS).select("faa").collect()],
+        "carriers": codes(tb.SILVER_AIRLINES, "carrier"),
+        "airports": codes(tb.SILVER_AIRPORTS, "faa"),
         "logical_date": [day.isoformat()],
     }
 

@@ -92,6 +92,9 @@ def test_arrow_frames_are_accepted_like_spark_frames(store, spark):
     data = pa.table({"k": ["a"], "d": [D1], "v": [1.5], "ts": [None]})
     store.overwrite_partitions(SPEC, data, {"d": [D1]})
     assert content(store) == [("a", D1, 1.5)]
+    # an Arrow frame without rows empties the partition (a clean day's quarantine)
+    store.overwrite_partitions(SPEC, data.slice(0, 0), {"d": [D1]})
+    assert content(store) == []
 
 
 def test_frames_with_other_columns_are_refused(store, spark):
@@ -190,6 +193,24 @@ def test_concurrent_writers_to_different_partitions_both_commit(store, spark):
     assert {h["run_id"] for h in store.history(SPEC, limit=2)} == {"run-x", "run-y"}
 
 
+def test_writers_that_find_no_table_create_it_at_once_and_all_commit(store, spark):
+    """A backfill's first days: each run finds no table and creates it; the creations race and
+    every day's write still lands."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    writes = [(D1, "x", 10.0), (D2, "y", 20.0), (D3, "z", 30.0)]
+    with ThreadPoolExecutor(len(writes)) as pool:
+        list(
+            pool.map(
+                lambda w: store.overwrite_partitions(
+                    SPEC, rows(spark, [(w[1], w[0], w[2])]), {"d": [w[0]]}
+                ),
+                writes,
+            )
+        )
+    assert content(store) == [("x", D1, 10.0), ("y", D2, 20.0), ("z", D3, 30.0)]
+
+
 def test_vacuum_deletes_unreferenced_files_and_keeps_the_snapshot(store, spark, lake):
     root = Path(lake.table_uri(SPEC.name))
 
@@ -208,9 +229,8 @@ def test_vacuum_deletes_unreferenced_files_and_keeps_the_snapshot(store, spark, 
         store.read(SPEC, version=1).collect()
 
 
-def test_delta_rs_writes_a_real_delta_log(store, spark, lake):
-    if store.backend_name != "delta-rs":
-        pytest.skip("checks delta-rs's own log")
+def test_delta_rs_writes_a_real_delta_log(spark, lake):
+    store = open_tables(spark, lake, backend="delta-rs")
     store.overwrite_partitions(SPEC, rows(spark, [("a", D1, 1.0)]), {"d": [D1]}, run_id="r-7")
     table = DeltaTable(lake.table_uri(SPEC.name))
     assert table.metadata().partition_columns == ["d"]

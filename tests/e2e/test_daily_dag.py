@@ -14,10 +14,16 @@ import pytest
 from jobs.common.delta import open_tables
 from jobs.lakehouse import source
 from jobs.lakehouse import tables as tb
-from jobs.pipeline import LAKEHOUSE_STAGES, run_stage
+from jobs.pipeline import LAKEHOUSE_STAGES, STAGES, run_stage
 from jobs.platform import demo, services
 from jobs.platform.airflow_api import AirflowAPI
-from tests.lakehouse.snapshot import assert_same, snapshot
+from tests.conftest import TEST_STATE
+from tests.lakehouse.snapshot import (
+    assert_same,
+    assert_same_lakehouse,
+    lakehouse_content,
+    snapshot,
+)
 
 pytestmark = pytest.mark.airflow
 DAG_ID = "nightjar_daily"
@@ -35,14 +41,47 @@ def api(settings, spark):
     client.wait_for_dag(DAG_ID)
     client.patch(f"/dags/{DAG_ID}", {"is_paused": False})
     yield client
-    for name in reversed(services.AIRFLOW_COMPONENTS):
-        services.stop(settings, name)
+    services.down(settings, services.AIRFLOW_COMPONENTS)
 
 
 @pytest.fixture(scope="module")
 def backfilled(api, settings, spark):
     runs = demo.backfill(api, START, END, max_active_runs=3)
     return runs, open_tables(spark, settings)
+
+
+@pytest.fixture(scope="module")
+def backfilled_on_a_cluster(backfilled, settings):
+    """The same days through a second platform configured for scale: a Spark standalone
+    cluster of two worker JVMs behind its own Connect server (NIGHTJAR_SPARK_WORKERS=2), and
+    jobs writing with Delta Lake's own Spark writer (NIGHTJAR_DELTA_BACKEND=spark). Its own
+    state folder, Airflow on the next port; no code differs."""
+    from jobs.common.settings import Settings
+
+    state = TEST_STATE / "daily-cluster"
+    connect_port = settings.spark_connect_port + 1
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in {
+            "NIGHTJAR_DELTA_BACKEND": "spark",
+            "NIGHTJAR_SPARK_WORKERS": "2",
+            "NIGHTJAR_SPARK_WORKER_MEMORY": "1g",
+            "NIGHTJAR_SPARK_CONNECT_PORT": str(connect_port),
+            "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{connect_port}",
+            "NIGHTJAR_STATE_DIR": str(state),
+            "AIRFLOW_HOME": str(state / "airflow"),
+            "NIGHTJAR_AIRFLOW_PORT": str(settings.airflow_port + 1),
+        }.items():
+            env.setenv(key, value)
+        cluster = Settings()
+        try:
+            services.up(cluster, defer=frozenset({"scheduler"}))
+            client = AirflowAPI(cluster)
+            client.wait_for_dag(DAG_ID)
+            client.patch(f"/dags/{DAG_ID}", {"is_paused": False})
+            runs = demo.backfill(client, START, END, max_active_runs=3)
+            yield cluster, runs, client
+        finally:
+            services.down(cluster)
 
 
 def wait_for_run(api, run_id, timeout=300):
@@ -112,6 +151,40 @@ def test_backfill_builds_every_layer_matching_the_source(backfilled):
         (flights.month == "1") & flights.day.isin(["1", "2", "3"]) & (flights.carrier == "UA")
     ]
     assert carrier["flights_28d"] == len(src)
+
+
+def test_a_two_worker_cluster_with_spark_native_delta_builds_the_same_tables(
+    api, backfilled, backfilled_on_a_cluster, settings
+):
+    """Land through request_retrain through Airflow, on the cluster: every task succeeds as on
+    the local platform, every table has the content the local delta-rs runs wrote (run metadata
+    left out), Delta Lake's Spark writer made the commits, and both workers' executors ran
+    tasks."""
+    from deltalake import DeltaTable
+
+    cluster, runs, client = backfilled_on_a_cluster
+    assert {r["state"] for r in runs} == {"success"} and len(runs) == len(DAYS)
+
+    def task_states(platform, run_ids):
+        return [
+            sorted((t["task_id"], t["state"]) for t in platform.task_instances(DAG_ID, run_id))
+            for run_id in sorted(run_ids)
+        ]
+
+    cluster_states = task_states(client, [r["dag_run_id"] for r in runs])
+    assert cluster_states == task_states(api, [r["dag_run_id"] for r in backfilled[0]])
+    assert {task for states in cluster_states for task, _ in states} == set(STAGES)
+    mine, theirs = lakehouse_content(cluster.lakehouse), lakehouse_content(settings.lakehouse)
+    assert {"silver.flights", "gold.flights", "ml.monitoring_metrics", "quality.results"} <= set(
+        mine
+    )
+    assert_same_lakehouse(mine, theirs)
+    engine = DeltaTable(cluster.table_uri(tb.GOLD_FLIGHTS.name)).history(1)[0]["engineInfo"]
+    assert engine.startswith("Apache-Spark/") and "Delta-Lake/" in engine
+    # a standalone worker keeps each executor's log under <work>/<app>/<executor id>/
+    executor_logs = sorted((cluster.spark_dir / "work").glob("app-*/*/stderr"))
+    assert len(executor_logs) == 2
+    assert all("Running task" in log.read_text() for log in executor_logs)
 
 
 def test_rerunning_a_day_through_airflow_changes_no_table_content(backfilled, api, settings):

@@ -65,8 +65,7 @@ def platform(spark):
             demo.lifecycle(api, settings, START, END)
             yield settings, api
         finally:
-            for name in reversed(services.AIRFLOW_COMPONENTS):
-                services.stop(settings, name)
+            services.down(settings, services.AIRFLOW_COMPONENTS)
 
 
 def test_the_policy_requests_the_first_model_then_one_drift_retraining(platform):

@@ -51,8 +51,7 @@ def platform(spark, postgres, redis_server):
             api.wait_for_dag(DAG_ID)
             yield settings, api, postgres, redis_server
         finally:
-            for name in reversed(services.AIRFLOW_COMPONENTS):
-                services.stop(settings, name)
+            services.down(settings, services.AIRFLOW_COMPONENTS)
 
 
 @pytest.fixture(scope="module")

@@ -110,3 +110,25 @@ def test_what_a_service_leaves_of_its_group_is_stopped_too(tmp_path, monkeypatch
     assert not services._alive(os.killpg, process.pid)  # the orphaned child is gone
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)
+
+
+def test_a_cluster_setting_starts_a_master_and_workers_that_the_connect_server_drives():
+    """NIGHTJAR_SPARK_WORKERS=2 is all it takes: the same services, plus a standalone master
+    and two workers, and the Connect server (and so every task) on the master's URL."""
+    cluster = Settings(spark_workers=2, spark_master_port=17999, spark_worker_memory="1g")
+    spark = services.spark_services(cluster)
+    assert [s.name for s in spark] == [
+        "spark-master",
+        "spark-worker-1",
+        "spark-worker-2",
+        "spark-connect",
+    ]
+    master, worker, _, connect = spark
+    assert master.port == 17999 and master.command[-1] == str(services.master_ui_port(cluster))
+    assert worker.command[-1] == "spark://127.0.0.1:17999"
+    assert worker.command[worker.command.index("--memory") + 1] == "1g"
+    assert connect.command[connect.command.index("--master") + 1] == "spark://127.0.0.1:17999"
+    assert "spark.executor.memory=1g" in connect.command
+    # without workers: the Connect server alone, on spark_master
+    (local,) = services.spark_services(Settings(spark_workers=0))
+    assert local.command[local.command.index("--master") + 1] == Settings().spark_master

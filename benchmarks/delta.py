@@ -1,0 +1,230 @@
+"""`make bench-delta`: the two Delta backends side by side, in one run.
+
+1. Writes of 10k, 1M and 10M rows (ten daily partitions, flight-like columns) through
+   ``DeltaTables.overwrite_partitions``, from a Spark DataFrame, after a 1,000-row warm-up
+   write (a long-lived server is warm when a task writes).
+2. One day's lakehouse stages (bronze, silver, gold for 2013-01-02, after 2013-01-01 built the
+   same way), as the daily DAG's tasks run them.
+
+Each case runs in a fresh client process (a Spark Connect thin client, as Airflow's tasks are)
+against a fresh Spark Connect server. Printed per case and backend: wall time, the client's peak
+RSS (where delta-rs receives the rows and commits them), the Spark driver JVM's peak RSS (in
+local mode the executors live in it too) and the data files the commit added. Ratios are
+delta-rs / Spark-native.
+
+    make bench-delta                   # 10k, 1M, 10M rows and the day's stages
+    ROWS=10000,1000000 make bench-delta
+
+Runs in its own state folder and port; results in .state/bench-delta/results.json.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".state" / "bench-delta"
+PORT = "25022"
+os.environ.update(
+    {
+        "NIGHTJAR_STATE_DIR": str(STATE / "platform"),
+        "NIGHTJAR_SPARK_CONNECT_PORT": PORT,
+        "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{PORT}",
+    }
+)
+
+BACKENDS = ("delta-rs", "spark")
+DAY_STAGES = ("bronze", "silver", "gold")
+DAY = dt.date(2013, 1, 2)
+
+
+# --- the cases, each run by a fresh client process -------------------------------------------
+def write_case(backend: str, rows: int) -> dict:
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from jobs.common.delta import TableSpec, open_tables
+    from jobs.common.settings import Settings
+    from jobs.common.spark import get_spark
+
+    settings = Settings(lakehouse_uri=str(STATE / "writes" / f"{backend}-{rows}"))
+    spark = get_spark(settings)
+    spec = TableSpec(
+        "bench.flights",
+        T.StructType(
+            [
+                T.StructField("flight_id", T.StringType()),
+                T.StructField("flight_date", T.DateType()),
+                T.StructField("carrier", T.StringType()),
+                T.StructField("origin", T.StringType()),
+                T.StructField("dep_delay", T.DoubleType()),
+                T.StructField("distance", T.DoubleType()),
+                T.StructField("sched_dep_utc", T.TimestampType()),
+            ]
+        ),
+        partition_by=("flight_date",),
+    )
+    days = [dt.date(2013, 1, 1) + dt.timedelta(days=i) for i in range(10)]
+    frame = spark.range(rows).select(
+        F.concat(F.lit("f"), F.col("id").cast("string")).alias("flight_id"),
+        F.date_add(F.lit(days[0]), (F.col("id") % 10).cast("int")).alias("flight_date"),
+        F.element_at(
+            F.array(*map(F.lit, ["UA", "B6", "EV", "DL", "AA"])), (F.col("id") % 5 + 1).cast("int")
+        ).alias("carrier"),  # fmt: skip
+        F.element_at(
+            F.array(*map(F.lit, ["EWR", "JFK", "LGA"])), (F.col("id") % 3 + 1).cast("int")
+        ).alias("origin"),  # fmt: skip
+        (F.rand(1) * 120 - 10).alias("dep_delay"),
+        (F.rand(2) * 4000 + 80).alias("distance"),
+        F.timestamp_seconds(F.lit(1356998400) + F.col("id") % 864000).alias("sched_dep_utc"),
+    )
+    tables = open_tables(spark, settings, backend=backend)
+    # A long-lived server has loaded and compiled Delta's code long before a task writes:
+    # warm it with a small write elsewhere first (a cold JVM's first Delta write took 12 s).
+    warm = settings.model_copy(update={"lakehouse_uri": f"{settings.lakehouse}-warm-up"})
+    open_tables(spark, warm, backend=backend).overwrite_partitions(
+        spec, frame.limit(1000), {"flight_date": days}
+    )
+    began = time.perf_counter()
+    tables.overwrite_partitions(spec, frame, {"flight_date": days})
+    seconds = time.perf_counter() - began
+    return {"seconds": seconds, "files": _files(settings.table_uri(spec.name))}
+
+
+def day_case(backend: str) -> dict:
+    from jobs.common.settings import Settings
+    from jobs.common.spark import get_spark
+    from jobs.pipeline import run_stage
+
+    settings = Settings(delta_backend=backend, lakehouse_uri=str(STATE / "day" / backend))
+    spark = get_spark(settings)
+    for day in (DAY - dt.timedelta(days=1), DAY):
+        run_stage("land", day, "bench", settings, spark=spark)
+        seconds = {}
+        for stage in DAY_STAGES:
+            began = time.perf_counter()
+            run_stage(stage, day, "bench", settings, spark=spark)
+            seconds[stage] = time.perf_counter() - began
+    root = Path(settings.lakehouse)
+    files = sum(_files(str(p.parent)) for p in root.glob("*/*/_delta_log"))
+    return {"seconds": sum(seconds.values()), "stages": seconds, "files": files}
+
+
+def _files(uri: str) -> int:
+    from deltalake import DeltaTable
+
+    return len(DeltaTable(uri).file_uris())
+
+
+def worker(case: str, backend: str, rows: int) -> None:
+    result = day_case(backend) if case == "day" else write_case(backend, rows)
+    result["client_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+# --- the driver: a fresh server per case --------------------------------------------------------
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of the process and its children (spark-submit's JVM is a child of its shell)."""
+    total = 0.0
+    for proc in [pid, *_descendants(pid)]:
+        try:
+            status = Path(f"/proc/{proc}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                total = max(total, int(line.split()[1]) / 1024)
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    children = [int(p) for p in out.split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def run_case(case: str, backend: str, rows: int = 0) -> dict:
+    from jobs.common.settings import Settings
+    from jobs.platform import services
+
+    # The day runs as the platform does; Spark's generated code pays off at millions of rows
+    # (Settings.spark_codegen), so the writes have it, as the scale benchmarks do.
+    os.environ["NIGHTJAR_SPARK_CODEGEN"] = "false" if case == "day" else "true"
+    settings = Settings()
+    services.up(settings, airflow=False)
+    try:
+        began = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.delta", "--worker", case, backend, str(rows)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{case} on {backend} failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result["process_seconds"] = time.perf_counter() - began
+        result["jvm_peak_rss_mb"] = peak_rss_mb(services.pid_of(settings, "spark-connect"))
+    finally:
+        services.down(settings, ("spark-connect",))
+    return result
+
+
+def main() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=140)
+    sizes = [int(r) for r in os.environ.get("ROWS", "10000,1000000,10000000").split(",")]
+    shutil.rmtree(STATE, ignore_errors=True)
+    cases = [("day", 0, f"one day's stages ({', '.join(DAY_STAGES)})")]
+    cases += [("write", n, f"write {n:,} rows") for n in sizes]
+    results = {}
+    for case, rows, label in cases:
+        for backend in BACKENDS:
+            console.print(f"{label} on {backend} …")
+            results[f"{label} | {backend}"] = run_case(case, backend, rows)
+    table = Table(title="Delta backends: delta-rs vs Spark-native (ratio = delta-rs / spark)")
+    for column in ("case", "backend", "wall s", "client peak RSS MB", "JVM peak RSS MB", "files"):
+        table.add_column(column, justify="left" if column in ("case", "backend") else "right")
+    for _, _, label in cases:
+        rs, native = results[f"{label} | delta-rs"], results[f"{label} | spark"]
+        for backend, r in (("delta-rs", rs), ("spark", native)):
+            detail = ""
+            if "stages" in r:
+                detail = " (" + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()) + ")"
+            table.add_row(
+                label,
+                backend,
+                f"{r['seconds']:.1f}{detail}",
+                f"{r['client_peak_rss_mb']:.0f}",
+                f"{r['jvm_peak_rss_mb']:.0f}",
+                str(r["files"]),
+            )
+        table.add_row(
+            "",
+            "ratio",
+            f"{rs['seconds'] / native['seconds']:.2f}x",
+            f"{rs['client_peak_rss_mb'] / native['client_peak_rss_mb']:.2f}x",
+            f"{rs['jvm_peak_rss_mb'] / native['jvm_peak_rss_mb']:.2f}x",
+            "",
+            end_section=True,
+        )
+    console.print(table)
+    (STATE / "results.json").write_text(json.dumps(results, indent=2))
+    console.print(f"saved to {STATE / 'results.json'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()
