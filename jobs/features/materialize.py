@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from jobs.common.dates import OPERATING_TZ, end_of_day_utc
 from jobs.common.settings import Settings
-from jobs.features.store import FEATURE_SERVICE, apply, feature_store
+from jobs.features.store import feature_store
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,6 @@ def newest_materialized_day(store) -> dt.date | None:
 
 def run(settings: Settings, day: dt.date) -> dict:
     store = feature_store(settings)
-    if FEATURE_SERVICE not in {service.name for service in store.list_feature_services()}:
-        log.info("feature repository not applied yet: running feast apply")
-        apply(settings)
-        store = feature_store(settings)
     newest = newest_materialized_day(store)
     target = max(day, newest) if newest else day
     if target != day:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jobs.common.settings import PROJECT_ROOT, Settings
 
+log = logging.getLogger(__name__)
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 FEATURE_SERVICE = "flight_disruption_v1"
 
@@ -79,15 +80,49 @@ def _environment(values: dict[str, str]):
                 os.environ[name] = value
 
 
+class FeatureRegistryError(RuntimeError):
+    """Feast's registry does not describe the repository at the settings' lakehouse."""
+
+
 def feature_store(settings: Settings | None = None):
-    """A ``FeatureStore`` on ``feature_repo/`` configured from ``settings``. The environment
-    is set only while Feast reads ``feature_store.yaml``, so other settings are untouched."""
+    """A ``FeatureStore`` on ``feature_repo/`` configured from ``settings``, whose registry
+    reads the lakehouse the settings name.
+
+    The registry stores each source's absolute path when ``feast apply`` runs: after the
+    lakehouse moves (another state folder, object storage) Feast would go on reading the old
+    tables. A registry that is missing the repository or points elsewhere is re-applied."""
+    settings = settings or Settings()
+    store = unchecked_feature_store(settings)
+    if problems := registry_problems(store, settings):
+        log.warning("Feast's registry is out of date (%s): running feast apply", problems)
+        apply(settings)
+        store = unchecked_feature_store(settings)
+        if problems := registry_problems(store, settings):
+            raise FeatureRegistryError(f"after feast apply, the registry still {problems}")
+    return store
+
+
+def unchecked_feature_store(settings: Settings):
+    """The store as its registry stands. The environment is set only while Feast reads
+    ``feature_store.yaml``, so other settings are untouched."""
     from feast import FeatureStore
 
-    settings = settings or Settings()
     (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
     with _environment(feast_env(settings)):
         return FeatureStore(repo_path=str(FEATURE_REPO))
+
+
+def registry_problems(store, settings: Settings) -> str | None:
+    """Why the registry does not serve this repository at the settings' lakehouse, if it does
+    not: never applied, or a source registered at another path."""
+    if FEATURE_SERVICE not in {service.name for service in store.list_feature_services()}:
+        return f"has no feature service {FEATURE_SERVICE!r} (never applied)"
+    lakehouse = _absolute(settings.lakehouse).rstrip("/")
+    for source in store.list_data_sources():
+        expected = f"{lakehouse}/gold/{source.name.removeprefix('gold_')}"
+        if getattr(source, "path", expected) != expected:
+            return f"reads {source.name} from {source.path}, not {expected}"
+    return None
 
 
 def feast_cli(

@@ -252,3 +252,44 @@ def test_a_registry_read_during_a_write_sees_a_whole_registry(settings, tmp_path
     writer.join()
     assert seen == {2000}
     assert not [p for p in tmp_path.iterdir() if p.name != "registry.db"]  # no temporary left
+
+
+def test_after_the_lakehouse_moves_feast_reads_the_new_tables_not_the_old(
+    feast_lake, spark, tmp_path, caplog
+):
+    """The registry stores each source's absolute path. A lakehouse moved elsewhere (another
+    state folder, object storage) is re-applied on the next open, not read at the old place."""
+    import shutil
+
+    from jobs.common.delta import open_tables
+
+    lake, _ = feast_lake
+    shutil.copytree(lake.lakehouse, tmp_path / "lakehouse")
+    shutil.copy(lake.feast_registry, tmp_path / "registry.db")  # the shared one stays as is
+    moved = lake.model_copy(
+        update={
+            "lakehouse_uri": str(tmp_path / "lakehouse"),
+            "feast_registry": str(tmp_path / "registry.db"),
+        }
+    )
+    stale = store.unchecked_feature_store(moved)
+    assert stale.get_data_source("gold_carrier_stats").path == lake.table_uri("gold.carrier_stats")
+    assert "reads gold_" in store.registry_problems(stale, moved)
+    # the moved copy now differs from the original: only a read of the new place sees 0.321
+    day = DAYS[2]
+    moved_tables = open_tables(spark, moved)
+    ua = moved_tables.read(CARRIER_STATS, partitions={"as_of_date": [day]})
+    ua = ua.where("carrier = 'UA'").toPandas().assign(disrupted_rate_7d=0.321)
+    ua.attrs = {}
+    moved_tables.merge(CARRIER_STATS, pa.Table.from_pandas(ua, schema=CARRIER_STATS.arrow_schema))
+
+    fs = store.feature_store(moved)
+    assert "Feast's registry is out of date" in caplog.text
+    paths = {source.name: source.path for source in fs.list_data_sources()}
+    assert paths["gold_carrier_stats"] == moved.table_uri("gold.carrier_stats")
+    assert all(path.startswith(str(tmp_path / "lakehouse")) for path in paths.values())
+    assert store.registry_problems(fs, moved) is None
+    row = {"row": 0, "carrier": "UA", "event_timestamp": end_of_day_utc(day)}
+    assert historical(fs, [row], ["carrier_stats:disrupted_rate_7d"])[
+        "disrupted_rate_7d"
+    ].tolist() == [0.321]
