@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         "(Spark-native when its jars are on Spark's classpath, else delta-rs).",
     )
 
+    delta_rs_write_path: Literal["collect", "executors"] = Field(
+        default="collect",
+        description="How the delta-rs backend writes a Spark frame: 'collect' fetches it to "
+        "the task as Arrow and delta-rs writes the files (fastest for day-sized outputs); "
+        "'executors' has Spark's executors write the Parquet files and delta-rs commit them, "
+        "so no output passes through the task (see `make bench-delta`).",
+    )
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: int = 8080
     airflow_host: str = "127.0.0.1"

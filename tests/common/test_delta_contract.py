@@ -33,7 +33,8 @@ SPEC = TableSpec(
 )
 
 
-BACKENDS = ["delta-rs", "spark"]
+# delta-rs-executors: the delta-rs backend with Spark's executors writing the files
+BACKENDS = ["delta-rs", "spark", "delta-rs-executors"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,6 +42,9 @@ def store(request, spark, lake):
     if request.param == "spark":
         available, why = spark_delta_available(spark, probe=True)
         assert available, f"Spark-native Delta backend not available: {why}"
+    if request.param == "delta-rs-executors":
+        executors = lake.model_copy(update={"delta_rs_write_path": "executors"})
+        return open_tables(spark, executors, backend="delta-rs")
     return open_tables(spark, lake, backend=request.param)
 
 
@@ -252,3 +256,40 @@ def test_both_backends_checkpoint_every_ten_commits_and_writes_return_their_vers
     log = Path(lake.table_uri(SPEC.name)) / "_delta_log"
     assert list(log.glob("*.checkpoint.parquet")) and (log / "_last_checkpoint").exists()
     assert content(store) == [("a", D1, 11.0)]
+
+
+def test_executor_written_files_carry_delta_statistics_and_a_refusal_leaves_none(spark, lake):
+    """delta_rs_write_path=executors: Spark writes the files, delta-rs commits them with the
+    statistics data skipping needs, taken from the files' footers; a refused write deletes
+    its files; Delta Lake's own reader reads the table."""
+    executors = open_tables(
+        spark, lake.model_copy(update={"delta_rs_write_path": "executors"}), backend="delta-rs"
+    )
+    data = [("a", D1, 1.0), ("b", D1, None), ("c", D2, 3.5)]
+    frame = spark.createDataFrame(
+        [(k, d, v, dt.datetime(2013, 1, 1, 12, 0, 0, 123456)) for k, d, v in data], SPEC.schema
+    )
+    executors.append(SPEC, frame.repartition(1))
+    root = Path(lake.table_uri(SPEC.name))
+    actions = pa.table(DeltaTable(str(root)).get_add_actions(flatten=True)).to_pylist()
+    assert all(a["path"].startswith("spark-write-") for a in actions)
+    by_day = {a["partition.d"]: a for a in actions}
+    assert sorted(by_day) == [D1, D2]
+    first = by_day[D1]
+    assert (first["num_records"], first["null_count.v"], first["null_count.k"]) == (2, 1, 0)
+    assert (first["min.k"], first["max.k"], first["min.v"], first["max.v"]) == ("a", "b", 1.0, 1.0)
+    # timestamps keep milliseconds: the bounds are widened to still hold
+    assert first["min.ts"] <= dt.datetime(2013, 1, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    assert first["max.ts"] >= dt.datetime(2013, 1, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+
+    folders = sorted(p.name for p in root.iterdir())
+    with pytest.raises(DeltaIOError, match="1 of 2 rows fall outside"):
+        executors.overwrite_partitions(
+            SPEC, rows(spark, [("x", D1, 1.0), ("y", D3, 2.0)]), {"d": [D1]}
+        )
+    assert sorted(p.name for p in root.iterdir()) == folders  # the refused write's files are gone
+
+    native = open_tables(spark, lake, backend="spark")
+    assert (
+        content(native) == content(executors) == [("a", D1, 1.0), ("b", D1, None), ("c", D2, 3.5)]
+    )

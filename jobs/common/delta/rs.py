@@ -8,19 +8,23 @@ schema; partition values come from the log, never from guessing at folder names.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from jobs.common.delta import executor_files
 from jobs.common.delta.base import (
     DeltaIOError,
     DeltaTables,
@@ -93,9 +97,14 @@ class DeltaRsTables(DeltaTables):
         _, metadata = commit_metadata(run_id, operation)
         return CommitProperties(custom_metadata={"userMetadata": metadata})
 
+    def _by_executors(self, df: Frame) -> bool:
+        return self.settings.delta_rs_write_path == "executors" and not isinstance(df, pa.Table)
+
     @_retry_commit
     def append(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
         table = self._open_or_create(spec)
+        if self._by_executors(df):
+            return self._commit_executor_files(spec, table, df, None, run_id, "append")
         data = self.conform_arrow(spec, df)
         write_deltalake(
             table,
@@ -111,6 +120,10 @@ class DeltaRsTables(DeltaTables):
         self, spec: TableSpec, df: Frame, partitions: Partitions, *, run_id: str | None = None
     ) -> int:
         table = self._open_or_create(spec)
+        if self._by_executors(df):
+            return self._commit_executor_files(
+                spec, table, df, partitions, run_id, "overwrite_partitions"
+            )
         data = self.conform_arrow(spec, df)
         self._check_inside(spec, data, partitions)
         write_deltalake(
@@ -122,6 +135,65 @@ class DeltaRsTables(DeltaTables):
             commit_properties=self._commit(run_id, "overwrite_partitions"),
         )
         return table.version()
+
+    def _commit_executor_files(
+        self,
+        spec: TableSpec,
+        table: DeltaTable,
+        df: DataFrame,
+        partitions: Partitions | None,
+        run_id: str | None,
+        operation: str,
+    ) -> int:
+        """Spark's executors write the files; delta-rs commits them (``executor_files.py``).
+        A refused or failed write deletes its files: nothing is left behind."""
+        write_id, metadata = commit_metadata(run_id, operation)
+        folder = executor_files.staging_folder(write_id)
+        root = table.table_uri.rstrip("/")
+        try:
+            frame = self.conform(spec, df)
+            executor_files.write_files(frame, f"{root}/{folder}", spec.partition_by)
+            actions = executor_files.add_actions(root, folder)
+            if partitions is not None:
+                self._check_files_inside(spec, actions, partitions)
+            commit = CommitProperties(custom_metadata={"userMetadata": metadata})
+            filters = _filters(partitions)
+            _retry_commit(table.create_write_transaction)(
+                actions,
+                mode="overwrite" if partitions is not None else "append",
+                schema=table.schema(),
+                partition_by=list(spec.partition_by) or None,
+                partition_filters=filters,
+                commit_properties=commit,
+            )
+        except BaseException:
+            fs, path = pafs.FileSystem.from_uri(f"{root}/{folder}")
+            with contextlib.suppress(OSError):
+                fs.delete_dir(path)
+            raise
+        # The transaction does not move this object's version; find ours among the newest
+        # (another writer may have committed after it).
+        table.update_incremental()
+        for entry in self.history(spec, limit=20):
+            if entry["write_id"] == write_id:
+                return entry["version"]
+        return table.version()
+
+    @staticmethod
+    def _check_files_inside(spec: TableSpec, actions, partitions: Partitions) -> None:
+        """replaceWhere's check on written files: each file's partition must be replaced."""
+        allowed = {c: {str(v) for v in values} for c, values in partitions.items()}
+        outside = sum(
+            json.loads(a.stats)["numRecords"]
+            for a in actions
+            if any(a.partition_values.get(c) not in vals for c, vals in allowed.items())
+        )
+        if outside:
+            total = sum(json.loads(a.stats)["numRecords"] for a in actions)
+            raise DeltaIOError(
+                f"{spec.name}: {outside} of {total} rows fall outside the partitions being "
+                f"replaced ({partition_predicate(partitions)}); nothing written"
+            )
 
     @staticmethod
     def _check_inside(spec: TableSpec, data: pa.Table, partitions: Partitions) -> None:
@@ -284,8 +356,9 @@ def _hive_path_matches(path: str, values: dict) -> bool:
     segments = {}
     for seg in path.split("/")[:-1]:
         key, eq, value = seg.partition("=")
-        if eq:
-            segments[key] = unquote(value)
+        if not eq:  # another folder (an executor write's own): Spark would take it for a table
+            return False
+        segments[key] = unquote(value)
     return all(
         segments.get(col) == ("__HIVE_DEFAULT_PARTITION__" if val is None else str(val))
         for col, val in values.items()
