@@ -188,6 +188,16 @@ class DeltaTables(abc.ABC):
         many. ``enforce=False`` allows a retention below the table's (7 days), which breaks
         time travel to older versions: tests and deliberate clean-ups only."""
 
+    def committed_version(self, spec: TableSpec, write_id: str) -> int:
+        """The version of the commit a write made, found by its write id (other writers may
+        have committed since: the newest version is not necessarily ours). Delta makes no
+        commit for a write that changes nothing: then the table's version."""
+        for limit in (1, 50, None):  # almost always ours is the newest
+            for entry in self.history(spec, limit=limit):
+                if entry["write_id"] == write_id:
+                    return entry["version"]
+        return self.version(spec)
+
     # --- shared checks -----------------------------------------------------------------------
     @staticmethod
     def check_layout(

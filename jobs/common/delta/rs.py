@@ -93,8 +93,11 @@ class DeltaRsTables(DeltaTables):
 
     # --- writes ------------------------------------------------------------------------------
     @staticmethod
-    def _commit(run_id: str | None, operation: str) -> CommitProperties:
-        _, metadata = commit_metadata(run_id, operation)
+    def _commit(
+        run_id: str | None, operation: str, metadata: str | None = None
+    ) -> CommitProperties:
+        """The commit's userMetadata (``metadata`` when the caller needs its write id)."""
+        metadata = metadata or commit_metadata(run_id, operation)[1]
         return CommitProperties(custom_metadata={"userMetadata": metadata})
 
     def _by_executors(self, df: Frame) -> bool:
@@ -156,28 +159,21 @@ class DeltaRsTables(DeltaTables):
             actions = executor_files.add_actions(root, folder)
             if partitions is not None:
                 self._check_files_inside(spec, actions, partitions)
-            commit = CommitProperties(custom_metadata={"userMetadata": metadata})
-            filters = _filters(partitions)
             _retry_commit(table.create_write_transaction)(
                 actions,
                 mode="overwrite" if partitions is not None else "append",
                 schema=table.schema(),
                 partition_by=list(spec.partition_by) or None,
-                partition_filters=filters,
-                commit_properties=commit,
+                partition_filters=_filters(partitions),
+                commit_properties=self._commit(run_id, operation, metadata),
             )
         except BaseException:
             fs, path = pafs.FileSystem.from_uri(f"{root}/{folder}")
             with contextlib.suppress(OSError):
                 fs.delete_dir(path)
             raise
-        # The transaction does not move this object's version; find ours among the newest
-        # (another writer may have committed after it).
-        table.update_incremental()
-        for entry in self.history(spec, limit=20):
-            if entry["write_id"] == write_id:
-                return entry["version"]
-        return table.version()
+        # the transaction does not move this object's version
+        return self.committed_version(spec, write_id)
 
     @staticmethod
     def _check_files_inside(spec: TableSpec, actions, partitions: Partitions) -> None:

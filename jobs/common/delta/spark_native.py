@@ -150,7 +150,7 @@ class SparkNativeTables(DeltaTables):
         else:
             # Delta checks that every written row matches replaceWhere and fails the write if not.
             writer.mode("overwrite").option("replaceWhere", replace_where).save(self.uri(spec))
-        return self._committed(spec, write_id)
+        return self.committed_version(spec, write_id)
 
     def append(self, spec: TableSpec, df: Frame, *, run_id: str | None = None) -> int:
         return self._write(spec, df, run_id, "append")
@@ -193,7 +193,7 @@ class SparkNativeTables(DeltaTables):
                 )
         finally:
             self.spark.catalog.dropTempView(view)
-        return self._committed(spec, write_id)
+        return self.committed_version(spec, write_id)
 
     def check_merge_keys_distributed(self, spec: TableSpec, source: DataFrame) -> None:
         """:meth:`check_merge_keys` as a Spark aggregation: at most five keys reach here."""
@@ -205,16 +205,6 @@ class SparkNativeTables(DeltaTables):
             raise DeltaIOError(
                 f"{spec.name}: merge source has duplicate keys {spec.key}: {shown}; nothing written"
             )
-
-    def _committed(self, spec: TableSpec, write_id: str) -> int:
-        """The version of the commit this object just made (other writers may have committed
-        since: the newest version is not necessarily ours). Delta makes no commit for a write
-        that changes nothing (no rows into empty partitions): then the table's version."""
-        for limit in (1, 50, None):  # almost always ours is the newest
-            for entry in self.history(spec, limit=limit):
-                if entry["write_id"] == write_id:
-                    return entry["version"]
-        return self.version(spec)
 
     # --- maintenance ---------------------------------------------------------------------------
     def vacuum(self, spec: TableSpec, retain_hours: int = 168, *, enforce: bool = True) -> int:
