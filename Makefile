@@ -17,7 +17,12 @@ UV_VERSION := 0.13.9
 UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
-SPARK_JARS := .cache/spark-jars/manifest.json
+SPARK_JARS := .cache/spark-jars/manifest.json .cache/spark-jars-s3/manifest.json
+# The S3 server the tests and local object-storage runs start (jobs/platform/servers.py):
+# versitygw, Apache-2.0, built from its Go module (MinIO's server is AGPL and its module no longer
+# builds with `go install`); ~80 s once, into .tools/bin.
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := .tools/bin/versitygw
 START ?=
 END ?=
 
@@ -38,18 +43,28 @@ JAVA_OK := $(shell java -version 2>&1 | grep -qE 'version "(17|21)' && echo yes)
 # process compiled Airflow, MLflow, Evidently... from source again (~1 s of a task's start-up).
 # The venv is synced when the lock or the project changes, not on every target: a sync that
 # finds nothing to do still re-checks 34,000 compiled files (~3 s of every `make run`).
-setup: $(VENV)/.synced $(SPARK_JARS)  ## install everything from the lock (idempotent)
+setup: $(VENV)/.synced $(SPARK_JARS) $(VERSITYGW)  ## install everything from the lock (idempotent)
 	@mkdir -p $(NIGHTJAR_STATE_DIR)
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --compile-bytecode $(if $(JAVA_OK),,--group jdk)
 	@touch $@
 
-# Delta Lake's jars for Spark, matching the locked delta-spark, fetched once from Maven Central
-# into .cache/spark-jars (jobs/common/spark_jars.py). Where they cannot be fetched it says so
-# and the platform runs on delta-rs; the next `make setup` tries again.
+# Delta Lake's jars for Spark, matching the locked delta-spark, and Hadoop's S3A with the AWS
+# SDK, fetched once from Maven Central into .cache/spark-jars* (jobs/common/spark_jars.py). Where
+# they cannot be fetched it says so (the platform then runs on delta-rs, on local files); the
+# next `make setup` tries again.
 $(SPARK_JARS): $(VENV)/.synced
 	@$(BIN)/python -m jobs.common.spark_jars
+
+$(VERSITYGW):
+	@if command -v go >/dev/null; then \
+	  echo "building versitygw $(VERSITYGW_VERSION) (the local S3 server) into $(VERSITYGW)"; \
+	  GOPATH=$(CURDIR)/.cache/go GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build \
+	  GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-modcacherw \
+	    go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION) \
+	  || echo "versitygw could not be built: no local S3 server (run \`make setup\` again to retry)"; \
+	else echo "go not found: no local S3 server (object-storage tests will say so)"; fi
 
 run: setup  ## backfill the daily DAG through Airflow over the demo window and summarise
 	$(BIN)/nightjar demo $(if $(START),--start $(START)) $(if $(END),--end $(END))

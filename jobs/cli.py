@@ -100,6 +100,20 @@ def services_down() -> None:
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
+@services_app.command("exec")
+def services_exec(name: str = typer.Argument(..., help="spark-connect")) -> None:
+    """Replace this process with a service, in the foreground, configured from the settings
+    exactly as `services up` would (what a container runs)."""
+    import os
+
+    from jobs.platform import services
+
+    if name != "spark-connect":
+        raise typer.BadParameter(f"unknown service {name!r}; expected spark-connect")
+    service = services.spark_connect_service(Settings())
+    os.execvpe(service.command[0], service.command, service.env)
+
+
 @services_app.command("status")
 def services_status() -> None:
     from jobs.platform import services

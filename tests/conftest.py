@@ -26,6 +26,12 @@ os.environ.update(
         "NIGHTJAR_AIRFLOW_PORT": str(18080 + PORT_OFFSET),
         "NIGHTJAR_POSTGRES_PORT": str(15532 + PORT_OFFSET),
         "NIGHTJAR_REDIS_PORT": str(16479 + PORT_OFFSET),
+        # The run's private S3 server (the object-storage tests); every Spark session can reach
+        # it, and only tests that name a bucket keep data there.
+        "NIGHTJAR_S3_PORT": str(19100 + PORT_OFFSET),
+        "NIGHTJAR_S3_ENDPOINT": f"http://127.0.0.1:{19100 + PORT_OFFSET}",
+        "NIGHTJAR_S3_ACCESS_KEY": "nightjar-test",
+        "NIGHTJAR_S3_SECRET_KEY": "nightjar-test-secret",
         # The suite's one session sits idle while an end-to-end test's Airflow runs for minutes
         "NIGHTJAR_SPARK_CONNECT_IDLE_TIMEOUT_MINUTES": "120",
         "AIRFLOW_HOME": str(TEST_STATE / "airflow"),
@@ -44,7 +50,7 @@ def settings() -> Settings:
     return Settings()
 
 
-SERVERS = ("postgres", "redis")
+SERVERS = ("postgres", "redis", "s3")
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +87,12 @@ def postgres(settings, fresh_state):
 def redis_server(settings, fresh_state):
     """The run's private Redis (jobs/platform/servers.py), on its own port."""
     yield from _server(settings, "redis")
+
+
+@pytest.fixture(scope="session")
+def object_store(settings, fresh_state):
+    """The run's private S3 server (versitygw, jobs/platform/servers.py), on its own port."""
+    yield from _server(settings, "s3")
 
 
 @pytest.fixture(scope="session")

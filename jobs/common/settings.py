@@ -39,11 +39,38 @@ class Settings(BaseSettings):
 
     lakehouse_uri: str | None = Field(
         default=None,
-        description="Root URI of the Delta tables (a path, or s3://... on a cluster). "
-        "Default: <state_dir>/lakehouse.",
+        description="Root URI of the Delta tables (a path, or s3://bucket/prefix). "
+        "Default: s3://<s3_bucket>/lakehouse when s3_bucket is set, else <state_dir>/lakehouse.",
     )
     landing_uri: str | None = Field(
-        default=None, description="Root of the landing zone. Default: <state_dir>/landing."
+        default=None,
+        description="Root of the landing zone. Default: s3://<s3_bucket>/landing when "
+        "s3_bucket is set, else <state_dir>/landing.",
+    )
+
+    @field_validator("lakehouse_uri", "landing_uri")
+    @classmethod
+    def _one_s3_scheme(cls, uri: str | None) -> str | None:
+        # Hadoop's name for S3 (s3a://) and everyone else's (s3://) reach the same objects;
+        # the platform writes s3:// and Spark reads it through S3A (jobs/common/storage.py).
+        if uri and uri.startswith("s3a://"):
+            return "s3://" + uri.removeprefix("s3a://")
+        return uri
+
+    # --- object storage (any S3-API server; jobs/common/storage.py) -------------------------
+    s3_bucket: str | None = Field(
+        default=None,
+        description="Keep the landing zone, the lakehouse and MLflow's artifacts in this bucket.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="The S3 API's URL (http://host:port for a local server); default AWS's.",
+    )
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_port: int = Field(
+        default=19000, description="Port of the private S3 server (jobs/platform/servers.py)."
     )
 
     # --- Spark -----------------------------------------------------------------------------
@@ -79,6 +106,10 @@ class Settings(BaseSettings):
         default="", description="Extra JVM options for the Spark driver (local / Connect server)."
     )
     spark_connect_port: int = Field(default=15002, description="Port `nightjar services` uses.")
+    spark_connect_bind: str = Field(
+        default="127.0.0.1",
+        description="Address the Connect server listens on (0.0.0.0 inside a container network).",
+    )
     spark_connect_idle_timeout_minutes: int = Field(
         default=10,
         ge=6,  # longer than a shared session's five-minute window (jobs/common/spark.py)
@@ -213,13 +244,27 @@ class Settings(BaseSettings):
         default=(7, 28), description="Trailing windows of the as-of-day aggregates."
     )
 
+    def model_post_init(self, context) -> None:
+        if self.s3_bucket or self.s3_endpoint:
+            from jobs.common import storage
+
+            storage.export_environment(self)
+
+    def _root(self, name: str) -> str:
+        return f"s3://{self.s3_bucket}/{name}" if self.s3_bucket else str(self.state_dir / name)
+
     @property
     def lakehouse(self) -> str:
-        return self.lakehouse_uri or str(self.state_dir / "lakehouse")
+        return self.lakehouse_uri or self._root("lakehouse")
 
     @property
     def landing(self) -> str:
-        return self.landing_uri or str(self.state_dir / "landing")
+        return self.landing_uri or self._root("landing")
+
+    @property
+    def mlflow_artifacts(self) -> str | None:
+        """Where new MLflow experiments keep their artifacts (None: MLflow's default)."""
+        return f"s3://{self.s3_bucket}/mlflow" if self.s3_bucket else None
 
     @property
     def airflow_home(self) -> Path:

@@ -112,9 +112,15 @@ def delta_conf(settings: Settings) -> dict[str, str]:
 
 def static_conf(settings: Settings) -> dict[str, str]:
     """Settings fixed when a JVM starts (classic session or the Connect server)."""
+    from jobs.common import storage
+
     scratch = settings.spark_dir
+    delta, s3 = delta_conf(settings), storage.spark_conf(settings)
+    jars = [j for j in (delta.pop("spark.jars", ""), s3.pop("spark.jars", "")) if j]
     return {
-        **delta_conf(settings),
+        **({"spark.jars": ",".join(jars)} if jars else {}),
+        **delta,
+        **s3,
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.spark_driver_memory,

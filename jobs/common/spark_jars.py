@@ -1,13 +1,16 @@
-"""The jars Spark needs beyond pyspark's own: Delta Lake's, fetched once into the project.
+"""The jars Spark needs beyond pyspark's own, fetched once into the project: Delta Lake's, and
+Hadoop's S3A with the AWS SDK (object storage, see ``jobs/common/storage.py``).
 
 ``make setup`` runs ``python -m jobs.common.spark_jars``: Spark's own Ivy (the jar pyspark ships)
-resolves :data:`packages` from Maven Central into ``.cache/ivy`` and copies the jars into
-``.cache/spark-jars/``, with a manifest naming the coordinates. Every session and the Spark
-Connect server then put those local files on the classpath (``spark.jars``): no network and no
+resolves :func:`packages` from Maven Central into ``.cache/ivy`` and copies each set's jars into
+``.cache/spark-jars/`` (S3A's into ``.cache/spark-jars-s3/``), with a manifest naming the
+coordinates. Every session and the Spark Connect server then put those local files on the
+classpath (``spark.jars``; S3A's only where object storage is configured): no network and no
 resolution at session start, unlike ``configure_spark_with_delta_pip`` (``spark.jars.packages``,
 which resolves through Ivy into ``~/.ivy2`` every time a JVM starts).
 
-Where the jars cannot be fetched, setup says so in one line and the platform runs on delta-rs.
+Where the jars cannot be fetched, setup says so in one line: without Delta's the platform runs on
+delta-rs, without S3A Spark cannot read a bucket.
 """
 
 from __future__ import annotations
@@ -29,26 +32,42 @@ SCALA = "2.13"
 MANIFEST = "manifest.json"
 
 
-def packages() -> tuple[str, ...]:
-    """Maven coordinates matching the locked Python packages: Delta's jar and its Python API
-    are released together under one version number."""
+def _hadoop_version() -> str:
+    """The Hadoop pyspark ships (``hadoop-client-api-3.5.0.jar``): S3A must be the same."""
+    jar = next(_spark_jars().glob("hadoop-client-api-*.jar"))
+    return jar.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+
+
+# Each set of jars Spark may need, by what it is for.
+JAR_SETS = ("delta", "s3")
+
+
+def packages(jar_set: str = "delta") -> tuple[str, ...]:
+    """Maven coordinates matching the locked Python packages. Delta's jar and its Python API
+    are released together under one version number; S3A's version is Hadoop's, and it brings
+    the AWS SDK bundle Hadoop was built against."""
+    if jar_set == "s3":
+        return (f"org.apache.hadoop:hadoop-aws:{_hadoop_version()}",)
     return (f"io.delta:delta-spark_{SCALA}:{version('delta-spark')}",)
 
 
-def jars_dir() -> Path:
-    return Path(os.environ.get("NIGHTJAR_SPARK_JARS_DIR", PROJECT_ROOT / ".cache" / "spark-jars"))
+def jars_dir(jar_set: str = "delta") -> Path:
+    root = Path(os.environ.get("NIGHTJAR_SPARK_JARS_DIR", PROJECT_ROOT / ".cache" / "spark-jars"))
+    return root if jar_set == "delta" else root.with_name(f"{root.name}-{jar_set}")
 
 
-def installed_jars(directory: Path | None = None) -> list[str]:
+def installed_jars(directory: Path | None = None, jar_set: str = "delta") -> list[str]:
     """The fetched jars for the current :func:`packages`, or ``[]`` when setup could not fetch
     them (or fetched them for other versions)."""
-    directory = directory or jars_dir()
+    directory = directory or jars_dir(jar_set)
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return []
     jars = [str(directory / name) for name in manifest.get("jars", [])]
-    if tuple(manifest.get("packages", ())) != packages() or not all(map(os.path.exists, jars)):
+    if tuple(manifest.get("packages", ())) != packages(jar_set) or not all(
+        map(os.path.exists, jars)
+    ):
         return []
     return jars
 
@@ -65,7 +84,9 @@ def _artifact(jar_name: str) -> str:
     return match.group(1) if match else jar_name
 
 
-def fetch(directory: Path | None = None, cache: Path | None = None) -> list[str]:
+def fetch(
+    directory: Path | None = None, cache: Path | None = None, jar_set: str = "delta"
+) -> list[str]:
     """Resolve :func:`packages` with Ivy and install the jars Spark does not already ship.
 
     Ivy resolves the whole dependency graph, including artifacts pyspark carries in other
@@ -73,7 +94,7 @@ def fetch(directory: Path | None = None, cache: Path | None = None) -> list[str]
     first on the classpath anyway. Raises ``RuntimeError`` with Ivy's reason on failure."""
     from jobs.common.spark import java_home
 
-    directory = directory or jars_dir()
+    directory = directory or jars_dir(jar_set)
     cache = cache or PROJECT_ROOT / ".cache" / "ivy"
     ivy = next(_spark_jars().glob("ivy-*.jar"), None)
     if ivy is None:
@@ -82,7 +103,7 @@ def fetch(directory: Path | None = None, cache: Path | None = None) -> list[str]
     shipped = {_artifact(p.name) for p in _spark_jars().glob("*.jar")}
     with tempfile.TemporaryDirectory(dir=cache.parent if cache.parent.exists() else None) as tmp:
         retrieved = Path(tmp) / "jars"
-        for coordinate in packages():
+        for coordinate in packages(jar_set):
             group, artifact, rev = coordinate.split(":")
             done = subprocess.run(
                 [
@@ -121,7 +142,7 @@ def fetch(directory: Path | None = None, cache: Path | None = None) -> list[str]
         for name in keep:
             shutil.copy2(retrieved / name, staged / name)
         (staged / MANIFEST).write_text(
-            json.dumps({"packages": list(packages()), "jars": keep}, indent=2) + "\n"
+            json.dumps({"packages": list(packages(jar_set)), "jars": keep}, indent=2) + "\n"
         )
         # Replace the folder in one rename: a session never sees half a set of jars.
         directory.parent.mkdir(parents=True, exist_ok=True)
@@ -131,24 +152,32 @@ def fetch(directory: Path | None = None, cache: Path | None = None) -> list[str]
             directory.rename(old)
         staged.rename(directory)
         shutil.rmtree(old, ignore_errors=True)
-    return installed_jars(directory)
+    return installed_jars(directory, jar_set)
+
+
+WITHOUT = {
+    "delta": "Delta runs on delta-rs only",
+    "s3": "Spark cannot read or write object storage (s3://)",
+}
 
 
 def main() -> int:
-    """``make setup``'s step: fetch once, say in one line what Spark will use."""
-    if jars := installed_jars():
-        print(f"Spark jars: {', '.join(packages())} present ({len(jars)} jars in {jars_dir()})")
-        return 0
-    try:
-        jars = fetch()
-    except (RuntimeError, OSError) as exc:
-        print(
-            f"Spark jars: could not fetch {', '.join(packages())} ({exc}); Delta runs on "
-            "delta-rs only (run `make setup` again to retry)",
-            file=sys.stderr,
-        )
-        return 0
-    print(f"Spark jars: fetched {', '.join(packages())} ({len(jars)} jars into {jars_dir()})")
+    """``make setup``'s step: fetch each set once, say in one line what Spark will use."""
+    for jar_set in JAR_SETS:
+        wanted = ", ".join(packages(jar_set))
+        if jars := installed_jars(jar_set=jar_set):
+            print(f"Spark jars: {wanted} present ({len(jars)} jars in {jars_dir(jar_set)})")
+            continue
+        try:
+            jars = fetch(jar_set=jar_set)
+        except (RuntimeError, OSError) as exc:
+            print(
+                f"Spark jars: could not fetch {wanted} ({exc}); {WITHOUT[jar_set]} "
+                "(run `make setup` again to retry)",
+                file=sys.stderr,
+            )
+            continue
+        print(f"Spark jars: fetched {wanted} ({len(jars)} jars into {jars_dir(jar_set)})")
     return 0
 
 

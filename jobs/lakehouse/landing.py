@@ -3,22 +3,25 @@
 For day D the export holds, as CSV files in ``<landing>/<D>/``:
 ``flights.csv`` (D's flights with their outcomes), ``schedule.csv`` (D+1's timetable, no outcomes),
 ``weather.csv`` (D's hourly observations at the origins), and snapshots of ``planes.csv``,
-``airlines.csv`` and ``airports.csv``. The folder appears atomically (written aside, then renamed),
-so a reader never sees half an export, and re-landing a day replaces it whole.
+``airlines.csv`` and ``airports.csv``. On a file system the folder appears atomically (written
+aside, then renamed), so a reader never sees half an export, and re-landing a day replaces it
+whole. An object store has no rename: there the day's files are moved in one by one, and the DAG
+runs bronze only after landing has finished.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
 import uuid
 from pathlib import Path
 
 import pandas as pd
+from pyarrow import fs as pafs
 
 from jobs.common.dates import check_in_range
 from jobs.common.settings import Settings
+from jobs.common.storage import filesystem
 from jobs.lakehouse import source
 
 log = logging.getLogger(__name__)
@@ -33,12 +36,12 @@ EXPORTS = {
 }
 
 
-def landing_dir(settings: Settings, day: dt.date) -> Path:
-    return Path(settings.landing) / day.isoformat()
+def landing_dir(settings: Settings, day: dt.date) -> str:
+    return f"{settings.landing.rstrip('/')}/{day.isoformat()}"
 
 
-def landing_file(settings: Settings, day: dt.date, export: str) -> Path:
-    return landing_dir(settings, day) / f"{export}.csv"
+def landing_file(settings: Settings, day: dt.date, export: str) -> str:
+    return f"{landing_dir(settings, day)}/{export}.csv"
 
 
 def export_day(day: dt.date, cache_dir: Path | None = None) -> dict[str, pd.DataFrame]:
@@ -61,18 +64,29 @@ def export_day(day: dt.date, cache_dir: Path | None = None) -> dict[str, pd.Data
 def run(day: dt.date, settings: Settings) -> dict[str, int]:
     """Land day ``day``; returns rows per exported file."""
     check_in_range(day)
-    target = landing_dir(settings, day)
-    staging = target.parent / f".{day.isoformat()}.{uuid.uuid4().hex}.tmp"
-    staging.mkdir(parents=True)
+    files, target = filesystem(landing_dir(settings, day))
+    staging = f"{target.rsplit('/', 1)[0]}/.{day.isoformat()}.{uuid.uuid4().hex}.tmp"
+    files.create_dir(staging)
     counts = {}
     try:
         for name, frame in export_day(day, settings.state_dir / "source_cache").items():
-            frame.to_csv(staging / f"{name}.csv", index=False)
+            with files.open_output_stream(f"{staging}/{name}.csv") as out:
+                out.write(frame.to_csv(index=False).encode())
             counts[name] = len(frame)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        _publish(files, staging, target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("landed %s into %s: %s", day, target, counts)
+        if files.get_file_info(staging).type != pafs.FileType.NotFound:
+            files.delete_dir(staging)
+    log.info("landed %s into %s: %s", day, landing_dir(settings, day), counts)
     return counts
+
+
+def _publish(files: pafs.FileSystem, staging: str, target: str) -> None:
+    """Replace ``target`` with the staged export."""
+    if files.get_file_info(target).type != pafs.FileType.NotFound:
+        files.delete_dir(target)
+    if isinstance(files, pafs.LocalFileSystem):
+        files.move(staging, target)  # one rename
+        return
+    for staged in files.get_file_info(pafs.FileSelector(staging)):
+        files.move(staged.path, f"{target}/{staged.base_name}")

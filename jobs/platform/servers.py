@@ -1,13 +1,15 @@
-"""Private PostgreSQL and Redis servers under the state folder, on the platform's own ports.
+"""Private PostgreSQL, Redis and S3 servers under the state folder, on the platform's own ports.
 
 What the tests (and a local production-like configuration) use for the MLflow backend store, the
-Feast SQL registry and the Redis online store. Nothing here touches a system service: each server
+Feast SQL registry, the Redis online store and object storage (a bucket for the landing zone, the
+lakehouse and MLflow's artifacts). Nothing here touches a system service: each server
 is started from the Debian packages' binaries (``make system-deps``), keeps its data in
 ``<state_dir>/servers/<name>`` and its pid file and log with the other services
 (``<state_dir>/run``), and is stopped only by whoever started it.
 
 PostgreSQL refuses to run as root; started by root, it runs as the ``postgres`` user the Debian
-package creates.
+package creates. The S3 server is versitygw (``make setup`` builds it from its Go module) serving
+a folder: each bucket is a subfolder.
 """
 
 from __future__ import annotations
@@ -68,6 +70,15 @@ class Redis:
         import redis
 
         return redis.Redis(host=self.host, port=self.port, db=db)
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    endpoint: str
+    root: Path  # the served folder: one subfolder per bucket
+
+    def create_bucket(self, bucket: str) -> None:
+        (self.root / bucket).mkdir(parents=True, exist_ok=True)
 
 
 def data_dir(settings: Settings, name: str) -> Path:
@@ -158,9 +169,38 @@ def redis_service(settings: Settings) -> services.Service:
     return services.Service("redis", command, dict(os.environ), settings.redis_port)
 
 
+VERSITYGW = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "versitygw"
+
+
+def s3_service(settings: Settings) -> services.Service:
+    if not VERSITYGW.exists():
+        raise ServerUnavailable(
+            f"{VERSITYGW} not found: `make setup` builds it (needs Go: apt-get install golang-go)"
+        )
+    if not (settings.s3_access_key and settings.s3_secret_key):
+        raise ServerUnavailable("the S3 server needs NIGHTJAR_S3_ACCESS_KEY and _SECRET_KEY")
+    data = data_dir(settings, "s3")
+    data.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(VERSITYGW),
+        "--port",
+        f"127.0.0.1:{settings.s3_port}",
+        "--access",
+        settings.s3_access_key,
+        "--secret",
+        settings.s3_secret_key,
+        "--region",
+        settings.s3_region,
+        "--quiet",
+        "posix",
+        str(data),
+    ]
+    return services.Service("s3", command, dict(os.environ), settings.s3_port)
+
+
 # PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client to disconnect; SIGINT
 # is its fast shutdown (rolls back open transactions, then exits).
-_STOP_SIGNAL = {"postgres": signal.SIGINT, "redis": signal.SIGTERM}
+_STOP_SIGNAL = {"postgres": signal.SIGINT, "redis": signal.SIGTERM, "s3": signal.SIGTERM}
 
 
 def start(settings: Settings, name: str) -> bool:
@@ -172,8 +212,10 @@ def start(settings: Settings, name: str) -> bool:
         _initdb(settings)
     elif name == "redis":
         service = redis_service(settings)
+    elif name == "s3":
+        service = s3_service(settings)
     else:
-        raise ValueError(f"unknown server {name!r}; expected postgres or redis")
+        raise ValueError(f"unknown server {name!r}; expected postgres, redis or s3")
     services.start(settings, service)
     services.wait_ready(settings, service, timeout=60)
     return True
@@ -184,14 +226,17 @@ def stop(settings: Settings, name: str) -> bool:
 
 
 @contextlib.contextmanager
-def running(settings: Settings, name: str) -> Iterator[Postgres | Redis]:
+def running(settings: Settings, name: str) -> Iterator[Postgres | Redis | ObjectStore]:
     """The named server while the block runs: a private one started here (and stopped after),
     or the one this state folder already runs (left running)."""
     started = start(settings, name)
     try:
-        server = Postgres if name == "postgres" else Redis
-        port = settings.postgres_port if name == "postgres" else settings.redis_port
-        yield server("127.0.0.1", port)
+        if name == "postgres":
+            yield Postgres("127.0.0.1", settings.postgres_port)
+        elif name == "redis":
+            yield Redis("127.0.0.1", settings.redis_port)
+        else:
+            yield ObjectStore(f"http://127.0.0.1:{settings.s3_port}", data_dir(settings, "s3"))
     finally:
         if started:
             stop(settings, name)

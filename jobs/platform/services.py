@@ -51,7 +51,10 @@ LOG4J2_CONFIG = Path(__file__).with_name("spark_connect_log4j2.properties")
 
 
 def _spark_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
+    from jobs.common import storage
+
+    # The Python workers (scoring's UDFs read feature files) reach the bucket the jobs use.
+    env = {**os.environ, **storage.environment(settings)}
     env["SPARK_HOME"] = spark_home()
     if (home := java_home()) is not None:
         env["JAVA_HOME"] = home
@@ -117,7 +120,7 @@ def spark_connect_service(settings: Settings) -> Service:
         "spark.driver.extraJavaOptions": (
             f"{confs['spark.driver.extraJavaOptions']} -Dlog4j2.configurationFile={LOG4J2_CONFIG}"
         ),
-        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.address": settings.spark_connect_bind,
         "spark.connect.grpc.binding.port": str(settings.spark_connect_port),
         "spark.connect.session.manager.defaultSessionTimeout": (
             f"{settings.spark_connect_idle_timeout_minutes}m"

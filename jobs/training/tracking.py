@@ -9,7 +9,8 @@ from jobs.common.settings import PROJECT_ROOT, Settings
 
 def client(settings: Settings):
     """An MlflowClient on the configured tracking URI; the experiment (named after the
-    registered model) is created on first use, with local artifacts for the embedded store."""
+    registered model) is created on first use, its artifacts in the bucket when the platform
+    keeps its data in one, else local files for the embedded store."""
     import mlflow
     from filelock import FileLock
     from mlflow import MlflowClient
@@ -32,9 +33,13 @@ def client(settings: Settings):
         ):
             if tracking.get_experiment_by_name(name) is None:
                 local = settings.tracking_uri.startswith("sqlite:")
+                if settings.mlflow_artifacts:
+                    artifacts = f"{settings.mlflow_artifacts}/{name}"
+                else:
+                    artifacts = (mlflow_dir / "artifacts").as_uri() if local else None
                 tracking.create_experiment(
                     name,
-                    artifact_location=(mlflow_dir / "artifacts").as_uri() if local else None,
+                    artifact_location=artifacts,
                     tags={"project": "nightjar", "task": task},
                 )
     return tracking

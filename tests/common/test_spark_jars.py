@@ -22,8 +22,14 @@ def test_setup_fetched_the_jars_of_the_locked_delta_spark_into_the_project():
 
 
 def test_every_session_gets_the_local_jars_and_no_resolution_at_start():
-    conf = static_conf(Settings())
+    conf = static_conf(Settings(s3_endpoint=None))
     assert conf["spark.jars"].split(",") == spark_jars.installed_jars()
+    # object storage adds S3A and the AWS SDK Hadoop was built against, and nothing else
+    with_s3 = static_conf(Settings(s3_endpoint="http://127.0.0.1:1"))["spark.jars"].split(",")
+    s3_jars = spark_jars.installed_jars(jar_set="s3")
+    assert with_s3 == spark_jars.installed_jars() + s3_jars
+    hadoop = spark_jars._hadoop_version()
+    assert {f"hadoop-aws-{hadoop}.jar", "bundle-2.35.4.jar"} <= {Path(j).name for j in s3_jars}
     assert "spark.jars.packages" not in conf  # no Ivy resolution when a JVM starts
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
 
@@ -40,7 +46,10 @@ def test_jars_for_other_versions_are_not_used(tmp_path):
 
 def test_a_fetch_that_fails_says_so_in_one_line_and_setup_goes_on(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NIGHTJAR_SPARK_JARS_DIR", str(tmp_path / "jars"))
-    monkeypatch.setattr(spark_jars, "packages", lambda: ("io.delta:delta-spark_2.13:0.0.0-none",))
+    monkeypatch.setattr(spark_jars, "JAR_SETS", ("delta",))
+    monkeypatch.setattr(
+        spark_jars, "packages", lambda jar_set="delta": ("io.delta:delta-spark_2.13:0.0.0-none",)
+    )
     assert spark_jars.main() == 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

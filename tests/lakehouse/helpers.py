@@ -12,7 +12,7 @@ from jobs.lakehouse import landing
 
 def land(settings: Settings, day: dt.date) -> Path:
     landing.run(day, settings)
-    return landing.landing_dir(settings, day)
+    return Path(landing.landing_dir(settings, day))
 
 
 def read_csv(path: Path) -> list[list[str]]:

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_rerunning_a_date_replaces_its_partition(spark, tables, lake):
 def lake_file(lake, export):
     from jobs.lakehouse.landing import landing_file
 
-    return landing_file(lake, DAY, export)
+    return Path(landing_file(lake, DAY, export))
 
 
 def test_malformed_rows_are_kept_with_their_raw_line(spark, tables, lake):

@@ -1,4 +1,5 @@
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ def test_landing_exports_the_day_and_tomorrows_timetable(lake):
     on = (flights.year == "2013") & (flights.month == "3")
     assert counts["flights"] == int((on & (flights.day == "10")).sum()) == 908
     assert counts["schedule"] == int((on & (flights.day == "11")).sum())
-    rows = read_csv(landing.landing_file(lake, day, "schedule"))
+    rows = read_csv(Path(landing.landing_file(lake, day, "schedule")))
     assert rows[0] == source.SCHEDULE_COLUMNS  # the timetable carries no outcomes
     assert {r[2] for r in rows[1:]} == {"11"}
     assert counts["weather"] == 69  # the day has 23 local hours, and gaps
@@ -22,7 +23,7 @@ def test_landing_exports_the_day_and_tomorrows_timetable(lake):
 
 def test_relanding_replaces_the_folder_whole(lake):
     day = dt.date(2013, 1, 5)
-    folder = landing.landing_dir(lake, day)
+    folder = Path(landing.landing_dir(lake, day))
     landing.run(day, lake)
     (folder / "stray.csv").write_text("left over")
     landing.run(day, lake)
@@ -36,7 +37,7 @@ def test_a_date_outside_the_data_is_refused(lake, day):
         NightjarError, match=f"logical date {day} is outside .*2013-01-01..2013-12-31"
     ):
         landing.run(day, lake)
-    assert not landing.landing_dir(lake, day).exists()
+    assert not Path(landing.landing_dir(lake, day)).exists()
 
 
 def test_the_source_cache_serves_a_day_as_the_upstream_holds_it(tmp_path):

@@ -3,9 +3,11 @@ only from .env, only the UIs published (on loopback), one image with Spark-nativ
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -119,8 +121,40 @@ def test_the_stack_has_every_service_and_the_jobs_use_spark_native_delta(config)
     assert scheduler["NIGHTJAR_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert "postgresql+psycopg2://mlflow:" in " ".join(services["mlflow"]["command"])
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
-    # Delta's jars come from the same step as `make setup`, S3A's from Maven Central
-    assert "python -m jobs.common.spark_jars" in dockerfile and "hadoop-aws" in dockerfile
+    # Delta's and S3A's jars come from the same step as `make setup`
+    assert "python -m jobs.common.spark_jars" in dockerfile and "spark-jars-s3" in dockerfile
     assert services["airflow-scheduler"]["depends_on"]["airflow-init"] == {
         "condition": "service_completed_successfully"
     }
+
+
+@mock.patch.dict(os.environ)  # a Settings with object storage exports its AWS_* variables
+def test_the_stack_keeps_its_data_in_one_bucket_configured_like_the_tests(config):
+    """The jobs and the Connect server read the same NIGHTJAR_S3_* settings the object-storage
+    tests use; every library's S3 configuration is derived from them, none is written twice."""
+    from jobs.common.settings import Settings
+    from jobs.platform.services import spark_connect_service
+
+    services = config["services"]
+    scheduler = services["airflow-scheduler"]["environment"]
+    assert scheduler["NIGHTJAR_S3_BUCKET"] == "nightjar"
+    assert scheduler["NIGHTJAR_S3_ENDPOINT"] == "http://minio:9000"
+    assert not [
+        k for k in scheduler if k.startswith("AWS_") or k.endswith(("LAKEHOUSE_URI", "LANDING_URI"))
+    ]
+    connect = services["spark-connect"]
+    assert connect["command"] == ["nightjar", "services", "exec", "spark-connect"]
+    env = {k: str(v) for k, v in connect["environment"].items() if k.startswith("NIGHTJAR_")}
+    with mock.patch.dict(os.environ, env):
+        settings = Settings()
+    assert settings.lakehouse == "s3://nightjar/lakehouse"
+    assert settings.mlflow_artifacts == "s3://nightjar/mlflow"
+    command = spark_connect_service(settings).command
+    confs = dict(c.split("=", 1) for c in command[command.index("--name") + 3 :: 2])
+    assert command[command.index("--master") + 1] == "spark://spark-master:7077"
+    assert confs["spark.connect.grpc.binding.address"] == "0.0.0.0"
+    assert confs["spark.hadoop.fs.s3a.endpoint"] == "http://minio:9000"
+    assert confs["spark.hadoop.fs.s3a.access.key"] == scheduler["NIGHTJAR_S3_ACCESS_KEY"]
+    assert "hadoop-aws" in confs["spark.jars"]
+    assert "http://mlflow:5000" in scheduler["NIGHTJAR_MLFLOW_TRACKING_URI"]
+    assert "s3://nightjar/mlflow" in services["mlflow"]["command"]
