@@ -223,6 +223,26 @@ GOLD_SCHEDULED_FLIGHTS = TableSpec(
 
 ENTITY_KEYS = {"carrier": "carrier", "origin": "origin", "route": "route", "plane": "tailnum"}
 
+# What the trailing statistics add up, kept per day: a day's gold reads 28 days of these (a few
+# rows per entity and day) instead of 28 days of flights, so its cost follows that day's flights.
+GOLD_ENTITY_DAILY = TableSpec(
+    name="gold.entity_daily",
+    schema=struct(
+        "entity string",
+        "entity_key string",
+        "flight_date date",
+        "flights long",
+        "disrupted long",
+        "cancelled long",
+        "delay_sum double",
+        "delay_n long",
+    ),
+    partition_by=("flight_date",),
+    key=("flight_date", "entity", "entity_key"),
+    description="Per day and carrier, origin, route or plane: flights, disrupted, cancelled, "
+    "and departure delay sum and count (what gold.<entity>_stats sums over its windows)",
+)
+
 
 def _stats_columns(windows: tuple[int, ...]) -> list[str]:
     cols = []

@@ -24,6 +24,7 @@ def all_specs(windows: tuple[int, ...]) -> list[TableSpec]:
         tb.GOLD_FLIGHTS,
         tb.GOLD_SCHEDULED_FLIGHTS,
         tb.GOLD_WEATHER,
+        tb.GOLD_ENTITY_DAILY,
         *[tb.gold_stats(e, windows) for e in tb.ENTITY_KEYS],
     ]
 

@@ -106,13 +106,39 @@ def test_aggregates_never_use_a_later_day(spark, built):
     flights = gold.flight_rows(
         tables.read(tb.SILVER_FLIGHTS), lake, with_label=True
     )  # all three days
-    recomputed = gold.entity_stats(flights, "carrier", day, WINDOWS).toPandas()
+    recomputed = gold.entity_stats(gold.entity_daily(flights), "carrier", day, WINDOWS).toPandas()
     pd.testing.assert_frame_equal(
         stored.sort_values("carrier", ignore_index=True),
         recomputed.sort_values("carrier", ignore_index=True),
         check_dtype=False,
     )
     assert len(stored) > 0
+
+
+def test_each_day_keeps_its_counts_and_the_stats_sum_them(built):
+    """gold.entity_daily holds each day's counts per entity (what the next days' windows sum
+    instead of re-reading their flights); the last day's stats, summed from the stored counts of
+    the earlier days, equal the stats computed from every flight of its window."""
+    lake, tables = built
+    daily = tables.read(tb.GOLD_ENTITY_DAILY).toPandas()
+    assert sorted(set(daily.flight_date)) == DAYS
+    assert set(daily.entity) == set(tb.ENTITY_KEYS)
+    src = source_flights([DAYS[0]])
+    first = daily[(daily.flight_date == DAYS[0]) & (daily.entity == "carrier")]
+    assert (
+        first.set_index("entity_key").flights.to_dict() == src.groupby("carrier").size().to_dict()
+    )
+    assert first.disrupted.sum() == src.disrupted.sum()
+
+    flights = gold.flight_rows(tables.read(tb.SILVER_FLIGHTS), lake, with_label=True)
+    for entity, key in tb.ENTITY_KEYS.items():
+        stored = tables.read(gold_spec(entity), partitions={"as_of_date": [DAYS[-1]]}).toPandas()
+        recomputed = gold.entity_stats(gold.entity_daily(flights), entity, DAYS[-1], WINDOWS)
+        pd.testing.assert_frame_equal(
+            stored.sort_values(key, ignore_index=True),
+            recomputed.toPandas().sort_values(key, ignore_index=True),
+            check_dtype=False,
+        )
 
 
 def test_weather_summary_matches_the_source(built):
