@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+from pyarrow import csv as pacsv
 from pyarrow import fs as pafs
 
 from jobs.common.dates import check_in_range
@@ -34,6 +36,11 @@ EXPORTS = {
     "airlines": source.AIRLINE_COLUMNS,
     "airports": source.AIRPORT_COLUMNS,
 }
+
+
+# Arrow's CSV writer (fast enough for the scale generator's millions of flights a day) quotes
+# every text value.
+CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 
 
 def landing_dir(settings: Settings, day: dt.date) -> str:
@@ -64,15 +71,28 @@ def export_day(day: dt.date, cache_dir: Path | None = None) -> dict[str, pd.Data
 def run(day: dt.date, settings: Settings) -> dict[str, int]:
     """Land day ``day``; returns rows per exported file."""
     check_in_range(day)
+    return publish(settings, day, export_day(day, settings.state_dir / "source_cache"))
+
+
+def publish(
+    settings: Settings, day: dt.date, exports: dict[str, pd.DataFrame | pa.Table]
+) -> dict[str, int]:
+    """Write ``exports`` (export name -> its text columns) as day ``day``'s landing folder,
+    replacing any earlier landing of the day; returns rows per file."""
     files, target = filesystem(landing_dir(settings, day))
     staging = f"{target.rsplit('/', 1)[0]}/.{day.isoformat()}.{uuid.uuid4().hex}.tmp"
     files.create_dir(staging)
     counts = {}
     try:
-        for name, frame in export_day(day, settings.state_dir / "source_cache").items():
+        for name, frame in exports.items():
+            data = (
+                frame
+                if isinstance(frame, pa.Table)
+                else pa.Table.from_pandas(frame, preserve_index=False)
+            )
             with files.open_output_stream(f"{staging}/{name}.csv") as out:
-                out.write(frame.to_csv(index=False).encode())
-            counts[name] = len(frame)
+                pacsv.write_csv(data, out, CSV_OPTIONS)
+            counts[name] = data.num_rows
         _publish(files, staging, target)
     finally:
         if files.get_file_info(staging).type != pafs.FileType.NotFound:
