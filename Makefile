@@ -26,7 +26,7 @@ VERSITYGW := .tools/bin/versitygw
 START ?=
 END ?=
 
-.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-delta clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-delta bench-scale clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -142,6 +142,9 @@ bench-delta: setup  ## benchmark: delta-rs vs Spark-native Delta, a day's stages
 
 bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 100k-row historical retrieval
 	$(BIN)/python -m benchmarks.features
+
+bench-scale: setup  ## benchmark: a day of 1M and of 10M synthetic flights through land..score on a 2-worker cluster, with 27 days of 1M-flight history (hours the first time)
+	$(BIN)/python -m benchmarks.scale
 
 bench-quality: setup  ## benchmark: validation time per day-run and on 1M silver rows, pandas vs Spark
 	NIGHTJAR_SPARK_CODEGEN=true $(BIN)/python -m benchmarks.quality

@@ -13,7 +13,6 @@ import datetime as dt
 import io
 import logging
 
-import pyarrow as pa
 from pyarrow import fs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,6 +21,7 @@ from pyspark.sql import types as T
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import LandingError
 from jobs.common.settings import Settings
+from jobs.lakehouse import frames
 from jobs.lakehouse.landing import EXPORTS, landing_file
 from jobs.lakehouse.tables import BRONZE
 
@@ -78,19 +78,20 @@ def read_export(spark: SparkSession, path: str, export: str) -> tuple[DataFrame,
     return raw.select(*expected, rescued.alias("_rescued_data"), "_corrupt_record"), extra
 
 
-def collect(
-    spark: SparkSession, settings: Settings, day: dt.date, export: str, run_id: str
-) -> pa.Table:
-    """One export with its ingestion metadata, as Arrow (one Spark job)."""
+def collect(spark: SparkSession, settings: Settings, day: dt.date, export: str, run_id: str):
+    """One export with its ingestion metadata, read once (one Spark job, see ``frames``)."""
     path = str(landing_file(settings, day, export))
     frame, _ = read_export(spark, path, export)
-    data = frame.select(
-        "*",
-        F.lit(path).alias("_source_file"),
-        F.lit(run_id).alias("_run_id"),
-        F.lit(day).alias("_logical_date"),
-    ).toArrow()
-    if data.num_rows == 0 and export in MUST_HAVE_ROWS:
+    data = frames.run_once(
+        frame.select(
+            "*",
+            F.lit(path).alias("_source_file"),
+            F.lit(run_id).alias("_run_id"),
+            F.lit(day).alias("_logical_date"),
+        ),
+        settings,
+    )
+    if export in MUST_HAVE_ROWS and frames.num_rows(data) == 0:
         raise LandingError(
             f"empty landing file {path}: header only, no {export} records for "
             f"{day}; refusing to write an empty partition"
@@ -106,6 +107,6 @@ def run(
     data = {export: collect(spark, settings, day, export, run_id) for export in EXPORTS}
     for export, rows in data.items():
         tables.overwrite_partitions(BRONZE[export], rows, {"_logical_date": [day]}, run_id=run_id)
-    counts = {export: rows.num_rows for export, rows in data.items()}
+    counts = {export: frames.num_rows(rows) for export, rows in data.items()}
     log.info("bronze %s: %s", day, counts)
     return counts

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from jobs.common.dates import OPERATING_TZ
 from jobs.common.delta import DeltaTables
 from jobs.common.settings import Settings
+from jobs.lakehouse import frames
 from jobs.lakehouse import tables as tb
 
 log = logging.getLogger(__name__)
@@ -236,8 +237,8 @@ def run(
     )
     counts = {}
     for spec, frame, partitions in outputs:
-        data = frame.toArrow()  # one Spark job per output; the count comes with it
+        data = frames.run_once(frame, settings)  # one Spark job per output
         tables.overwrite_partitions(spec, data, partitions, run_id=run_id)
-        counts[spec.name] = data.num_rows
+        counts[spec.name] = frames.num_rows(data)
     log.info("gold %s: %s", day, counts)
     return counts

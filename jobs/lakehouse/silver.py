@@ -12,13 +12,13 @@ import datetime as dt
 import logging
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
+from jobs.lakehouse import frames
 from jobs.lakehouse import tables as tb
 
 log = logging.getLogger(__name__)
@@ -258,10 +258,10 @@ SILVER_OUTPUTS = {
 }
 
 
-def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> pa.Table:
-    """Run the source's Spark plan once, as Arrow, with what the writers need precomputed."""
+def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str, settings: Settings):
+    """Run the source's Spark plan once (see ``frames``), with what the writers need."""
     duplicate = F.col("_status") == DUPLICATE
-    return (
+    return frames.run_once(
         tagged.select(
             "*",
             F.lit(source_table).alias("source_table"),
@@ -273,14 +273,13 @@ def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str) -> 
             .otherwise(F.array_join("_reasons", ";"))
             .alias("reasons"),
             F.lit(run_id).alias("_run_id"),
-        )
-        .drop("_reasons")
-        .toArrow()
+        ).drop("_reasons"),
+        settings,
     )
 
 
-def with_status(data: pa.Table, status: str) -> pa.Table:
-    return data.filter(pc.equal(data["_status"], status))
+def with_status(data, status: str):
+    return frames.where_in(data, "_status", [status])
 
 
 def run(
@@ -298,21 +297,23 @@ def run(
         "airlines": dimension(bronze("airlines"), {}, "carrier"),
         "planes": dimension(bronze("planes"), PLANE_TYPES, "tailnum"),
     }
-    data = {name: collect(df, name, day, run_id) for name, df in dims_tagged.items()}
+    data = {name: collect(df, name, day, run_id, settings) for name, df in dims_tagged.items()}
     # The flights join the accepted dimension rows just computed (a few thousand rows, sent back
     # as local relations) instead of re-running the dimensions' plans inside every join.
     dims = {
-        name: spark.createDataFrame(
-            with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns)
-        )
+        name: with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns)
         for name in dims_tagged
+    }
+    dims = {
+        name: spark.createDataFrame(rows) if isinstance(rows, pa.Table) else rows
+        for name, rows in dims.items()
     }
     tagged = {
         "flights": flights(bronze("flights"), day, **dims, with_outcomes=True),
         "schedule": flights(bronze("schedule"), tomorrow, **dims, with_outcomes=False),
         "weather": weather(bronze("weather"), day),
     }
-    data |= {name: collect(df, name, day, run_id) for name, df in tagged.items()}
+    data |= {name: collect(df, name, day, run_id, settings) for name, df in tagged.items()}
     landed = {name: tables.count_rows(tb.BRONZE[name], {"_logical_date": [day]}) for name in data}
     counts = reconcile(data, landed)
 
@@ -329,10 +330,9 @@ def run(
             tables.merge(spec, accepted, run_id=run_id)
     # Removed duplicates are kept beside the rejects (reason DUPLICATE): nothing is lost, and
     # the reconciliation still counts them apart.
-    kept_aside = pa.array([QUARANTINED, DUPLICATE])
-    quarantined = pa.concat_tables(
+    quarantined = frames.concat(
         [
-            rows.filter(pc.is_in(rows["_status"], kept_aside)).select(tb.QUARANTINE.columns)
+            frames.where_in(rows, "_status", [QUARANTINED, DUPLICATE]).select(tb.QUARANTINE.columns)
             for rows in data.values()
         ]
     )
@@ -359,11 +359,11 @@ def run(
     return counts
 
 
-def reconcile(data: dict[str, pa.Table], landed: dict[str, int]) -> dict[str, dict[str, int]]:
+def reconcile(data: dict, landed: dict[str, int]) -> dict[str, dict[str, int]]:
     """Counts per source; fails loudly if any landed record is unaccounted for."""
     counts = {}
     for name, rows in data.items():
-        by_status = {s["values"]: s["counts"] for s in pc.value_counts(rows["_status"]).to_pylist()}
+        by_status = frames.value_counts(rows, "_status")
         c = {
             "landed": landed[name],
             "accepted": by_status.get(ACCEPTED, 0),

@@ -1,0 +1,231 @@
+"""`make bench-scale`: a day of 1M and of 10M synthetic flights through the nightly stages, on a
+local Spark standalone cluster (two worker JVMs), each day with 27 days of 1M-flight history.
+
+Days come from the seeded generator (``jobs/lakehouse/synthetic.py``). History (2013-06-01 ..
+2013-06-27) is built once through land, bronze, silver and gold and kept in the bench's state
+folder; the measured day (2013-06-28) is landed again at each size. Stages run as the DAG's tasks
+do, through ``run_stage`` in a Spark Connect client, with the scale settings: Spark's executors
+write the Delta files (``delta_rs_write_path=executors``), the quality gates run GX's Spark
+engine, and Spark's generated code is on.
+
+Printed per stage and size: wall time, flights/s, and peak RSS of the client (the task), of the
+driver (the Connect server's JVM) and of the largest executor, each reset before the stage
+(``/proc/<pid>/clear_refs``). ``score`` runs when the bench's MLflow holds a champion: the first
+run trains one on the last three days of history.
+
+    make bench-scale                                   # 1M and 10M, 27 history days (long)
+    FLIGHTS=100000 HISTORY_DAYS=3 HISTORY_FLIGHTS=100000 make bench-scale   # a quick look
+
+Results in .state/bench-scale/results.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".state" / "bench-scale"
+PORT = 25042
+os.environ.update(
+    {
+        "NIGHTJAR_STATE_DIR": str(STATE / "platform"),
+        "NIGHTJAR_SPARK_CONNECT_PORT": str(PORT),
+        "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{PORT}",
+        "NIGHTJAR_SPARK_MASTER_PORT": str(PORT + 10),
+        "NIGHTJAR_SPARK_WORKERS": "2",
+        "NIGHTJAR_SPARK_WORKER_CORES": "1",
+        "NIGHTJAR_SPARK_WORKER_MEMORY": os.environ.get("WORKER_MEMORY", "5g"),
+        "NIGHTJAR_SPARK_SHUFFLE_PARTITIONS": "8",
+        "NIGHTJAR_SPARK_CODEGEN": "true",
+        "NIGHTJAR_DELTA_RS_WRITE_PATH": "executors",
+        "NIGHTJAR_QUALITY_ENGINE": "spark",
+        "NIGHTJAR_S3_ENDPOINT": "",
+        "NIGHTJAR_SPARK_CONNECT_IDLE_TIMEOUT_MINUTES": "120",
+    }
+)
+
+SCALE_DAY = dt.date(2013, 6, 28)
+STAGES = (
+    "land",
+    "bronze",
+    "silver",
+    "check_silver",
+    "gold",
+    "check_gold",
+    "materialize",
+    "score",
+)
+
+
+def sizes() -> list[int]:
+    return [int(n) for n in os.environ.get("FLIGHTS", "1000000,10000000").split(",")]
+
+
+# --- peak memory per stage --------------------------------------------------------------------
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    children = [int(p) for p in out.split()]
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _jvms(pid: int | None) -> list[int]:
+    return [] if pid is None else [pid, *_descendants(pid)]
+
+
+class Peaks:
+    """Peak RSS (MB) of the client, the driver and the largest executor over a block."""
+
+    def __init__(self, settings):
+        from jobs.platform import services
+
+        self.driver = _jvms(services.pid_of(settings, "spark-connect"))
+        workers = [
+            services.pid_of(settings, f"spark-worker-{n}")
+            for n in range(1, settings.spark_workers + 1)
+        ]
+        self.worker_pids = [w for w in workers if w]
+
+    def executors(self) -> list[int]:
+        # executor JVMs are the workers' children, started with the application
+        return [p for w in self.worker_pids for p in _descendants(w)]
+
+    @staticmethod
+    def _reset(pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(OSError):  # an executor that has already exited
+                Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM
+
+    @staticmethod
+    def _hwm(pids: list[int]) -> float:
+        peak = 0.0
+        for pid in pids:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        return peak
+
+    def __enter__(self):
+        self._reset([os.getpid(), *self.driver, *self.executors()])
+        return self
+
+    def __exit__(self, *exc):
+        self.result = {
+            "client_peak_rss_mb": round(self._hwm([os.getpid()])),
+            "driver_peak_rss_mb": round(self._hwm(self.driver)),
+            "executor_peak_rss_mb": round(self._hwm(self.executors())),
+        }
+
+
+# --- the run ----------------------------------------------------------------------------------
+def build_history(settings, spark, days: list[dt.date], flights: int) -> None:
+    from jobs.lakehouse import synthetic
+    from jobs.pipeline import run_stage
+
+    done_file = STATE / "history.json"
+    done = json.loads(done_file.read_text()) if done_file.exists() else {}
+    for day in days:
+        if done.get(day.isoformat()) == flights:
+            continue
+        started = time.perf_counter()
+        synthetic.land(settings, day, flights)
+        for stage in ("bronze", "silver", "gold"):
+            run_stage(stage, day, "bench-scale-history", settings, spark=spark)
+        done[day.isoformat()] = flights
+        done_file.write_text(json.dumps(done, indent=2))
+        print(f"history {day}: {flights:,} flights in {time.perf_counter() - started:.0f} s")
+
+
+def ensure_champion(settings, last_history: dt.date) -> bool:
+    from jobs.training import registry, tracking, train
+
+    client = tracking.client(settings)
+    if registry.alias_version(client, settings, "champion"):
+        return True
+    try:
+        train.run(settings, last_history, window_days=3)
+    except Exception as exc:  # the bench still measures the other stages
+        print(f"no champion ({type(exc).__name__}: {exc}); score is skipped")
+        return False
+    if not registry.alias_version(client, settings, "champion"):
+        print("the trained model was not promoted; score is skipped")
+        return False
+    return True
+
+
+def measure(settings, spark, flights: int, has_model: bool) -> list[dict]:
+    from jobs.lakehouse import synthetic
+    from jobs.pipeline import run_stage
+
+    rows = []
+    for stage in STAGES:
+        if stage == "score" and not has_model:
+            continue
+        with Peaks(settings) as peaks:
+            started = time.perf_counter()
+            if stage == "land":
+                synthetic.land(settings, SCALE_DAY, flights)
+            else:
+                run_stage(stage, SCALE_DAY, f"bench-scale-{flights}", settings, spark=spark)
+            wall = time.perf_counter() - started
+        row = {
+            "flights": flights,
+            "stage": stage,
+            "wall_s": round(wall, 1),
+            "flights_per_s": round(flights / wall),
+            **peaks.result,
+        }
+        print(
+            f"{flights:>11,} {stage:13s} {wall:8.1f} s {row['flights_per_s']:>11,}/s "
+            f"client {row['client_peak_rss_mb']:>6,} MB  driver {row['driver_peak_rss_mb']:>6,} "
+            f"MB  executor {row['executor_peak_rss_mb']:>6,} MB",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    from jobs.common.settings import Settings
+    from jobs.common.spark import get_spark
+    from jobs.platform import services
+
+    history_days = int(os.environ.get("HISTORY_DAYS", "27"))
+    history_flights = int(os.environ.get("HISTORY_FLIGHTS", "1000000"))
+    settings = Settings(
+        feast_registry=str(STATE / "platform" / "feast" / "registry.db"),
+        validation_days=1,
+        test_days=1,
+        promote_min_roc_auc=0.0,  # any model will do: the bench measures scoring, not quality
+    )
+    services.up(settings, airflow=False)
+    try:
+        from jobs.features import store
+
+        spark = get_spark(settings)
+        days = [SCALE_DAY - dt.timedelta(days=i) for i in range(history_days, 0, -1)]
+        build_history(settings, spark, days, history_flights)
+        store.apply(settings)
+        has_model = ensure_champion(settings, days[-1])
+        print(
+            f"{'flights':>11s} {'stage':13s} {'wall':>10s} {'flights/s':>13s}  peak RSS "
+            f"(2 workers x 1 core, {settings.spark_worker_memory} each)"
+        )
+        results = [row for n in sizes() for row in measure(settings, spark, n, has_model)]
+        (STATE / "results.json").write_text(json.dumps(results, indent=2))
+    finally:
+        services.down(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Where a stage's rows live between its one Spark job and its writes.
+
+A stage runs each output's plan once, then counts, checks and writes the result. Day-sized,
+the result comes to the task as Arrow: one job, and delta-rs writes it from memory (fastest for
+~1,000 rows a day, see `make bench-delta`). At scale it must stay on the cluster: the result is
+checkpointed on the executors, counted there, and written by them (Spark-native Delta, or
+delta-rs committing the files the executors wrote). :func:`on_cluster` decides from the Delta
+settings; the helpers below work on either form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.common.settings import Settings
+
+Rows = "pa.Table | DataFrame"
+
+
+def on_cluster(settings: Settings) -> bool:
+    """Results stay on the executors when the executors write Delta files."""
+    return settings.delta_backend == "spark" or settings.delta_rs_write_path == "executors"
+
+
+def run_once(frame: DataFrame, settings: Settings):
+    """``frame``'s plan, run once: as Arrow in the task, or checkpointed on the executors."""
+    return frame.localCheckpoint() if on_cluster(settings) else frame.toArrow()
+
+
+def num_rows(rows) -> int:
+    return rows.num_rows if isinstance(rows, pa.Table) else rows.count()
+
+
+def where_in(rows, column: str, values: Sequence[Any]):
+    if isinstance(rows, pa.Table):
+        return rows.filter(pc.is_in(rows[column], pa.array(list(values))))
+    return rows.where(F.col(column).isin(list(values)))
+
+
+def value_counts(rows, column: str) -> dict[Any, int]:
+    if isinstance(rows, pa.Table):
+        return {c["values"]: c["counts"] for c in pc.value_counts(rows[column]).to_pylist()}
+    return {r[0]: r[1] for r in rows.groupBy(column).count().collect()}
+
+
+def concat(parts: list):
+    if all(isinstance(p, pa.Table) for p in parts):
+        return pa.concat_tables(parts)
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out

@@ -1,0 +1,38 @@
+"""The scale path: results checkpointed on the executors and written by them (no day's output
+through the task) build the same lakehouse as the day-sized path that collects to the task."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from jobs.lakehouse import frames
+from jobs.pipeline import run_stage
+from tests.lakehouse.snapshot import assert_same_lakehouse, lakehouse_content
+
+DAYS = [dt.date(2013, 5, 1), dt.date(2013, 5, 2)]
+
+
+def build(spark, settings, root, **paths):
+    lake = settings.model_copy(
+        update={
+            "lakehouse_uri": str(root / "lakehouse"),
+            "landing_uri": str(root / "landing"),
+            **paths,
+        }
+    )
+    for day in DAYS:
+        for stage in ("land", "bronze", "silver", "gold"):
+            run_stage(stage, day, "r", lake, spark=spark)
+    return lake
+
+
+def test_keeping_results_on_the_cluster_builds_the_same_tables(spark, settings, tmp_path):
+    """delta-rs committing the executors' files here; Spark-native Delta (also on the cluster
+    path) is compared with the collecting path by the two-worker DAG test in tests/e2e."""
+    collected = build(spark, settings, tmp_path / "collected")
+    assert not frames.on_cluster(collected)
+    distributed = build(spark, settings, tmp_path / "executors", delta_rs_write_path="executors")
+    assert frames.on_cluster(distributed)
+    mine, theirs = lakehouse_content(distributed.lakehouse), lakehouse_content(collected.lakehouse)
+    assert "gold.entity_daily" in mine and len(mine["silver.flights"]) > 1500
+    assert_same_lakehouse(mine, theirs)
