@@ -223,6 +223,7 @@ def main() -> None:
         )
         results = [row for n in sizes() for row in measure(settings, spark, n, has_model)]
         (STATE / "results.json").write_text(json.dumps(results, indent=2))
+        spark.stop()  # the Connect client's threads would keep the process alive
     finally:
         services.down(settings)
 

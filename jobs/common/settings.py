@@ -134,6 +134,14 @@ class Settings(BaseSettings):
         "so no output passes through the task (see `make bench-delta`).",
     )
 
+    collect_max_rows: int = Field(
+        default=200_000,
+        ge=0,
+        description="With executors writing Delta (backend 'spark', or write path 'executors'), "
+        "a stage's output expected to be larger than this stays on the cluster instead of "
+        "coming to the task (jobs/lakehouse/frames.py).",
+    )
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: int = 8080
     airflow_host: str = "127.0.0.1"

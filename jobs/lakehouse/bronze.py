@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.common import storage
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import LandingError
 from jobs.common.settings import Settings
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 # snapshots always have rows). Tomorrow's schedule is empty on the data's last day, and weather
 # has a day with no observations.
 MUST_HAVE_ROWS = {"flights", "planes", "airlines", "airports"}
+# A landed flight's CSV line is ~110 bytes: a file's size estimates its records.
+BYTES_PER_RECORD = 100
 
 
 def read_header(path: str) -> list[str]:
@@ -82,6 +85,7 @@ def collect(spark: SparkSession, settings: Settings, day: dt.date, export: str, 
     """One export with its ingestion metadata, read once (one Spark job, see ``frames``)."""
     path = str(landing_file(settings, day, export))
     frame, _ = read_export(spark, path, export)
+    files, file_path = storage.filesystem(path)
     data = frames.run_once(
         frame.select(
             "*",
@@ -90,6 +94,7 @@ def collect(spark: SparkSession, settings: Settings, day: dt.date, export: str, 
             F.lit(day).alias("_logical_date"),
         ),
         settings,
+        expected_rows=files.get_file_info(file_path).size // BYTES_PER_RECORD,
     )
     if export in MUST_HAVE_ROWS and frames.num_rows(data) == 0:
         raise LandingError(

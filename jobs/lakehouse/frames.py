@@ -4,8 +4,10 @@ A stage runs each output's plan once, then counts, checks and writes the result.
 the result comes to the task as Arrow: one job, and delta-rs writes it from memory (fastest for
 ~1,000 rows a day, see `make bench-delta`). At scale it must stay on the cluster: the result is
 checkpointed on the executors, counted there, and written by them (Spark-native Delta, or
-delta-rs committing the files the executors wrote). :func:`on_cluster` decides from the Delta
-settings; the helpers below work on either form.
+delta-rs committing the files the executors wrote). :func:`run_once` decides per output, from
+the Delta settings and the rows the stage expects (``collect_max_rows``): small outputs (the
+dimensions, the statistics) are still collected on a cluster, where a checkpoint, a count and a
+write job would each cost more than the rows. The helpers below work on either form.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ def on_cluster(settings: Settings) -> bool:
     return settings.delta_backend == "spark" or settings.delta_rs_write_path == "executors"
 
 
-def run_once(frame: DataFrame, settings: Settings):
-    """``frame``'s plan, run once: as Arrow in the task, or checkpointed on the executors."""
-    return frame.localCheckpoint() if on_cluster(settings) else frame.toArrow()
+def run_once(frame: DataFrame, settings: Settings, expected_rows: int):
+    """``frame``'s plan, run once: as Arrow in the task, or checkpointed on the executors when
+    they write Delta and the output is expected to exceed ``collect_max_rows``."""
+    if on_cluster(settings) and expected_rows > settings.collect_max_rows:
+        return frame.localCheckpoint()
+    return frame.toArrow()
 
 
 def num_rows(rows) -> int:

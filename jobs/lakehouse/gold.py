@@ -202,6 +202,9 @@ def run(
         tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [day]}), settings, True
     ).localCheckpoint()
     daily = trailing_daily(tables, settings, day, today_flights).localCheckpoint()
+    flights = tables.count_rows(tb.SILVER_FLIGHTS, {"flight_date": [day]})
+    # (table, frame, partitions it replaces); the flight tables' rows are the day's flights, the
+    # others hold a few rows per entity
     outputs: list[tuple] = [
         (tb.GOLD_FLIGHTS, today_flights, {"flight_date": [day]}),
         (
@@ -237,7 +240,8 @@ def run(
     )
     counts = {}
     for spec, frame, partitions in outputs:
-        data = frames.run_once(frame, settings)  # one Spark job per output
+        per_flight = spec in (tb.GOLD_FLIGHTS, tb.GOLD_SCHEDULED_FLIGHTS)
+        data = frames.run_once(frame, settings, flights if per_flight else 0)  # one Spark job
         tables.overwrite_partitions(spec, data, partitions, run_id=run_id)
         counts[spec.name] = frames.num_rows(data)
     log.info("gold %s: %s", day, counts)

@@ -258,7 +258,9 @@ SILVER_OUTPUTS = {
 }
 
 
-def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str, settings: Settings):
+def collect(
+    tagged: DataFrame, source_table: str, day: dt.date, run_id: str, settings: Settings, rows: int
+):
     """Run the source's Spark plan once (see ``frames``), with what the writers need."""
     duplicate = F.col("_status") == DUPLICATE
     return frames.run_once(
@@ -275,6 +277,7 @@ def collect(tagged: DataFrame, source_table: str, day: dt.date, run_id: str, set
             F.lit(run_id).alias("_run_id"),
         ).drop("_reasons"),
         settings,
+        rows,
     )
 
 
@@ -297,7 +300,14 @@ def run(
         "airlines": dimension(bronze("airlines"), {}, "carrier"),
         "planes": dimension(bronze("planes"), PLANE_TYPES, "tailnum"),
     }
-    data = {name: collect(df, name, day, run_id, settings) for name, df in dims_tagged.items()}
+    landed = {
+        name: tables.count_rows(tb.BRONZE[name], {"_logical_date": [day]}) for name in tb.BRONZE
+    }
+
+    def run_once(name: str, tagged: DataFrame):
+        return collect(tagged, name, day, run_id, settings, landed[name])
+
+    data = {name: run_once(name, df) for name, df in dims_tagged.items()}
     # The flights join the accepted dimension rows just computed (a few thousand rows, sent back
     # as local relations) instead of re-running the dimensions' plans inside every join.
     dims = {
@@ -313,8 +323,7 @@ def run(
         "schedule": flights(bronze("schedule"), tomorrow, **dims, with_outcomes=False),
         "weather": weather(bronze("weather"), day),
     }
-    data |= {name: collect(df, name, day, run_id, settings) for name, df in tagged.items()}
-    landed = {name: tables.count_rows(tb.BRONZE[name], {"_logical_date": [day]}) for name in data}
+    data |= {name: run_once(name, df) for name, df in tagged.items()}
     counts = reconcile(data, landed)
 
     # Everything is checked; now write. Each write replaces exactly this run's partitions.

@@ -1,9 +1,12 @@
 """The scale path: results checkpointed on the executors and written by them (no day's output
-through the task) build the same lakehouse as the day-sized path that collects to the task."""
+through the task) build the same lakehouse as the day-sized path that collects to the task.
+A small output is collected even on the scale path, a large one is not."""
 
 from __future__ import annotations
 
 import datetime as dt
+
+import pyarrow as pa
 
 from jobs.lakehouse import frames
 from jobs.pipeline import run_stage
@@ -31,8 +34,24 @@ def test_keeping_results_on_the_cluster_builds_the_same_tables(spark, settings, 
     path) is compared with the collecting path by the two-worker DAG test in tests/e2e."""
     collected = build(spark, settings, tmp_path / "collected")
     assert not frames.on_cluster(collected)
-    distributed = build(spark, settings, tmp_path / "executors", delta_rs_write_path="executors")
+    distributed = build(
+        spark,
+        settings,
+        tmp_path / "executors",
+        delta_rs_write_path="executors",
+        collect_max_rows=0,  # every output on the cluster, however small
+    )
     assert frames.on_cluster(distributed)
     mine, theirs = lakehouse_content(distributed.lakehouse), lakehouse_content(collected.lakehouse)
     assert "gold.entity_daily" in mine and len(mine["silver.flights"]) > 1500
     assert_same_lakehouse(mine, theirs)
+
+
+def test_only_outputs_larger_than_the_threshold_stay_on_the_cluster(spark, settings):
+    frame = spark.range(3)
+    executors = settings.model_copy(update={"delta_rs_write_path": "executors"})
+    assert isinstance(frames.run_once(frame, executors, 10), pa.Table)
+    assert not isinstance(frames.run_once(frame, executors, 10**6), pa.Table)
+    assert frames.num_rows(frames.run_once(frame, executors, 10**6)) == 3
+    # the day-sized default collects whatever the size
+    assert isinstance(frames.run_once(frame, settings, 10**6), pa.Table)
