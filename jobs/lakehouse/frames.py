@@ -55,9 +55,17 @@ def value_counts(rows, column: str) -> dict[Any, int]:
 
 
 def concat(parts: list):
+    """One result of ``parts``: Arrow if every part is, else a frame on the cluster (a small
+    collected part is sent back to it; an empty one is left out)."""
     if all(isinstance(p, pa.Table) for p in parts):
         return pa.concat_tables(parts)
-    out = parts[0]
-    for part in parts[1:]:
+    spark = next(p for p in parts if isinstance(p, DataFrame)).sparkSession
+    frames = [
+        spark.createDataFrame(p) if isinstance(p, pa.Table) else p
+        for p in parts
+        if not (isinstance(p, pa.Table) and p.num_rows == 0)
+    ]
+    out = frames[0]
+    for part in frames[1:]:
         out = out.unionByName(part)
     return out

@@ -55,3 +55,17 @@ def test_only_outputs_larger_than_the_threshold_stay_on_the_cluster(spark, setti
     assert frames.num_rows(frames.run_once(frame, executors, 10**6)) == 3
     # the day-sized default collects whatever the size
     assert isinstance(frames.run_once(frame, settings, 10**6), pa.Table)
+
+
+def test_a_mix_of_collected_and_cluster_results_concatenates_on_the_cluster(spark):
+    on_cluster = spark.range(3).selectExpr("id", "'big' AS part").localCheckpoint()
+    small = pa.table({"id": pa.array([7], pa.int64()), "part": ["small"]})
+    empty = small.slice(0, 0)
+    both = frames.concat([small, on_cluster, empty])
+    assert sorted((r.id, r.part) for r in both.collect()) == [
+        (0, "big"),
+        (1, "big"),
+        (2, "big"),
+        (7, "small"),
+    ]
+    assert frames.concat([small, empty]).num_rows == 1
