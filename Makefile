@@ -19,8 +19,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 SPARK_JARS := .cache/spark-jars/manifest.json .cache/spark-jars-s3/manifest.json
 # The S3 server the tests and local object-storage runs start (jobs/platform/servers.py):
-# versitygw, Apache-2.0, built from its Go module (MinIO's server is AGPL and its module no longer
-# builds with `go install`); ~80 s once, into .tools/bin.
+# versitygw (Apache-2.0), built from its Go module; ~80 s once, into .tools/bin. MinIO, which
+# docker-compose.yml runs, is AGPL-3.0; its build was not tried here (docs/deployment.md).
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW := .tools/bin/versitygw
 START ?=

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,10 @@ def spark_delta_available(spark: SparkSession, probe: bool = False) -> tuple[boo
     return True, "format('delta') resolves and the Delta SQL extension is configured"
 
 
+# What a CREATE that lost a race with another creator of the same table fails with.
+RACING_CREATE = ("DELTA_PROTOCOL_CHANGED", "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION")
+
+
 def _not_a_table(exc: Exception) -> bool:
     text = str(exc)
     return "DELTA_MISSING_DELTA_TABLE" in text or "is not a Delta table" in text
@@ -112,15 +117,25 @@ class SparkNativeTables(DeltaTables):
                         f"('delta.checkpointInterval' = '{CHECKPOINT_INTERVAL}')"
                     )
             except Exception as exc:
-                # A backfill's first days create the table at once: the losers' CREATE commits
-                # conflict with the winner's. The table is there; check it like any other.
-                if "DELTA_PROTOCOL_CHANGED" not in str(exc):
+                # A backfill's first days create the table at once: a loser's CREATE conflicts
+                # with the winner's commit, or finds the folder the winner is writing before
+                # its first commit is there. The table then appears; check it like any other.
+                if not any(code in str(exc) for code in RACING_CREATE):
                     raise
-                detail = self._detail(spec)
+                detail = self._wait_for(spec)
+                if detail is None:  # no winner: the folder holds something else
+                    raise
         if detail is not None:
             schema = self.spark.read.format("delta").load(self.uri(spec)).schema
             self.check_layout(spec, self.uri(spec), schema.fields, detail["partitionColumns"])
         self._checked.add(layout)
+
+    def _wait_for(self, spec: TableSpec, timeout_s: float = 30.0) -> dict[str, Any] | None:
+        """The table's detail once a concurrent creator's first commit is visible."""
+        deadline = time.monotonic() + timeout_s
+        while (detail := self._detail(spec)) is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return detail
 
     # --- writes ------------------------------------------------------------------------------
     def _spark_frame(self, spec: TableSpec, df: Frame) -> DataFrame:
