@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     from jobs.common.settings import Settings
 
 
-def is_object_store(uri: str) -> bool:
-    return uri.startswith(("s3://", "s3a://"))
-
-
 def environment(settings: Settings) -> dict[str, str]:
     """The ``AWS_*`` variables delta-rs, pyarrow and boto3 read (none without object storage)."""
     if not (settings.s3_bucket or settings.s3_endpoint):

@@ -37,7 +37,7 @@ BYTES_PER_RECORD = 100
 
 
 def read_header(path: str) -> list[str]:
-    filesystem, file_path = fs.FileSystem.from_uri(path if "://" in path else f"file://{path}")
+    filesystem, file_path = storage.filesystem(path)
     info = filesystem.get_file_info(file_path)
     if info.type == fs.FileType.NotFound:
         raise LandingError(

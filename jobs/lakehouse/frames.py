@@ -12,6 +12,7 @@ write job would each cost more than the rows. The helpers below work on either f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,8 +22,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.common.settings import Settings
-
-Rows = "pa.Table | DataFrame"
 
 
 def on_cluster(settings: Settings) -> bool:
@@ -54,18 +53,16 @@ def value_counts(rows, column: str) -> dict[Any, int]:
     return {r[0]: r[1] for r in rows.groupBy(column).count().collect()}
 
 
+def as_frame(spark, rows) -> DataFrame:
+    """``rows`` on the cluster: a collected result is sent back as a local relation."""
+    return spark.createDataFrame(rows) if isinstance(rows, pa.Table) else rows
+
+
 def concat(parts: list):
     """One result of ``parts``: Arrow if every part is, else a frame on the cluster (a small
     collected part is sent back to it; an empty one is left out)."""
     if all(isinstance(p, pa.Table) for p in parts):
         return pa.concat_tables(parts)
     spark = next(p for p in parts if isinstance(p, DataFrame)).sparkSession
-    frames = [
-        spark.createDataFrame(p) if isinstance(p, pa.Table) else p
-        for p in parts
-        if not (isinstance(p, pa.Table) and p.num_rows == 0)
-    ]
-    out = frames[0]
-    for part in frames[1:]:
-        out = out.unionByName(part)
-    return out
+    kept = [p for p in parts if not (isinstance(p, pa.Table) and p.num_rows == 0)]
+    return functools.reduce(DataFrame.unionByName, [as_frame(spark, p) for p in kept])

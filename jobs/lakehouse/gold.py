@@ -81,15 +81,16 @@ def entity_daily(flights: DataFrame) -> DataFrame:
         )
         for entity, key in tb.ENTITY_KEYS.items()
     ]
-    rows = per_entity[0]
-    for more in per_entity[1:]:
-        rows = rows.unionByName(more)
-    return rows.groupBy("entity", "entity_key", "flight_date").agg(
-        F.count(F.lit(1)).alias("flights"),
-        F.sum(F.col("is_disrupted").cast("long")).alias("disrupted"),
-        F.sum(F.col("is_cancelled").cast("long")).alias("cancelled"),
-        F.sum("dep_delay").alias("delay_sum"),
-        F.count("dep_delay").alias("delay_n"),
+    return (
+        frames.concat(per_entity)
+        .groupBy("entity", "entity_key", "flight_date")
+        .agg(
+            F.count(F.lit(1)).alias("flights"),
+            F.sum(F.col("is_disrupted").cast("long")).alias("disrupted"),
+            F.sum(F.col("is_cancelled").cast("long")).alias("cancelled"),
+            F.sum("dep_delay").alias("delay_sum"),
+            F.count("dep_delay").alias("delay_n"),
+        )
     )
 
 
@@ -186,10 +187,7 @@ def trailing_daily(
     if missing := [d for d in history if d not in counted]:
         silver = tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": missing})
         parts.append(entity_daily(flight_rows(silver, settings, True)))
-    daily = parts[0]
-    for part in parts[1:]:
-        daily = daily.unionByName(part)
-    return daily
+    return frames.concat(parts)
 
 
 def run(

@@ -311,12 +311,10 @@ def run(
     # The flights join the accepted dimension rows just computed (a few thousand rows, sent back
     # as local relations) instead of re-running the dimensions' plans inside every join.
     dims = {
-        name: with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns)
+        name: frames.as_frame(
+            spark, with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns)
+        )
         for name in dims_tagged
-    }
-    dims = {
-        name: spark.createDataFrame(rows) if isinstance(rows, pa.Table) else rows
-        for name, rows in dims.items()
     }
     tagged = {
         "flights": flights(bronze("flights"), day, **dims, with_outcomes=True),
