@@ -26,7 +26,7 @@ VERSITYGW := .tools/bin/versitygw
 START ?=
 END ?=
 
-.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-delta bench-scale clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-delta bench-scale bench-backfill clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -145,6 +145,9 @@ bench-features: setup  ## benchmark: Feast materialization (SQLite, Redis) and 1
 
 bench-scale: setup  ## benchmark: a day of 1M and of 10M synthetic flights through land..score on a 2-worker cluster, with 27 days of 1M-flight history (hours the first time)
 	$(BIN)/python -m benchmarks.scale
+
+bench-backfill: setup  ## benchmark: 2013 through the lakehouse and the features, daily runs (a sample, extrapolated) vs the monthly history DAG, through the scheduler
+	$(BIN)/python -m benchmarks.backfill
 
 bench-quality: setup  ## benchmark: validation time per day-run and on 1M silver rows, pandas vs Spark
 	NIGHTJAR_SPARK_CODEGEN=true $(BIN)/python -m benchmarks.quality

@@ -50,17 +50,24 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 def stage(
     name: str = typer.Argument(
         ...,
-        help="land | bronze | silver | check_silver | gold | check_gold | materialize | score",
+        help="land | bronze | silver | check_silver | gold | check_gold | materialize | score | "
+        "monitor | request_retrain",
     ),
-    date: str = typer.Option(..., "--date", "-d"),
+    date: str = typer.Option(..., "--date", "-d", help="the logical date (first day)"),
+    end: str | None = typer.Option(
+        None,
+        help="run over the data interval [date, end) instead of one day (land .. materialize)",
+    ),
     run_id: str | None = typer.Option(None),
 ) -> None:
-    """Run one lakehouse stage for one logical date."""
+    """Run one stage for one logical date, or for a data interval (``--end``), in-process."""
     from jobs.common.errors import StageSkipped
     from jobs.pipeline import run_stage
 
+    until = _date(end) if end else None
     try:
-        console.print_json(json.dumps(run_stage(name, _date(date), run_id), default=str))
+        result = run_stage(name, _date(date), run_id, end=until)
+        console.print_json(json.dumps(result, default=str))
     except StageSkipped as skipped:
         console.print(f"[yellow]{name} skipped:[/yellow] {skipped}")
 

@@ -1,5 +1,5 @@
-"""Run one stage of the daily pipeline for one logical date: what the DAG's tasks and the CLI
-call. Stages: land -> bronze (+ its quality gate) -> silver -> check_silver -> gold ->
+"""Run one stage of the pipeline for a logical date or a data interval: what the DAGs' tasks
+and the CLI call. Stages: land -> bronze (+ its quality gate) -> silver -> check_silver -> gold ->
 check_gold -> materialize (features into Feast's online store) -> score (D+1's flights) ->
 monitor (drift, delayed-label performance) -> request_retrain (the retraining policy)."""
 
@@ -11,7 +11,8 @@ import os
 import time
 from collections.abc import Callable
 
-from jobs.common.dates import check_in_range
+from jobs.common.dates import interval_days
+from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 # The lakehouse's own stages, then what serves the ML side from it.
 LAKEHOUSE_STAGES = ("land", "bronze", "silver", "check_silver", "gold", "check_gold")
 STAGES = (*LAKEHOUSE_STAGES, "materialize", "score", "monitor", "request_retrain")
+# Stages that take a data interval of any number of days (each day keeps its own partitions);
+# the nightly ML stages replay one night at a time.
+INTERVAL_STAGES = (*LAKEHOUSE_STAGES, "materialize")
 
 
 def release(spark) -> None:
@@ -37,25 +41,33 @@ def run_stage(
     settings: Settings | None = None,
     spark=None,
     task_started: float | None = None,
+    end: dt.date | None = None,
 ) -> dict:
-    """Run ``stage`` for ``day``; returns the stage's row counts.
+    """Run ``stage`` for ``day``, or for the data interval ``[day, end)``; returns the stage's
+    row counts.
 
     Pass ``spark`` to reuse a session (tests); otherwise one is opened and released.
     ``task_started`` (a ``time.perf_counter()`` value) is when the calling task began, for the
     overhead measurement ``make bench`` switches on.
     """
     settings = settings or Settings()
-    check_in_range(day)
+    days = interval_days(day, end or day + dt.timedelta(days=1))
+    if len(days) > 1 and stage not in INTERVAL_STAGES:
+        raise NightjarError(
+            f"{stage} runs one night at a time; [{day}, {end}) is {len(days)} days "
+            f"(stages over an interval: {', '.join(INTERVAL_STAGES)})"
+        )
+    when = days if stage in INTERVAL_STAGES else day
     run_id = run_id or f"manual__{day.isoformat()}"
     started = time.perf_counter()
     if stage == "land":
         from jobs.lakehouse import landing
 
-        result = landing.run(day, settings)
+        result = landing.run(when, settings)
     elif stage == "materialize":  # Feast reads the gold snapshot itself: no Spark
         from jobs.features import materialize
 
-        result = materialize.run(settings, day)
+        result = materialize.run(settings, when)
     elif stage == "request_retrain":  # reads the monitoring and request logs: no Spark
         from jobs.monitoring import retrain
 
@@ -94,9 +106,9 @@ def run_stage(
                 time.perf_counter() - (task_started or started),
             )
         try:
-            result = job[stage](spark, open_tables(spark, settings), settings, day, run_id)
+            result = job[stage](spark, open_tables(spark, settings), settings, when, run_id)
         finally:
             if own_session:
                 release(spark)
-    log.info("%s %s done in %.1fs", stage, day, time.perf_counter() - started)
+    log.info("%s %s..%s done in %.1fs", stage, days[0], days[-1], time.perf_counter() - started)
     return result

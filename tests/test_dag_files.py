@@ -32,6 +32,12 @@ HEAVY = {"pyspark", "pandas", "jobs", "deltalake", "feast", "mlflow", "xgboost",
             # the online store must end on the newest day: one materialize across runs
             {"materialize": 1},
         ),
+        (
+            "nightjar_history.py",
+            ["land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize"],
+            ["history", "lakehouse", "nightjar"],
+            {"materialize": 1},
+        ),
         ("nightjar_training.py", ["train"], ["nightjar", "training"], {}),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from jobs.common.errors import NightjarError
 from jobs.common.settings import DATA_END, DATA_START
@@ -33,6 +34,24 @@ def check_in_range(day: dt.date) -> dt.date:
 
 def days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def interval_days(start: dt.date, end: dt.date) -> list[dt.date]:
+    """The days of the data interval ``[start, end)``, each checked against the data's range."""
+    if end <= start:
+        raise NightjarError(f"empty data interval [{start}, {end}): its end must follow its start")
+    return [check_in_range(d) for d in days(start, end - dt.timedelta(days=1))]
+
+
+def as_days(days_or_day: dt.date | Sequence[dt.date]) -> list[dt.date]:
+    """The days a stage processes: one day (the daily DAG), or consecutive days (an interval).
+    Every stage takes either: the daily run is the one-day case of the same code."""
+    if isinstance(days_or_day, dt.date):
+        return [days_or_day]
+    out = sorted(days_or_day)
+    if not out or out != days(out[0], out[-1]):
+        raise NightjarError(f"a stage needs consecutive days, got {[str(d) for d in out]}")
+    return out
 
 
 def end_of_day_utc(day: dt.date) -> dt.datetime:

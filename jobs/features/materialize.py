@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
-from jobs.common.dates import OPERATING_TZ, end_of_day_utc
+from jobs.common.dates import OPERATING_TZ, as_days, end_of_day_utc
 from jobs.common.settings import Settings
 from jobs.features.store import feature_store
 
@@ -32,7 +33,10 @@ def newest_materialized_day(store) -> dt.date | None:
     return (newest.astimezone(ZoneInfo(OPERATING_TZ)) - dt.timedelta(microseconds=1)).date()
 
 
-def run(settings: Settings, day: dt.date) -> dict:
+def run(settings: Settings, days: dt.date | Sequence[dt.date]) -> dict:
+    """Put the newest of ``days`` (one, or an interval's) online: the store serves the newest
+    features only, and the offline store reads every day from the Delta snapshot."""
+    day = as_days(days)[-1]
     store = feature_store(settings)
     newest = newest_materialized_day(store)
     target = max(day, newest) if newest else day

@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import logging
+from collections.abc import Sequence
 
 from pyarrow import fs
 from pyspark.sql import DataFrame, SparkSession
@@ -19,11 +20,12 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.common import storage
+from jobs.common.dates import as_days
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import LandingError
 from jobs.common.settings import Settings
 from jobs.lakehouse import frames
-from jobs.lakehouse.landing import EXPORTS, landing_file
+from jobs.lakehouse.landing import EXPORTS, landing_file, landing_root
 from jobs.lakehouse.tables import BRONZE
 
 log = logging.getLogger(__name__)
@@ -51,67 +53,103 @@ def read_header(path: str) -> list[str]:
     return next(csv.reader([first_line]))
 
 
-def read_export(spark: SparkSession, path: str, export: str) -> tuple[DataFrame, list[str]]:
-    """The export as raw text with the contract's columns; returns (frame, unexpected columns)."""
+def read_export(spark: SparkSession, paths: list[str], export: str) -> DataFrame:
+    """The export's files (one per day) as raw text with the contract's columns, the unexpected
+    ones in ``_rescued_data``. Files are read together when their headers agree (one Spark job
+    for an interval), else in groups of one header each."""
     expected = EXPORTS[export]
-    header = read_header(path)
-    missing = [c for c in expected if c not in header]
-    if missing:
-        raise LandingError(
-            f"landing file {path} lacks expected column(s) {missing} "
-            f"(header: {header}); nothing was written"
+    by_header: dict[tuple[str, ...], list[str]] = {}
+    for path in paths:
+        header = read_header(path)
+        missing = [c for c in expected if c not in header]
+        if missing:
+            raise LandingError(
+                f"landing file {path} lacks expected column(s) {missing} "
+                f"(header: {header}); nothing was written"
+            )
+        by_header.setdefault(tuple(header), []).append(path)
+    parts = []
+    for header, files in by_header.items():
+        extra = [c for c in header if c not in expected]
+        if extra:
+            log.warning(
+                "landing file(s) %s have unexpected column(s) %s: kept in _rescued_data",
+                files,
+                extra,
+            )
+        schema = T.StructType(
+            [T.StructField(c, T.StringType()) for c in header]
+            + [T.StructField("_corrupt_record", T.StringType())]
         )
-    extra = [c for c in header if c not in expected]
-    if extra:
-        log.warning(
-            "landing file %s has unexpected column(s) %s: kept in _rescued_data", path, extra
+        raw = (
+            spark.read.schema(schema)
+            .option("header", True)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", "_corrupt_record")
+            .csv(files)
         )
-    schema = T.StructType(
-        [T.StructField(c, T.StringType()) for c in header]
-        + [T.StructField("_corrupt_record", T.StringType())]
-    )
-    raw = (
-        spark.read.schema(schema)
-        .option("header", True)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", "_corrupt_record")
-        .csv(path)
-    )
-    rescued = F.to_json(F.struct(*[F.col(c) for c in extra])) if extra else F.lit(None)
-    return raw.select(*expected, rescued.alias("_rescued_data"), "_corrupt_record"), extra
+        rescued = F.to_json(F.struct(*[F.col(c) for c in extra])) if extra else F.lit(None)
+        parts.append(
+            raw.select(
+                *expected,
+                rescued.alias("_rescued_data"),
+                "_corrupt_record",
+                F.col("_metadata.file_path").alias("_file"),
+            )
+        )
+    return frames.concat(parts)
 
 
-def collect(spark: SparkSession, settings: Settings, day: dt.date, export: str, run_id: str):
-    """One export with its ingestion metadata, read once (one Spark job, see ``frames``)."""
-    path = str(landing_file(settings, day, export))
-    frame, _ = read_export(spark, path, export)
-    files, file_path = storage.filesystem(path)
+def collect(spark: SparkSession, settings: Settings, days: list[dt.date], export: str, run_id: str):
+    """One export of every day with its ingestion metadata, read once (one Spark job, see
+    ``frames``). A row's day is its landing folder's."""
+    paths = [landing_file(settings, day, export) for day in days]
+    frame = read_export(spark, paths, export)
+    # <landing>/<day>/<export>.csv: the day names the folder, whatever URI the reader reports
+    folder = F.regexp_extract("_file", r"/(\d{4}-\d{2}-\d{2})/[^/]+$", 1)
     data = frames.run_once(
         frame.select(
-            "*",
-            F.lit(path).alias("_source_file"),
+            *[c for c in frame.columns if c != "_file"],
+            F.concat(
+                F.lit(f"{landing_root(settings)}/"),
+                folder,
+                F.lit(f"/{export}.csv"),
+            ).alias("_source_file"),
             F.lit(run_id).alias("_run_id"),
-            F.lit(day).alias("_logical_date"),
+            F.to_date(folder).alias("_logical_date"),
         ),
         settings,
-        expected_rows=files.get_file_info(file_path).size // BYTES_PER_RECORD,
+        expected_rows=sum(file_size(path) for path in paths) // BYTES_PER_RECORD,
     )
-    if export in MUST_HAVE_ROWS and frames.num_rows(data) == 0:
-        raise LandingError(
-            f"empty landing file {path}: header only, no {export} records for "
-            f"{day}; refusing to write an empty partition"
-        )
+    if export in MUST_HAVE_ROWS:
+        landed = frames.value_counts_by(data, ["_logical_date"])
+        if empty := [day for day in days if not landed.get((day,))]:
+            raise LandingError(
+                f"empty landing file {', '.join(landing_file(settings, d, export) for d in empty)}"
+                f": header only, no {export} records for {', '.join(map(str, empty))}; "
+                "refusing to write an empty partition"
+            )
     return data
 
 
+def file_size(path: str) -> int:
+    files, file_path = storage.filesystem(path)
+    return files.get_file_info(file_path).size
+
+
 def run(
-    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+    spark: SparkSession,
+    tables: DeltaTables,
+    settings: Settings,
+    days: dt.date | Sequence[dt.date],
+    run_id: str,
 ) -> dict[str, int]:
-    """Ingest every export of ``day``. Every file is read and checked before any table is
-    written, so a bad file leaves all of bronze as it was."""
-    data = {export: collect(spark, settings, day, export, run_id) for export in EXPORTS}
+    """Ingest every export of each day (one, or an interval's). Every file is read and checked
+    before any table is written, so a bad file leaves all of bronze as it was."""
+    days = as_days(days)
+    data = {export: collect(spark, settings, days, export, run_id) for export in EXPORTS}
     for export, rows in data.items():
-        tables.overwrite_partitions(BRONZE[export], rows, {"_logical_date": [day]}, run_id=run_id)
+        tables.overwrite_partitions(BRONZE[export], rows, {"_logical_date": days}, run_id=run_id)
     counts = {export: frames.num_rows(rows) for export, rows in data.items()}
-    log.info("bronze %s: %s", day, counts)
+    log.info("bronze %s..%s: %s", days[0], days[-1], counts)
     return counts

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.common.settings import Settings
@@ -47,10 +47,23 @@ def where_in(rows, column: str, values: Sequence[Any]):
     return rows.where(F.col(column).isin(list(values)))
 
 
-def value_counts(rows, column: str) -> dict[Any, int]:
+def value_counts_by(rows, columns: list[str]) -> dict[tuple, int]:
+    """Rows per combination of ``columns``' values."""
     if isinstance(rows, pa.Table):
-        return {c["values"]: c["counts"] for c in pc.value_counts(rows[column]).to_pylist()}
-    return {r[0]: r[1] for r in rows.groupBy(column).count().collect()}
+        counts = rows.group_by(columns).aggregate([([], "count_all")]).to_pylist()
+        return {tuple(c[k] for k in columns): c["count_all"] for c in counts}
+    return {tuple(r[:-1]): r[-1] for r in rows.groupBy(*columns).count().collect()}
+
+
+def latest(rows, key: list[str], order: str):
+    """One row per ``key``: the one with the greatest ``order``."""
+    if isinstance(rows, pa.Table):
+        newest = rows.group_by(key).aggregate([(order, "max")])
+        return rows.join(
+            newest, keys=[*key, order], right_keys=[*key, f"{order}_max"], join_type="inner"
+        )
+    rank = F.row_number().over(Window.partitionBy(*key).orderBy(F.col(order).desc()))
+    return rows.withColumn("_rank", rank).where(F.col("_rank") == 1).drop("_rank")
 
 
 def as_frame(spark, rows) -> DataFrame:

@@ -8,21 +8,23 @@
 * ``gold.origin_weather_daily``: day D's weather per origin; ``event_ts`` = end of D.
 * ``gold.entity_daily``: day D's counts and sums per entity, what the statistics add up.
 
-Run D reads day D's silver and the trailing 28 days of ``gold.entity_daily`` (a few rows per
-entity and day), so its cost grows with a day's flights and the number of entities, not with the
-window times the daily volume. Days of the window whose counts are missing (gold never ran for
-them) are counted from silver in the same job.
+A run over days D1..Dn (one day for the daily DAG, an interval for the history DAG) reads
+their silver and the 27 days of ``gold.entity_daily`` before D1 (a few rows per entity and day),
+so its cost grows with the days' flights and the number of entities, not with the window times
+the daily volume. Days of the window whose counts are missing (gold never ran for them) are
+counted from silver in the same job. Every table is one Spark job for the whole interval.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common.dates import OPERATING_TZ
+from jobs.common.dates import OPERATING_TZ, as_days
 from jobs.common.delta import DeltaTables
 from jobs.common.settings import Settings
 from jobs.lakehouse import frames
@@ -95,30 +97,39 @@ def entity_daily(flights: DataFrame) -> DataFrame:
 
 
 def entity_stats(
-    daily: DataFrame, entity: str, day: dt.date, windows: tuple[int, ...]
+    daily: DataFrame, entity: str, days: dt.date | Sequence[dt.date], windows: tuple[int, ...]
 ) -> DataFrame:
-    """Trailing statistics per key of ``entity`` as of ``day``, from per-day counts.
+    """Trailing statistics per key of ``entity`` as of each of ``days``, from per-day counts.
 
-    Only days ``<= day`` are used: the filter is part of the computation, not an assumption
-    about what was read. The windows are nested (1 day, 7, 28...): each day's counts fall into
-    one band of days (D; D-6..D-1; D-27..D-7), summed per (key, band); a window is then the sum
-    of its bands.
+    A day's counts count towards the statistics of each of ``days`` it precedes by less than
+    the longest window, and never towards an earlier day's: only flights on or before the
+    as-of day are used, whatever was read. The windows are nested (1 day, 7, 28...): each day's
+    counts fall into one band of ages (D; D-6..D-1; D-27..D-7), summed per (key, as-of day,
+    band); a window is then the sum of its bands.
     """
+    days = as_days(days)
     key = tb.ENTITY_KEYS[entity]
     bounds = sorted({1, *windows})
-    age = F.datediff(F.lit(day), F.col("flight_date"))  # 0 for D
-    band = F.lit(len(bounds))  # older than every window: the key is still listed, with zeros
+    first, last, longest = F.lit(days[0]), F.lit(days[-1]), bounds[-1]
+    flight_date = F.col("flight_date")
+    as_of = F.explode(
+        F.sequence(
+            F.greatest(flight_date, first), F.least(F.date_add(flight_date, longest - 1), last)
+        )
+    )
+    contributions = daily.where(
+        (F.col("entity") == F.lit(entity))
+        & (flight_date <= last)
+        & (flight_date >= F.date_sub(first, longest - 1))
+    ).select("*", as_of.alias("as_of_date"))
+    age = F.datediff("as_of_date", "flight_date")  # 0 for the as-of day itself
+    band = F.lit(len(bounds))
     for i, bound in reversed(list(enumerate(bounds))):
         band = F.when(age < bound, F.lit(i)).otherwise(band)
-    banded = (
-        daily.where((F.col("entity") == F.lit(entity)) & (F.col("flight_date") <= F.lit(day)))
-        .groupBy(F.col("entity_key").alias(key), band.alias("band"))
-        .agg(
-            *[
-                F.sum(c).alias(c)
-                for c in ("flights", "disrupted", "cancelled", "delay_sum", "delay_n")
-            ]
-        )
+    banded = contributions.groupBy(
+        F.col("entity_key").alias(key), "as_of_date", band.alias("band")
+    ).agg(
+        *[F.sum(c).alias(c) for c in ("flights", "disrupted", "cancelled", "delay_sum", "delay_n")]
     )
 
     def within(w: int, column: str) -> Column:
@@ -134,51 +145,49 @@ def entity_stats(
             F.try_divide(within(w, "cancelled"), n).alias(f"cancel_rate_{w}d"),
             F.try_divide(within(w, "delay_sum"), within(w, "delay_n")).alias(f"avg_dep_delay_{w}d"),
         ]
-    out = banded.groupBy(key).agg(*aggs)
+    out = banded.groupBy(key, "as_of_date").agg(*aggs)
     return out.select(
         key,
-        F.lit(day).alias("as_of_date"),
-        end_of_day(F.lit(day)).alias("event_ts"),
-        *[c for c in out.columns if c != key],
+        "as_of_date",
+        end_of_day(F.col("as_of_date")).alias("event_ts"),
+        *[c for c in out.columns if c not in (key, "as_of_date")],
     )
 
 
-def weather_daily(weather: DataFrame, day: dt.date) -> DataFrame:
+def weather_daily(weather: DataFrame) -> DataFrame:
+    """Per origin and day: the day's weather (every day of ``weather`` read)."""
     late = F.col("hour") >= 18  # the last six hours before the day closes
-    out = (
-        weather.where(F.col("obs_date") == F.lit(day))
-        .groupBy("origin")
-        .agg(
-            F.count(F.lit(1)).alias("n_obs"),
-            F.avg("temp").alias("temp_mean"),
-            F.min("temp").alias("temp_min"),
-            F.avg("humid").alias("humid_mean"),
-            F.max("wind_speed").alias("wind_speed_max"),
-            F.max("wind_gust").alias("wind_gust_max"),
-            F.sum("precip").alias("precip_total"),
-            F.sum((F.col("precip") > 0).cast("long")).alias("precip_hours"),
-            F.min("visib").alias("visib_min"),
-            F.avg("pressure").alias("pressure_mean"),
-            F.sum(F.when(late, F.col("precip"))).alias("precip_last6h"),
-            F.min(F.when(late, F.col("visib"))).alias("visib_min_last6h"),
-            F.max(F.when(late, F.col("wind_speed"))).alias("wind_speed_max_last6h"),
-        )
+    out = weather.groupBy("origin", F.col("obs_date").alias("as_of_date")).agg(
+        F.count(F.lit(1)).alias("n_obs"),
+        F.avg("temp").alias("temp_mean"),
+        F.min("temp").alias("temp_min"),
+        F.avg("humid").alias("humid_mean"),
+        F.max("wind_speed").alias("wind_speed_max"),
+        F.max("wind_gust").alias("wind_gust_max"),
+        F.sum("precip").alias("precip_total"),
+        F.sum((F.col("precip") > 0).cast("long")).alias("precip_hours"),
+        F.min("visib").alias("visib_min"),
+        F.avg("pressure").alias("pressure_mean"),
+        F.sum(F.when(late, F.col("precip"))).alias("precip_last6h"),
+        F.min(F.when(late, F.col("visib"))).alias("visib_min_last6h"),
+        F.max(F.when(late, F.col("wind_speed"))).alias("wind_speed_max_last6h"),
     )
     return out.select(
         "origin",
-        F.lit(day).alias("as_of_date"),
-        end_of_day(F.lit(day)).alias("event_ts"),
-        *[c for c in out.columns if c != "origin"],
+        "as_of_date",
+        end_of_day(F.col("as_of_date")).alias("event_ts"),
+        *[c for c in out.columns if c not in ("origin", "as_of_date")],
     )
 
 
 def trailing_daily(
-    tables: DeltaTables, settings: Settings, day: dt.date, today: DataFrame
+    tables: DeltaTables, settings: Settings, days: list[dt.date], flights: DataFrame
 ) -> DataFrame:
-    """Per-day counts of the window ending at ``day``: D's from ``today`` (its gold flights),
-    earlier days' from ``gold.entity_daily``, or from silver where gold never counted them."""
-    history = [day - dt.timedelta(days=i) for i in range(1, max(settings.rolling_windows_days))]
-    parts = [entity_daily(today)]
+    """Per-day counts of ``days`` and of the window before them: the days' own from
+    ``flights`` (their gold flights), earlier days' from ``gold.entity_daily``, or from silver
+    where gold never counted them."""
+    history = [days[0] - dt.timedelta(days=i) for i in range(1, max(settings.rolling_windows_days))]
+    parts = [entity_daily(flights)]
     counted: set[dt.date] = set()
     if tables.exists(tb.GOLD_ENTITY_DAILY):
         stored = tables.read(tb.GOLD_ENTITY_DAILY, partitions={"flight_date": history})
@@ -191,49 +200,55 @@ def trailing_daily(
 
 
 def run(
-    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+    spark: SparkSession,
+    tables: DeltaTables,
+    settings: Settings,
+    days: dt.date | Sequence[dt.date],
+    run_id: str,
 ) -> dict[str, int]:
+    """Build gold for each day (one, or an interval's: one Spark job per table)."""
+    days = as_days(days)
     windows = settings.rolling_windows_days
-    tomorrow = day + dt.timedelta(days=1)
+    tomorrows = [day + dt.timedelta(days=1) for day in days]
 
-    today_flights = flight_rows(
-        tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [day]}), settings, True
+    day_flights = flight_rows(
+        tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": days}), settings, True
     ).localCheckpoint()
-    daily = trailing_daily(tables, settings, day, today_flights).localCheckpoint()
-    flights = tables.count_rows(tb.SILVER_FLIGHTS, {"flight_date": [day]})
-    # (table, frame, partitions it replaces); the flight tables' rows are the day's flights, the
-    # others hold a few rows per entity
+    daily = trailing_daily(tables, settings, days, day_flights).localCheckpoint()
+    flights = tables.count_rows(tb.SILVER_FLIGHTS, {"flight_date": days})
+    # (table, frame, partitions it replaces); the flight tables' rows are the days' flights, the
+    # others hold a few rows per entity and day
     outputs: list[tuple] = [
-        (tb.GOLD_FLIGHTS, today_flights, {"flight_date": [day]}),
+        (tb.GOLD_FLIGHTS, day_flights, {"flight_date": days}),
         (
             tb.GOLD_SCHEDULED_FLIGHTS,
             flight_rows(
-                tables.read(tb.SILVER_SCHEDULE, partitions={"flight_date": [tomorrow]}),
+                tables.read(tb.SILVER_SCHEDULE, partitions={"flight_date": tomorrows}),
                 settings,
                 False,
             ),
-            {"flight_date": [tomorrow]},
+            {"flight_date": tomorrows},
         ),
         (
             tb.GOLD_WEATHER,
-            weather_daily(tables.read(tb.SILVER_WEATHER, partitions={"obs_date": [day]}), day),
-            {"as_of_date": [day]},
+            weather_daily(tables.read(tb.SILVER_WEATHER, partitions={"obs_date": days})),
+            {"as_of_date": days},
         ),
     ]
     for entity in tb.ENTITY_KEYS:
         outputs.append(
             (
                 tb.gold_stats(entity, windows),
-                entity_stats(daily, entity, day, windows),
-                {"as_of_date": [day]},
+                entity_stats(daily, entity, days, windows),
+                {"as_of_date": days},
             )
         )
     # last: a day whose statistics were written is a day whose counts the next day can use
     outputs.append(
         (
             tb.GOLD_ENTITY_DAILY,
-            daily.where(F.col("flight_date") == F.lit(day)),
-            {"flight_date": [day]},
+            daily.where(F.col("flight_date").between(days[0], days[-1])),
+            {"flight_date": days},
         )
     )
     counts = {}
@@ -242,5 +257,5 @@ def run(
         data = frames.run_once(frame, settings, flights if per_flight else 0)  # one Spark job
         tables.overwrite_partitions(spec, data, partitions, run_id=run_id)
         counts[spec.name] = frames.num_rows(data)
-    log.info("gold %s: %s", day, counts)
+    log.info("gold %s..%s: %s", days[0], days[-1], counts)
     return counts

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +23,7 @@ import pyarrow as pa
 from pyarrow import csv as pacsv
 from pyarrow import fs as pafs
 
-from jobs.common.dates import check_in_range
+from jobs.common.dates import as_days, check_in_range
 from jobs.common.settings import Settings
 from jobs.common.storage import filesystem
 from jobs.lakehouse import source
@@ -43,8 +45,12 @@ EXPORTS = {
 CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 
 
+def landing_root(settings: Settings) -> str:
+    return settings.landing.rstrip("/")
+
+
 def landing_dir(settings: Settings, day: dt.date) -> str:
-    return f"{settings.landing.rstrip('/')}/{day.isoformat()}"
+    return f"{landing_root(settings)}/{day.isoformat()}"
 
 
 def landing_file(settings: Settings, day: dt.date, export: str) -> str:
@@ -68,10 +74,13 @@ def export_day(day: dt.date, cache_dir: Path | None = None) -> dict[str, pd.Data
     }
 
 
-def run(day: dt.date, settings: Settings) -> dict[str, int]:
-    """Land day ``day``; returns rows per exported file."""
-    check_in_range(day)
-    return publish(settings, day, export_day(day, settings.state_dir / "source_cache"))
+def run(days: dt.date | Sequence[dt.date], settings: Settings) -> dict[str, int]:
+    """Land each day (one, or an interval's); returns rows per exported file, summed."""
+    totals: Counter[str] = Counter()
+    for day in as_days(days):
+        check_in_range(day)
+        totals.update(publish(settings, day, export_day(day, settings.state_dir / "source_cache")))
+    return dict(totals)
 
 
 def publish(

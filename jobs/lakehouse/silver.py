@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from jobs.common.dates import as_days
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
@@ -134,19 +136,20 @@ def classify(frame: DataFrame, key: list[str], completeness: Column | None = Non
 
 # --- sources ------------------------------------------------------------------------------------
 def dimension(frame: DataFrame, types: dict[str, str], key: str) -> DataFrame:
-    return classify(parse(frame, types, required=[key]), [key])
+    """A day's dimension snapshot (one snapshot per ``_logical_date``), tagged."""
+    return classify(parse(frame, types, required=[key]), [key, "_logical_date"])
 
 
 def flights(
     frame: DataFrame,
-    day: dt.date,
     airports: DataFrame,
     airlines: DataFrame,
     planes: DataFrame,
     *,
     with_outcomes: bool,
 ) -> DataFrame:
-    """Operated flights (``with_outcomes``) or a timetable for ``day``, tagged with ``_status``."""
+    """Operated flights of the landed day (``with_outcomes``) or the timetable it landed for
+    the next day, tagged with ``_status``; joined to the dimensions landed the same day."""
     types = {k: v for k, v in FLIGHT_TYPES.items() if k in frame.columns}
     types["time_hour"] = "timestamp"
     required = [
@@ -162,8 +165,10 @@ def flights(
     ]
     df = parse(frame, types, required)
     df = df.withColumn("flight_date", make_date("year", "month", "day"))
+    # a day's export holds that day's flights and the next day's timetable
+    expected_date = F.date_add("_logical_date", 0 if with_outcomes else 1)
     checks = [
-        check(F.col("flight_date") != F.lit(day), "WRONG_DATE"),
+        check(F.col("flight_date") != expected_date, "WRONG_DATE"),
         check(~valid_hhmm(F.col("sched_dep_time")), "OUT_OF_RANGE:sched_dep_time"),
         check(F.col("distance") <= 0, "OUT_OF_RANGE:distance"),
     ]
@@ -172,29 +177,33 @@ def flights(
             check(~valid_hhmm(F.col("dep_time"), allow_2400=True), "OUT_OF_RANGE:dep_time")
         )
 
+    day = "_logical_date"
     origin = airports.select(
         F.col("faa").alias("origin"),
         F.col("name").alias("origin_name"),
         F.col("tzone").alias("origin_tz"),
+        day,
     )
     dest = airports.select(
         F.col("faa").alias("dest"),
         F.col("name").alias("dest_name"),
         F.col("tzone").alias("dest_tz"),
+        day,
     )
-    carrier = airlines.select("carrier", F.col("name").alias("carrier_name"))
+    carrier = airlines.select("carrier", F.col("name").alias("carrier_name"), day)
     plane = planes.select(
         "tailnum",
         *[
             F.col(c).alias(f"plane_{c}")
             for c in ("year", "type", "manufacturer", "model", "engines", "seats", "engine")
         ],
+        day,
     )
     df = (
-        df.join(F.broadcast(origin), "origin", "left")
-        .join(F.broadcast(dest), "dest", "left")
-        .join(F.broadcast(carrier), "carrier", "left")
-        .join(F.broadcast(plane), "tailnum", "left")
+        df.join(F.broadcast(origin), ["origin", day], "left")
+        .join(F.broadcast(dest), ["dest", day], "left")
+        .join(F.broadcast(carrier), ["carrier", day], "left")
+        .join(F.broadcast(plane), ["tailnum", day], "left")
     )
     # Without the origin's time zone the departure cannot be placed in UTC.
     checks += [
@@ -236,14 +245,14 @@ def flights(
     return classify(df, ["flight_id"], completeness)
 
 
-def weather(frame: DataFrame, day: dt.date) -> DataFrame:
+def weather(frame: DataFrame) -> DataFrame:
     df = parse(
         frame,
         {**WEATHER_TYPES, "time_hour": "timestamp"},
         required=["origin", "year", "month", "day", "hour", "time_hour"],
     )
     df = df.withColumn("obs_date", make_date("year", "month", "day"))
-    df = add_reasons(df, [check(F.col("obs_date") != F.lit(day), "WRONG_DATE")])
+    df = add_reasons(df, [check(F.col("obs_date") != F.col("_logical_date"), "WRONG_DATE")])
     return classify(df, ["origin", "time_hour"])
 
 
@@ -258,16 +267,14 @@ SILVER_OUTPUTS = {
 }
 
 
-def collect(
-    tagged: DataFrame, source_table: str, day: dt.date, run_id: str, settings: Settings, rows: int
-):
+def collect(tagged: DataFrame, source_table: str, run_id: str, settings: Settings, rows: int):
     """Run the source's Spark plan once (see ``frames``), with what the writers need."""
     duplicate = F.col("_status") == DUPLICATE
     return frames.run_once(
         tagged.select(
             "*",
             F.lit(source_table).alias("source_table"),
-            F.lit(day).alias("logical_date"),
+            F.col("_logical_date").alias("logical_date"),
             F.col("_source_file").alias("source_file"),
             F.col("_record").alias("record"),
             F.when(duplicate, F.lit("DUPLICATE")).otherwise(F.get("_reasons", 0)).alias("reason"),
@@ -286,13 +293,18 @@ def with_status(data, status: str):
 
 
 def run(
-    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+    spark: SparkSession,
+    tables: DeltaTables,
+    settings: Settings,
+    days: dt.date | Sequence[dt.date],
+    run_id: str,
 ) -> dict[str, dict[str, int]]:
-    """Build silver for ``day`` from bronze; returns the reconciliation counts per source."""
-    tomorrow = day + dt.timedelta(days=1)
+    """Build silver for each day (one, or an interval's: one Spark job per source) from bronze;
+    returns the reconciliation counts per source, summed over the days."""
+    days = as_days(days)
 
     def bronze(export: str) -> DataFrame:
-        df = tables.read(tb.BRONZE[export], partitions={"_logical_date": [day]})
+        df = tables.read(tb.BRONZE[export], partitions={"_logical_date": days})
         return df.drop("_rescued_data", "_run_id")
 
     dims_tagged = {
@@ -301,40 +313,48 @@ def run(
         "planes": dimension(bronze("planes"), PLANE_TYPES, "tailnum"),
     }
     landed = {
-        name: tables.count_rows(tb.BRONZE[name], {"_logical_date": [day]}) for name in tb.BRONZE
+        name: tables.count_rows_per(tb.BRONZE[name], "_logical_date", days) for name in tb.BRONZE
     }
 
     def run_once(name: str, tagged: DataFrame):
-        return collect(tagged, name, day, run_id, settings, landed[name])
+        return collect(tagged, name, run_id, settings, sum(landed[name].values()))
 
     data = {name: run_once(name, df) for name, df in dims_tagged.items()}
-    # The flights join the accepted dimension rows just computed (a few thousand rows, sent back
-    # as local relations) instead of re-running the dimensions' plans inside every join.
+    # The flights join the accepted dimension rows just computed (a few thousand rows a day, sent
+    # back as local relations) instead of re-running the dimensions' plans inside every join.
     dims = {
         name: frames.as_frame(
-            spark, with_status(data[name], ACCEPTED).select(SILVER_OUTPUTS[name].columns)
+            spark,
+            with_status(data[name], ACCEPTED).select(
+                [*SILVER_OUTPUTS[name].columns, "_logical_date"]
+            ),
         )
         for name in dims_tagged
     }
     tagged = {
-        "flights": flights(bronze("flights"), day, **dims, with_outcomes=True),
-        "schedule": flights(bronze("schedule"), tomorrow, **dims, with_outcomes=False),
-        "weather": weather(bronze("weather"), day),
+        "flights": flights(bronze("flights"), **dims, with_outcomes=True),
+        "schedule": flights(bronze("schedule"), **dims, with_outcomes=False),
+        "weather": weather(bronze("weather")),
     }
     data |= {name: run_once(name, df) for name, df in tagged.items()}
     counts = reconcile(data, landed)
 
     # Everything is checked; now write. Each write replaces exactly this run's partitions.
-    partitions = {"flights": [day], "schedule": [tomorrow], "weather": [day]}
+    tomorrows = [day + dt.timedelta(days=1) for day in days]
+    partitions = {"flights": days, "schedule": tomorrows, "weather": days}
     for name, rows in data.items():
         spec = SILVER_OUTPUTS[name]
-        accepted = with_status(rows, ACCEPTED).select(spec.columns)
+        accepted = with_status(rows, ACCEPTED)
         if name in partitions:
             tables.overwrite_partitions(
-                spec, accepted, {spec.partition_by[0]: partitions[name]}, run_id=run_id
+                spec,
+                accepted.select(spec.columns),
+                {spec.partition_by[0]: partitions[name]},
+                run_id=run_id,
             )
-        else:
-            tables.merge(spec, accepted, run_id=run_id)
+        else:  # the newest snapshot's value of each key, as the days' merges in turn would leave
+            latest = frames.latest(accepted, list(spec.key), "_logical_date")
+            tables.merge(spec, latest.select(spec.columns), run_id=run_id)
     # Removed duplicates are kept beside the rejects (reason DUPLICATE): nothing is lost, and
     # the reconciliation still counts them apart.
     quarantined = frames.concat(
@@ -346,38 +366,50 @@ def run(
     tables.overwrite_partitions(
         tb.QUARANTINE,
         quarantined,
-        {"source_table": list(data), "logical_date": [day]},
+        {"source_table": list(data), "logical_date": days},
         run_id=run_id,
     )
     recon = pa.Table.from_pylist(
         [
             {"source_table": name, "logical_date": day, **c, "_run_id": run_id}
-            for name, c in counts.items()
+            for (name, day), c in counts.items()
         ],
         schema=tb.RECONCILIATION.arrow_schema,
     )
     tables.overwrite_partitions(
         tb.RECONCILIATION,
         recon,
-        {"source_table": list(counts), "logical_date": [day]},
+        {"source_table": list(data), "logical_date": days},
         run_id=run_id,
     )
-    log.info("silver %s: %s", day, counts)
-    return counts
+    totals = {
+        name: {k: sum(c[k] for (n, _), c in counts.items() if n == name) for k in RECONCILED}
+        for name in data
+    }
+    log.info("silver %s..%s: %s", days[0], days[-1], totals)
+    return totals
 
 
-def reconcile(data: dict, landed: dict[str, int]) -> dict[str, dict[str, int]]:
-    """Counts per source; fails loudly if any landed record is unaccounted for."""
+RECONCILED = ("landed", "accepted", "quarantined", "duplicates")
+
+
+def reconcile(
+    data: dict, landed: dict[str, dict[dt.date, int]]
+) -> dict[tuple[str, dt.date], dict[str, int]]:
+    """Counts per source and day; fails loudly if any landed record is unaccounted for."""
     counts = {}
     for name, rows in data.items():
-        by_status = frames.value_counts(rows, "_status")
-        c = {
-            "landed": landed[name],
-            "accepted": by_status.get(ACCEPTED, 0),
-            "quarantined": by_status.get(QUARANTINED, 0),
-            "duplicates": by_status.get(DUPLICATE, 0),
-        }
-        if c["landed"] != c["accepted"] + c["quarantined"] + c["duplicates"]:
-            raise NightjarError(f"silver {name}: counts do not reconcile: {c}; nothing written")
-        counts[name] = c
+        by_status = frames.value_counts_by(rows, ["_logical_date", "_status"])
+        for day, landed_rows in landed[name].items():
+            c = {
+                "landed": landed_rows,
+                "accepted": by_status.get((day, ACCEPTED), 0),
+                "quarantined": by_status.get((day, QUARANTINED), 0),
+                "duplicates": by_status.get((day, DUPLICATE), 0),
+            }
+            if c["landed"] != c["accepted"] + c["quarantined"] + c["duplicates"]:
+                raise NightjarError(
+                    f"silver {name} on {day}: counts do not reconcile: {c}; nothing written"
+                )
+            counts[(name, day)] = c
     return counts

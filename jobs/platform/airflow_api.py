@@ -103,6 +103,18 @@ class AirflowAPI:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
+    def backfill_logical_dates(self, dag_id: str, start: str, end: str) -> set[str]:
+        """The logical dates (YYYY-MM-DD) a backfill of ``[start, end]`` would run, as the
+        scheduler computes them from the DAG's schedule (its dry run)."""
+        body = {
+            "dag_id": dag_id,
+            "from_date": f"{start}T00:00:00Z",
+            "to_date": f"{end}T00:00:00Z",
+            "reprocess_behavior": "completed",
+        }
+        runs = self.post("/backfills/dry_run", body)["backfills"]
+        return {r["logical_date"][:10] for r in runs}
+
     def create_backfill(
         self,
         dag_id: str,

@@ -32,25 +32,34 @@ TRAINING_DAG_ID = "nightjar_training"
 console = Console(width=None if sys.stdout.isatty() else 140)
 
 
-def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int = 6) -> list[dict]:
-    """Create a backfill and follow it until its runs have finished (the scheduler closes it
-    later, see ``close_earlier_backfill``); returns the final state of its runs.
+def backfill(
+    api: AirflowAPI,
+    start: dt.date,
+    end: dt.date,
+    max_active_runs: int = 6,
+    dag_id: str = DAG_ID,
+) -> list[dict]:
+    """Create a backfill of ``dag_id`` (the daily DAG: a run per day; the history DAG: a run
+    per month whose first day is in the range) and follow it until its runs have finished (the
+    scheduler closes it later, see ``close_earlier_backfill``); returns the final state of its
+    runs.
 
     On the embedded SQLite metadata DB the backfill is created while the scheduler is stopped:
     creating ~60 runs in one request while the scheduler writes can end in "database is
     locked" half-way, leaving the scheduler holding task instances that were rolled back. A
     component that dies meanwhile is restarted, with a warning, so a long backfill finishes.
     """
-    close_earlier_backfill(api)
+    close_earlier_backfill(api, dag_id)
+    expected = api.backfill_logical_dates(dag_id, start.isoformat(), end.isoformat())
     sqlite = services.metadata_db_is_sqlite(api.settings)
     if sqlite:
         services.stop(api.settings, "scheduler")
     try:
-        api.create_backfill(DAG_ID, start.isoformat(), end.isoformat(), max_active_runs)
+        api.create_backfill(dag_id, start.isoformat(), end.isoformat(), max_active_runs)
     finally:
         if sqlite:
             services.start(api.settings, services.airflow_service(api.settings, "scheduler"))
-    n_days = (end - start).days + 1
+    n_runs = len(expected)
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -59,12 +68,12 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
     ]
     last = None
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        bar = progress.add_task(f"backfill {start}..{end}", total=n_days)
+        bar = progress.add_task(f"backfill {start}..{end}", total=n_runs)
         while True:
             runs = [
                 r
-                for r in api.dag_runs(DAG_ID, run_type="backfill")
-                if start.isoformat() <= r["logical_date"][:10] <= end.isoformat()
+                for r in api.dag_runs(dag_id, run_type="backfill")
+                if r["logical_date"][:10] in expected
             ]
             done = [r for r in runs if r["state"] in ("success", "failed")]
             progress.update(
@@ -76,7 +85,7 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
             if not console.is_terminal and len(done) != last:  # a line per change in logs/CI
                 last = len(done)
                 console.print(
-                    f"  {last}/{n_days} days done, "
+                    f"  {last}/{n_runs} runs done, "
                     f"{sum(r['state'] == 'running' for r in runs)} running"
                 )
                 console.file.flush()
@@ -86,7 +95,7 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
                     f"backfill run(s) failed: {[r['dag_run_id'] for r in failed]}; "
                     "see the task logs in the Airflow UI"
                 )
-            if len(done) == n_days:
+            if len(done) == n_runs:
                 return runs
             for name in services.restart_dead(api.settings):
                 console.print(
@@ -96,23 +105,23 @@ def backfill(api: AirflowAPI, start: dt.date, end: dt.date, max_active_runs: int
             time.sleep(2)
 
 
-def open_backfills(api: AirflowAPI) -> list[dict]:
-    return [b for b in api.get("/backfills", dag_id=DAG_ID)["backfills"] if not b["completed_at"]]
+def open_backfills(api: AirflowAPI, dag_id: str = DAG_ID) -> list[dict]:
+    return [b for b in api.get("/backfills", dag_id=dag_id)["backfills"] if not b["completed_at"]]
 
 
-def wait_closed(api: AirflowAPI, timeout: float = 120) -> None:
+def wait_closed(api: AirflowAPI, timeout: float = 120, dag_id: str = DAG_ID) -> None:
     """Wait until the scheduler has closed the DAG's backfills. It does so in a sweep every
     30 s, not at a backfill's last run, and another backfill of the DAG can only be created
     then. (Airflow's cancel would close one at once, but leaves it paused for good: a day
     cleared in the UI would then never run.)"""
     deadline = time.monotonic() + timeout
-    while open_backfills(api):
+    while open_backfills(api, dag_id):
         if time.monotonic() > deadline:
             raise TimeoutError(f"the scheduler has not closed the backfill after {timeout:.0f}s")
         time.sleep(1)
 
 
-def close_earlier_backfill(api: AirflowAPI) -> None:
+def close_earlier_backfill(api: AirflowAPI, dag_id: str = DAG_ID) -> None:
     """Let the scheduler close a finished backfill an earlier ``make run`` left open, before
     this one creates its own (Airflow allows one open backfill per DAG).
 
@@ -120,12 +129,12 @@ def close_earlier_backfill(api: AirflowAPI) -> None:
     here, by the next run on the same state. A backfill with runs still to do (an interrupted
     run) is left as it is: ``create_backfill`` resumes it when the window is the same and reports
     the conflict otherwise."""
-    if not open_backfills(api):
+    if not open_backfills(api, dag_id):
         return
-    if any(r["state"] in ("queued", "running") for r in api.dag_runs(DAG_ID, run_type="backfill")):
+    if any(r["state"] in ("queued", "running") for r in api.dag_runs(dag_id, run_type="backfill")):
         return
     services.start(api.settings, services.airflow_service(api.settings, "scheduler"))
-    wait_closed(api)
+    wait_closed(api, dag_id=dag_id)
 
 
 def wait_for_training(

@@ -39,6 +39,7 @@ class QualityGateError(NightjarError):
 @dataclass
 class ValidationOutcome:
     suite: str
+    day: dt.date | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     docs_page: Path | None = None
 
@@ -129,6 +130,19 @@ def validate(
 ) -> ValidationOutcome:
     """Validate ``frame`` against ``expectations/<suite_name>.json``; never raises on failures
     (see :func:`enforce`)."""
+    return validate_days({day: frame}, suite_name, layer, {day: parameters}, settings, run_id)[0]
+
+
+def validate_days(
+    frames: dict[dt.date, pd.DataFrame | SparkDataFrame],
+    suite_name: str,
+    layer: str,
+    parameters: dict[dt.date, dict[str, Any]],
+    settings: Settings,
+    run_id: str,
+) -> list[ValidationOutcome]:
+    """Validate each day's frame against the suite with that day's parameters: one validation
+    result (and Data Docs page) per day, through one GX context and checkpoint."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
@@ -140,9 +154,10 @@ def validate(
             f"{suite_path(suite_name)}: GX accepted {len(suite.expectations)} of "
             f"{len(spec['expectations'])} expectations; see the log for the rest"
         )
+    pandas = all(isinstance(frame, pd.DataFrame) for frame in frames.values())
     source = (
         context.data_sources.add_pandas("nightjar")
-        if isinstance(frame, pd.DataFrame)
+        if pandas
         else context.data_sources.add_spark("nightjar")  # a Spark DataFrame: GX's Spark engine
     )
     batch_definition = source.add_dataframe_asset(suite_name).add_batch_definition_whole_dataframe(
@@ -158,19 +173,31 @@ def validate(
             result_format="SUMMARY",
         )
     )
-    run_time = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    result = checkpoint.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters=parameters,
-        run_id=RunIdentifier(run_name=f"{day}-{run_id}", run_time=run_time),
-    )
-    key, suite_result = next(iter(result.run_results.items()))
-    # Render this validation's page only: the site index lists every stored validation, so
+    outcomes, keys = [], []
+    for day, frame in frames.items():
+        run_time = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        result = checkpoint.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters[day],
+            run_id=RunIdentifier(run_name=f"{day}-{run_id}", run_time=run_time),
+        )
+        key, suite_result = next(iter(result.run_results.items()))
+        keys.append(key)
+        outcomes.append(_outcome(suite_name, layer, day, run_id, suite_result))
+    # Render these validations' pages only: the site index lists every stored validation, so
     # rebuilding it on each run would make a day's gate slower as history grows. The index is
     # rebuilt by `make quality-docs`.
-    context.build_data_docs(resource_identifiers=[key], build_index=False)
+    context.build_data_docs(resource_identifiers=keys, build_index=False)
+    for key, outcome in zip(keys, outcomes, strict=True):
+        urls = context.get_docs_sites_urls(resource_identifier=key)
+        if urls and urls[0].get("site_url"):
+            page = urllib.parse.unquote(urls[0]["site_url"].removeprefix("file://"))
+            outcome.docs_page = Path(page)
+    return outcomes
 
-    outcome = ValidationOutcome(suite=suite_name)
+
+def _outcome(suite_name: str, layer: str, day: dt.date, run_id: str, suite_result):
+    outcome = ValidationOutcome(suite=suite_name, day=day)
     for r in suite_result.results:
         config = r.expectation_config
         details = r.result or {}
@@ -201,35 +228,51 @@ def validate(
                 "_run_id": run_id,
             }
         )
-    urls = context.get_docs_sites_urls(resource_identifier=key)
-    if urls and urls[0].get("site_url"):
-        outcome.docs_page = Path(urllib.parse.unquote(urls[0]["site_url"].removeprefix("file://")))
     return outcome
 
 
-def enforce(outcome: ValidationOutcome) -> None:
-    """Log warnings; raise naming every failed critical expectation and what was observed."""
-    for row in outcome.failed_with("warning"):
-        log.warning(
-            "quality warning in %s: %s(%s) observed %s",
-            outcome.suite,
-            row["expectation"],
-            row["column"] or "",
-            row["observed_value"],
-        )
+def enforce(*outcomes: ValidationOutcome) -> None:
+    """Log warnings; raise naming every failed critical expectation and what was observed, for
+    each day that failed (the first few days in full)."""
+    for outcome in outcomes:
+        for row in outcome.failed_with("warning"):
+            log.warning(
+                "quality warning in %s on %s: %s(%s) observed %s",
+                outcome.suite,
+                outcome.day,
+                row["expectation"],
+                row["column"] or "",
+                row["observed_value"],
+            )
+    failed = [o for o in outcomes if o.failed_with("critical")]
+    if not failed:
+        return
+    shown = MAX_DAYS_SHOWN
+    parts = [_critical_message(o) for o in failed[:shown]]
+    if len(failed) > 1:
+        days = sorted({str(o.day) for o in failed})
+        parts.insert(0, f"critical failures on {len(days)} day(s): {', '.join(days)}")
+    if len(failed) > shown:
+        parts.append(f"... and {len(failed) - shown} more; every result is in quality.results")
+    raise QualityGateError("\n".join(parts))
+
+
+MAX_DAYS_SHOWN = 5
+
+
+def _critical_message(outcome: ValidationOutcome) -> str:
     critical = outcome.failed_with("critical")
-    if critical:
-        lines = [
-            f"  - {r['expectation']}({r['column'] or ''}) {r['kwargs']}: observed "
-            f"{r['observed_value']}" + (f" [error: {r['exception']}]" if r["exception"] else "")
-            for r in critical
-        ]
-        raise QualityGateError(
-            f"quality gate {outcome.suite}: {len(critical)} critical expectation(s) failed; "
-            "nothing downstream runs:\n"
-            + "\n".join(lines)
-            + (f"\nData Docs: {outcome.docs_page}" if outcome.docs_page else "")
-        )
+    lines = [
+        f"  - {r['expectation']}({r['column'] or ''}) {r['kwargs']}: observed "
+        f"{r['observed_value']}" + (f" [error: {r['exception']}]" if r["exception"] else "")
+        for r in critical
+    ]
+    return (
+        f"quality gate {outcome.suite} on {outcome.day}: {len(critical)} critical "
+        "expectation(s) failed; nothing downstream runs:\n"
+        + "\n".join(lines)
+        + (f"\nData Docs: {outcome.docs_page}" if outcome.docs_page else "")
+    )
 
 
 def rebuild_docs(settings: Settings) -> Path:

@@ -66,24 +66,35 @@ def banded(suite: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, A
 
 
 def daily_stats(
-    tables: DeltaTables, table: TableSpec, date_column: str, day: dt.date, suite: dict[str, Any]
+    tables: DeltaTables,
+    table: TableSpec,
+    date_column: str,
+    days: list[dt.date],
+    suite: dict[str, Any],
 ) -> pd.DataFrame:
     """Every daily statistic ``suite`` bands (``meta.band``) and every correlation it tracks
-    (``meta.correlations``), for D and the ``trailing_days`` before it: one Spark job on those
-    partitions, one row per day that has data, indexed by date."""
+    (``meta.correlations``), for ``days`` and the ``trailing_days`` before the first: one Spark
+    job on those partitions, one row per day that has data, indexed by date."""
     trailing = int(suite["meta"]["trailing_days"])
-    days = [day - dt.timedelta(days=n) for n in range(0, trailing + 1)]
+    read = [days[0] - dt.timedelta(days=n) for n in range(trailing, 0, -1)] + list(days)
     aggregates = {
         alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in banded(suite)
     }
     aggregates |= {alias: F.corr(a, b) for alias, (a, b) in _correlations(suite).items()}
     return (
-        tables.read(table, partitions={date_column: days})
+        tables.read(table, partitions={date_column: read})
         .groupBy(date_column)
         .agg(*[expr.alias(alias) for alias, expr in aggregates.items()])
         .toPandas()
         .set_index(date_column)
     )
+
+
+def window(daily: pd.DataFrame, day: dt.date, suite: dict[str, Any]) -> pd.DataFrame:
+    """The rows of ``daily_stats`` a day is checked with: the day and its ``trailing_days``."""
+    trailing = int(suite["meta"]["trailing_days"])
+    first = day - dt.timedelta(days=trailing)
+    return daily[[first <= d <= day for d in daily.index]]
 
 
 def _correlations(suite: dict[str, Any]) -> dict[str, tuple[str, str]]:

@@ -92,6 +92,25 @@ def lakehouse_content(root: str) -> dict[str, pd.DataFrame]:
     return tables
 
 
+# The date column each table is partitioned by (first found), for comparing two lakehouses on
+# the days one of them holds.
+DATE_COLUMNS = ("_logical_date", "flight_date", "as_of_date", "obs_date", "logical_date")
+
+
+def restrict_to(
+    content: dict[str, pd.DataFrame], like: dict[str, pd.DataFrame]
+) -> dict[str, pd.DataFrame]:
+    """``content``'s tables that ``like`` has, each cut to the days ``like``'s table holds."""
+    out = {}
+    for name, frame in like.items():
+        theirs = content[name]
+        column = next((c for c in DATE_COLUMNS if c in frame.columns), None)
+        if column is not None:
+            theirs = theirs[theirs[column].isin(set(frame[column]))]
+        out[name] = theirs.reset_index(drop=True)
+    return out
+
+
 def assert_same_lakehouse(left: dict[str, pd.DataFrame], right: dict[str, pd.DataFrame]) -> None:
     assert sorted(left) == sorted(right)
     for name in left:

@@ -64,7 +64,7 @@ def test_a_bad_silver_partition_stops_with_a_clear_message(spark, built_day):
 
 def test_a_quarantine_rate_above_the_threshold_is_critical(spark, built_day):
     lake, tables = built_day
-    row = gates.quarantine_rate_row(tables, lake, DAY, "r")
+    row = gates.quarantine_rate_rows(tables, lake, [DAY], "r")[DAY]
     assert row["success"] is True and row["observed_value"] == "0.0000"  # a clean day
     recon = tables.read(tb.RECONCILIATION).where("source_table = 'flights'")
     tables.overwrite_partitions(
@@ -72,5 +72,5 @@ def test_a_quarantine_rate_above_the_threshold_is_critical(spark, built_day):
         recon.withColumn("quarantined", F.lit(50).cast("long")).toArrow(),
         {"source_table": ["flights"], "logical_date": [DAY]},
     )
-    row = gates.quarantine_rate_row(tables, lake, DAY, "r")
+    row = gates.quarantine_rate_rows(tables, lake, [DAY], "r")[DAY]
     assert row["success"] is False and float(row["observed_value"]) > lake.max_quarantine_rate

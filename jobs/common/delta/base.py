@@ -173,6 +173,10 @@ class DeltaTables(abc.ABC):
     def count_rows(self, spec: TableSpec, partitions: Partitions | None = None) -> int:
         """Rows in the current snapshot (of the selected partitions)."""
 
+    def count_rows_per(self, spec: TableSpec, column: str, values: Sequence[Any]) -> dict:
+        """Rows in each of the partitions ``column = value``, for every value of ``values``."""
+        return {value: self.count_rows(spec, {column: [value]}) for value in values}
+
     @abc.abstractmethod
     def version(self, spec: TableSpec) -> int: ...
 

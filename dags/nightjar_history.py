@@ -1,0 +1,60 @@
+"""
+### nightjar_history — rebuild the lakehouse and the features a month at a time
+
+The same stages as `nightjar_daily` from `land` to `materialize`, each run over a whole **data
+interval** (a calendar month): one Spark job per table for the month instead of one per day,
+every day still in its own partitions, its quality gates checking each day against that day's
+own bands, and `gold`'s trailing statistics computed per day from flights on or before it. The
+tables come out the same as the daily runs of those days would have left them.
+
+Use it to load or rebuild history fast: **Trigger → Backfill** in the UI (or
+`airflow backfill create --dag-id nightjar_history --from-date 2013-01-01 --to-date
+2013-12-31`) makes one run for each month whose first day lies in the range, and each run
+rebuilds its whole month. Use `nightjar_daily` backfills for a few days, and
+for anything that scores or monitors nights (`score`, `monitor` and `request_retrain` replay
+night by night there).
+
+`gold` waits for the previous month's `gold` (`depends_on_past`): its trailing windows read the
+days before the interval. Do not run both DAGs over the same days at once; either leaves the
+same tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+from nightjar_stages import INTERVAL_STAGES, STAGE_DOCS, run_stage
+
+with DAG(
+    dag_id="nightjar_history",
+    description="Monthly data intervals: land -> bronze -> silver -> gold (quality gates, per "
+    "day) -> features, one Spark job per table per month",
+    doc_md=__doc__,
+    # interval [first of the month, first of the next)
+    schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    end_date=dt.datetime(2013, 12, 31, tzinfo=dt.UTC),
+    catchup=False,  # run by backfills (UI or `airflow backfill create`)
+    max_active_runs=2,
+    tags=["nightjar", "lakehouse", "history"],
+    default_args={
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=15),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=5),
+    },
+) as dag:
+    previous = None
+    for stage in INTERVAL_STAGES:
+        current = task(
+            task_id=stage,
+            doc_md=STAGE_DOCS[stage],
+            depends_on_past=stage == "gold",
+            # one at a time across runs: the online store must end on the newest day
+            max_active_tis_per_dag=1 if stage == "materialize" else None,
+        )(run_stage)(stage, interval=True)
+        if previous is not None:
+            previous >> current
+        previous = current
