@@ -88,7 +88,7 @@ def run_backfill(name: str, dag_id: str, start: dt.date, end: dt.date) -> dict:
         "wall_s": wall,
         "cpu_s": cpu,
         "task_s": per_task,
-        "lakehouse": settings.lakehouse_uri,
+        "lakehouse": settings.lakehouse,
     }
 
 

@@ -72,8 +72,8 @@ def test_its_tables_equal_the_daily_runs_of_the_same_days(history, settings, spa
     for day in DAILY:
         for stage in LAKEHOUSE_STAGES:
             run_stage(stage, day, f"manual__{day}", daily, spark=spark)
-    reference = lakehouse_content(daily.lakehouse_uri)
-    rebuilt = restrict_to(lakehouse_content(platform.lakehouse_uri), reference)
+    reference = lakehouse_content(daily.lakehouse)
+    rebuilt = restrict_to(lakehouse_content(platform.lakehouse), reference)
     assert len(reference["gold.flights"]) > 2_000
     assert_same_lakehouse(reference, rebuilt)
 
