@@ -132,6 +132,9 @@ def test_read_a_version_and_prune_partitions(store, spark):
     assert store.versions_read[SPEC.name] == store.version(SPEC)
     assert store.count_rows(SPEC, {"d": [D1]}) == 1
     assert store.count_rows(SPEC) == 2
+    # per partition, a partition with no rows included: what a stage over an interval reconciles
+    store.append(SPEC, rows(spark, [("c", D2, 3.0)]))
+    assert store.count_rows_per(SPEC, "d", [D1, D2, D3]) == {D1: 1, D2: 2, D3: 0}
 
 
 def test_history_lists_every_commit_newest_first_with_its_run_id(store, spark):

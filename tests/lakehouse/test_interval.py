@@ -89,6 +89,21 @@ def test_the_gates_report_each_day_against_its_own_bands(built, spark):
     assert bands.kwargs.nunique() > 1
 
 
+def test_an_interval_must_be_consecutive_days_inside_the_data():
+    from jobs.common.dates import as_days, interval_days
+
+    assert interval_days(dt.date(2013, 12, 30), dt.date(2014, 1, 1)) == [
+        dt.date(2013, 12, 30),
+        dt.date(2013, 12, 31),
+    ]
+    with pytest.raises(NightjarError, match="empty data interval"):
+        interval_days(dt.date(2013, 3, 2), dt.date(2013, 3, 2))
+    with pytest.raises(NightjarError, match="outside the source data's range"):
+        interval_days(dt.date(2013, 12, 31), dt.date(2014, 1, 2))
+    with pytest.raises(NightjarError, match="consecutive days"):
+        as_days([dt.date(2013, 3, 1), dt.date(2013, 3, 3)])
+
+
 def test_a_night_by_night_stage_refuses_an_interval(lake):
     with pytest.raises(NightjarError, match="score runs one night at a time"):
         run_stage("score", INTERVAL[0], "r", lake, end=INTERVAL[-1])
