@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable
 
-from jobs.common.dates import interval_days
+from jobs.common.dates import interval_days, span
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
 
@@ -110,5 +110,5 @@ def run_stage(
         finally:
             if own_session:
                 release(spark)
-    log.info("%s %s..%s done in %.1fs", stage, days[0], days[-1], time.perf_counter() - started)
+    log.info("%s %s done in %.1fs", stage, span(days), time.perf_counter() - started)
     return result

@@ -54,6 +54,11 @@ def as_days(days_or_day: dt.date | Sequence[dt.date]) -> list[dt.date]:
     return out
 
 
+def span(days: Sequence[dt.date]) -> str:
+    """How logs name the days a stage ran: ``2013-01-03``, or ``2013-01-30..2013-02-02``."""
+    return str(days[0]) if len(days) == 1 else f"{days[0]}..{days[-1]}"
+
+
 def end_of_day_utc(day: dt.date) -> dt.datetime:
     """The UTC instant ``day`` closes in the operating time zone (the next local midnight):
     features of ``day`` are stamped with it, and it is the prediction time of ``day + 1``."""

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.common import storage
-from jobs.common.dates import as_days
+from jobs.common.dates import as_days, span
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import LandingError
 from jobs.common.settings import Settings
@@ -151,5 +151,5 @@ def run(
     for export, rows in data.items():
         tables.overwrite_partitions(BRONZE[export], rows, {"_logical_date": days}, run_id=run_id)
     counts = {export: frames.num_rows(rows) for export, rows in data.items()}
-    log.info("bronze %s..%s: %s", days[0], days[-1], counts)
+    log.info("bronze %s: %s", span(days), counts)
     return counts

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common.dates import OPERATING_TZ, as_days
+from jobs.common.dates import OPERATING_TZ, as_days, span
 from jobs.common.delta import DeltaTables
 from jobs.common.settings import Settings
 from jobs.lakehouse import frames
@@ -257,5 +257,5 @@ def run(
         data = frames.run_once(frame, settings, flights if per_flight else 0)  # one Spark job
         tables.overwrite_partitions(spec, data, partitions, run_id=run_id)
         counts[spec.name] = frames.num_rows(data)
-    log.info("gold %s..%s: %s", days[0], days[-1], counts)
+    log.info("gold %s: %s", span(days), counts)
     return counts

@@ -16,7 +16,7 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.common.dates import as_days
+from jobs.common.dates import as_days, span
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
@@ -386,7 +386,7 @@ def run(
         name: {k: sum(c[k] for (n, _), c in counts.items() if n == name) for k in RECONCILED}
         for name in data
     }
-    log.info("silver %s..%s: %s", days[0], days[-1], totals)
+    log.info("silver %s: %s", span(days), totals)
     return totals
 
 
