@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -382,15 +383,11 @@ def run(
         {"source_table": list(data), "logical_date": days},
         run_id=run_id,
     )
-    totals = {
-        name: {k: sum(c[k] for (n, _), c in counts.items() if n == name) for k in RECONCILED}
-        for name in data
-    }
+    totals: dict[str, Counter] = {name: Counter() for name in data}
+    for (name, _), c in counts.items():
+        totals[name].update(c)
     log.info("silver %s: %s", span(days), totals)
-    return totals
-
-
-RECONCILED = ("landed", "accepted", "quarantined", "duplicates")
+    return {name: dict(c) for name, c in totals.items()}
 
 
 def reconcile(

@@ -18,7 +18,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common.dates import OPERATING_TZ, as_days
+from jobs.common.dates import OPERATING_TZ, as_days, end_of_day_utc
 from jobs.common.delta import DeltaTables, TableSpec
 from jobs.common.schema import struct
 from jobs.common.settings import Settings
@@ -270,10 +270,6 @@ def check_gold(
         ]
     )
 
-    def end_of_day(day: dt.date) -> str:
-        closes = pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(OPERATING_TZ)
-        return str(closes.tz_convert("UTC").tz_localize(None))
-
     outcomes = validate_days(
         flights,
         "gold_flights",
@@ -285,7 +281,8 @@ def check_gold(
         per_day(stacked, "as_of_date", days, settings, drop=True),
         "gold_entity_stats",
         "gold",
-        {day: {"event_ts": [end_of_day(day)]} for day in days},
+        # the instant each day closes, as the stats table's event_ts reads as text (UTC)
+        {day: {"event_ts": [str(end_of_day_utc(day).replace(tzinfo=None))]} for day in days},
         settings,
         run_id,
     )

@@ -284,26 +284,25 @@ class DeltaRsTables(DeltaTables):
         return out
 
     def count_rows(self, spec: TableSpec, partitions: Partitions | None = None) -> int:
-        # Every add action records its file's row count: no data file is opened.
-        table = self._table(spec)
-        filters = _filters(partitions)
-        actions = pa.table(table.get_add_actions(flatten=True))
-        wanted = {path for path, _ in _files_with_partitions(table, actions, filters)}
-        counts = actions.select(["path", "num_records"]).to_pylist()
-        return sum(r["num_records"] for r in counts if r["path"] in wanted)
+        return sum(rows for rows, _ in self._rows_per_file(spec, partitions))
 
     def count_rows_per(self, spec: TableSpec, column: str, values) -> dict:
         # one read of the log for every partition (the base class reads it once per value)
+        per_value = {str(value): 0 for value in values}
+        for rows, partition in self._rows_per_file(spec, {column: values}):
+            per_value[str(partition[column])] += rows
+        return {value: per_value[str(value)] for value in values}
+
+    def _rows_per_file(self, spec: TableSpec, partitions: Partitions | None) -> list[tuple]:
+        """(rows, partition values) of each active file of the selected partitions: every add
+        action records its file's row count, so no data file is opened."""
         table = self._table(spec)
         actions = pa.table(table.get_add_actions(flatten=True))
-        files = _files_with_partitions(table, actions, _filters({column: values}))
         rows = dict(
             zip(actions["path"].to_pylist(), actions["num_records"].to_pylist(), strict=True)
         )
-        per_value = {str(value): 0 for value in values}
-        for path, partition in files:
-            per_value[str(partition[column])] += rows[path]
-        return {value: per_value[str(value)] for value in values}
+        files = _files_with_partitions(table, actions, _filters(partitions))
+        return [(rows[path], partition) for path, partition in files]
 
     def version(self, spec: TableSpec) -> int:
         return self._table(spec).version()
