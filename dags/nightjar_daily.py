@@ -22,13 +22,16 @@ For logical day **D** (the run's data interval `[D, D+1)`):
 7. **materialize** — D's features (entity statistics, weather, D+1's timetable) into Feast's
    online store (`feature_repo/`), after the gold gate has passed; one at a time across runs,
    so the online store always ends on the newest day.
-8. **score** — every flight scheduled for D+1, scored with the model holding the `champion`
-   alias (an unpromoted `challenger` scores in shadow) on features as of the end of D, into
+8. **score** — every flight scheduled for D+1, scored with the night's champion (an
+   unpromoted challenger scores in shadow) on features as of the end of D, into
    `ml.predictions` (partition D+1); the features served are kept in
-   `ml.served_features__<service>`. With no champion it waits (rescheduled every 15 s, its
-   worker slot freed) for a first model an earlier night's policy requested, so a backfill's
-   nights after that request are scored once it is trained; otherwise it is skipped, with the
-   reason in the log.
+   `ml.served_features__<service>`. The night's models come from the decision log
+   (`ml.model_decisions`): for the newest night those the `champion` and `challenger` aliases
+   name, for a past night those that held them then, never one trained on data after D. It
+   waits (rescheduled every 15 s, its worker slot freed) until night D-1's `request_retrain`
+   has run and any training an earlier night requested is done, so a backfill scores each
+   night as the nightly runs would have. With no champion for the night it is skipped, with
+   the reason in the log.
 9. **monitor** — Evidently drift of tonight's scored features and predictions against each
    model's training reference, and the performance of last night's predictions for D's flights
    (their outcomes landed with D's data), 7-day rolling too: an HTML report (the task's

@@ -56,7 +56,7 @@ def run_stage(stage: str, interval: bool = False, **context) -> dict:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from jobs.common.dates import parse_date
-    from jobs.common.errors import NightjarError, StageSkipped, StageWaiting
+    from jobs.common.errors import NightjarError, StageSkipped
     from jobs.common.settings import DATA_END
     from jobs.pipeline import run_stage as run_job
 
@@ -69,10 +69,10 @@ def run_stage(stage: str, interval: bool = False, **context) -> dict:
         day = parse_date(
             params.get("date") or context["logical_date"] or context["data_interval_start"]
         )
+    if stage == "score":
+        await_earlier_nights(day, context)
     try:
         result = run_job(stage, day, run_id=context["run_id"], task_started=started, end=end)
-    except StageWaiting as exc:
-        raise wait_for(exc, day, context) from exc
     except StageSkipped as exc:
         raise AirflowSkipException(str(exc)) from exc
     except NightjarError as exc:
@@ -84,30 +84,36 @@ def run_stage(stage: str, interval: bool = False, **context) -> dict:
     return result
 
 
-def wait_for(waiting, day: dt.date, context) -> Exception:
-    """Reschedule a task that waits for another run's work (`score`: the first model), so it
-    frees its worker slot, every POKE for up to the `first_model_wait_minutes` setting; the
-    exception to raise. A wait on a request not made yet lasts only while the previous day's
-    `request_retrain` has not run: if it has, the request log is read again, after it."""
-    from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
+def await_earlier_nights(day: dt.date, context) -> None:
+    """Hold `score` of night D until the nights before it have decided its model: night D-1's
+    retraining policy (`request_retrain`) has run, and every retraining an earlier night asked
+    for is served (`retrain.training_wait`). Then the night gets the champion the decision log
+    gives it, as in a replay. Rescheduled every POKE meanwhile, freeing its worker slot; after
+    `training_wait_minutes` it scores with the champion there is, with a warning."""
+    from airflow.sdk.exceptions import AirflowRescheduleException
 
     from jobs.common.settings import Settings
     from jobs.monitoring import retrain
 
     ti, settings = context["ti"], Settings()
-    if not waiting.requested:
-        previous = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-        runs = ti.get_task_states(
-            dag_id=ti.dag_id, task_ids=["request_retrain"], logical_dates=[previous]
-        )
-        if not any(states.get("request_retrain") not in FINISHED for states in runs.values()):
-            waiting = retrain.first_model_wait(settings, day)
-            if waiting is None or not waiting.requested:
-                return AirflowSkipException("no champion yet, and no first model is coming")
+    previous = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    runs = ti.get_task_states(
+        dag_id=ti.dag_id, task_ids=["request_retrain"], logical_dates=[previous]
+    )
+    policy_pending = any(s.get("request_retrain") not in FINISHED for s in runs.values())
+    waiting = (
+        f"the retraining policy of the night of {previous.date()} has not run yet"
+        if policy_pending
+        else retrain.training_wait(settings, day)
+    )
+    if waiting is None:
+        return
+    log = logging.getLogger(__name__)
     now = dt.datetime.now(dt.UTC)
     since = ti.get_first_reschedule_date(context) or now
-    limit = dt.timedelta(minutes=settings.first_model_wait_minutes)
+    limit = dt.timedelta(minutes=settings.training_wait_minutes)
     if now - since >= limit:
-        return AirflowSkipException(f"{waiting}; gave up waiting after {limit}")
-    logging.getLogger(__name__).info("waiting: %s; checking again in %ds", waiting, POKE.seconds)
-    return AirflowRescheduleException(now + POKE)
+        log.warning("%s; scoring with the champion there is after waiting %s", waiting, limit)
+        return
+    log.info("waiting: %s; checking again in %ds", waiting, POKE.seconds)
+    raise AirflowRescheduleException(now + POKE)

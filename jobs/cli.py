@@ -199,12 +199,20 @@ def model_train(
 
 
 @model_app.command("rollback")
-def model_rollback() -> None:
+def model_rollback(
+    from_night: str = typer.Option(
+        None,
+        "--from-night",
+        help="First night the restored champion scores, YYYY-MM-DD (default: the night after "
+        "the newest one scored; give an earlier night to re-score it with the restored model).",
+    ),
+) -> None:
     """Move the champion alias back to the previous champion (recorded as a decision)."""
     from jobs.training import registry, tracking
 
     settings = Settings()
-    version = registry.rollback(settings, tracking.client(settings))
+    night = _date(from_night) if from_night else None
+    version = registry.rollback(settings, tracking.client(settings), night)
     console.print(f"{settings.model_name}: champion is v{version} again")
 
 
@@ -214,7 +222,15 @@ def model_decisions() -> None:
     from jobs.training import registry
 
     frame = registry.decisions(Settings())
-    columns = ["decided_at", "version", "decision", "previous_champion", "champion_after", "reason"]
+    columns = [
+        "decided_at",
+        "version",
+        "decision",
+        "previous_champion",
+        "champion_after",
+        "from_night",
+        "reason",
+    ]
     console.print(frame[columns].to_string(index=False) if len(frame) else "no decisions yet")
 
 

@@ -222,11 +222,12 @@ class Settings(BaseSettings):
         ge=3,
         description="Labeled days after which the first model is requested (no champion yet).",
     )
-    first_model_wait_minutes: int = Field(
+    training_wait_minutes: int = Field(
         default=30,
         ge=0,
-        description="How long a night with no champion waits for a requested first model "
-        "(its scoring rescheduled, not holding a worker) before it skips.",
+        description="How long a night's scoring waits (rescheduled, not holding a worker) for "
+        "the previous night's retraining policy and the trainings earlier nights requested, "
+        "before it scores with the champion there is.",
     )
 
     # --- schedule windows --------------------------------------------------------------------

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from jobs.common.delta.snapshot import append_arrow, read_arrow
-from jobs.common.errors import StageSkipped, StageWaiting
+from jobs.common.errors import StageSkipped
 from jobs.common.settings import Settings
 from jobs.monitoring.tables import MONITORING_METRICS
 
@@ -196,37 +196,30 @@ def labeled_days_until(settings: Settings, day: dt.date) -> int:
     return len({d for d in dates if d <= day})
 
 
-def first_model_wait(settings: Settings, day: dt.date) -> StageWaiting | None:
-    """What a night with no champion waits for instead of skipping its scoring: the first
-    model, once an earlier night's policy requested it (pending) or is due to (the labeled days
-    up to D-1 reach ``initial_training_days`` and no first model was requested before D). In a
-    backfill the nights after the request run beside its training; this keeps them from
-    skipping while it trains. None: nothing is coming, skip."""
-    earlier = log_rows(settings)
-    earlier = earlier[(earlier.rule == "bootstrap") & (earlier.request_date < day)]
-    served = set(earlier.request_id[earlier.event == "served"])
-    waiting = earlier[(earlier.event == "requested") & ~earlier.request_id.isin(served)]
-    if len(waiting):
-        first = waiting.iloc[-1]
-        return StageWaiting(
-            f"no champion yet; the first model, requested on {first.request_date} "
-            f"({first.request_id}), is being trained",
-            requested=True,
-        )
-    labeled = labeled_days_until(settings, day - dt.timedelta(days=1))
-    if earlier.empty and labeled >= settings.initial_training_days:
-        return StageWaiting(
-            f"no champion yet; with {labeled} labeled days up to {day - dt.timedelta(days=1)} "
-            "the retraining policy of an earlier night is due to request the first model",
-            requested=False,
-        )
-    return None
+def training_wait(settings: Settings, day: dt.date) -> str | None:
+    """Why the night of ``day`` must wait before it is scored, or None: an earlier night asked
+    for a retraining that no training run has served yet. The version it registers governs
+    the nights after the request's (``registry.from_night``), this one included, so scoring
+    before it is decided would give the night another model than a replay of it would. In a
+    backfill the nights after a request run beside its training."""
+    rows = log_rows(settings)
+    served = set(rows.request_id[rows.event == "served"])
+    waiting = rows[
+        (rows.event == "requested") & (rows.request_date < day) & ~rows.request_id.isin(served)
+    ]
+    if waiting.empty:
+        return None
+    first = waiting.iloc[0]
+    return (
+        f"the retraining requested on {first.request_date} ({first.request_id}: "
+        f"{first.reason}) is not served yet, and its model may score this night"
+    )
 
 
 def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:
     """Apply the policy for ``day``: record the request and return it (the task then emits
     the retrain-request Asset event), or raise StageSkipped saying why not."""
-    from jobs.training import registry, tracking
+    from jobs.training import registry
 
     requests = log_rows(settings)
     if len(requests) and (requests.request_date == day).any():
@@ -240,12 +233,11 @@ def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:
         ]
     except Exception:  # nothing monitored yet
         history = pd.DataFrame(columns=MONITORING_METRICS.arrow_schema.names)
-    has_champion = registry.alias_version(tracking.client(settings), settings, registry.CHAMPION)
     wanted = decide(
         day,
         history,
         requests,
-        has_champion is not None,
+        registry.night_models(settings, day).champion is not None,
         labeled_days_until(settings, day),
         settings,
     )

@@ -32,11 +32,11 @@ MONITORING_METRICS = TableSpec(
         "rolling_n long",
         *(f"rolling_{name} double" for name in FIGURES),
         "report string",  # the day's index page
-        "mlflow_run_id string",
+        "mlflow_run_id string",  # the monitoring run in MLflow
         "_run_id string",
     ),
     partition_by=("model_name", "monitor_date"),
     key=("model_name", "monitor_date", "role"),
     description="Daily drift and delayed-label performance of the scoring models",
-    run_metadata=("_run_id",),
+    run_metadata=("_run_id", "mlflow_run_id"),
 )

@@ -1,7 +1,9 @@
 """The daily DAG's ``score`` task: score every flight scheduled for D+1.
 
-The model is whatever holds the ``champion`` alias when the run starts (resolved once, its
-version recorded on every row); an unpromoted ``challenger`` scores the same flights in shadow.
+The night of D is scored by the model that was champion for it in the decision log (resolved
+once, its version recorded on every row; for the newest night, the one the ``champion`` alias
+names), never by one trained on data after D: a re-run or a backfill scores a past night as it
+was scored. An unpromoted challenger of that night scores the same flights in shadow.
 Features come from Feast's historical retrieval through the feature service the model was
 trained with, at the flights' prediction time (the end of D): the training path, so there is
 no training/serving skew. The served features are kept in ``ml.served_features__<service>``
@@ -73,24 +75,19 @@ def load(tracking_client, settings: Settings, version: str, role: str) -> Scorin
 
 
 def resolve(settings: Settings, day: dt.date) -> list[ScoringModel]:
-    """The champion and, if an unpromoted challenger exists, the challenger in shadow. With no
-    champion, the night waits for a first model that is coming (``retrain.first_model_wait``)
-    or skips."""
-    client = tracking.client(settings)
-    champion = registry.alias_version(client, settings, registry.CHAMPION)
-    if champion is None:
-        from jobs.monitoring import retrain
-
-        if (wait := retrain.first_model_wait(settings, day)) is not None:
-            raise wait
+    """The champion of the night of ``day`` and, if an unpromoted challenger of that night
+    exists, the challenger in shadow (``registry.night_models``). With no champion the night is
+    skipped, saying why."""
+    night = registry.night_models(settings, day)
+    if night.champion is None:
         raise StageSkipped(
-            f"no model holds the alias {settings.model_name}@champion yet: nothing to score. "
-            "Train one (nightjar model train, or the nightjar_training DAG)."
+            f"{night.reason}: nothing to score. Train one (nightjar model train, or the "
+            "nightjar_training DAG)."
         )
-    models = [load(client, settings, champion, "champion")]
-    challenger = registry.alias_version(client, settings, registry.CHALLENGER)
-    if challenger is not None and challenger != champion:
-        models.append(load(client, settings, challenger, "shadow"))
+    client = tracking.client(settings)
+    models = [load(client, settings, night.champion, "champion")]
+    if night.shadow is not None:
+        models.append(load(client, settings, night.shadow, "shadow"))
     return models
 
 
@@ -192,9 +189,15 @@ def score(spark: SparkSession, files: list[str], model: ScoringModel) -> DataFra
 
 
 def run(
-    spark: SparkSession, tables: DeltaTables, settings: Settings, day: dt.date, run_id: str
+    spark: SparkSession,
+    tables: DeltaTables,
+    settings: Settings,
+    day: dt.date,
+    run_id: str,
+    models: list[ScoringModel] | None = None,
 ) -> dict:
-    models = resolve(settings, day)
+    """Score D+1's flights with the night's models (default: :func:`resolve`)."""
+    models = models or resolve(settings, day)
     tomorrow = day + dt.timedelta(days=1)
     flights = read_arrow(
         settings.table_uri(tb.GOLD_SCHEDULED_FLIGHTS.name), {"flight_date": [tomorrow]}

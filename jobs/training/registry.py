@@ -5,6 +5,11 @@ it passes the absolute threshold and is not worse than the champion, on the same
 held-out window, by more than the configured margin. Decisions are tagged on the version and
 appended to the ``ml.model_decisions`` Delta table; a rollback moves ``champion`` back to the
 previous champion and is recorded the same way.
+
+The aliases say who scores the next night. A past night (re-run, backfilled, replayed) is scored
+by the models the decision log gave it (:func:`night_models`): each decision governs the nights
+from its ``from_night`` on (a trained version: the night after its window's last day, so no
+night is scored by a model that saw its future; a rollback: the next night not yet scored).
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import json
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs.common.delta.snapshot import append_arrow, read_arrow
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+ONE_DAY = dt.timedelta(days=1)
 DECISIONS_TABLE = "ml.model_decisions"
 DECISION_SCHEMA = pa.schema(
     [
@@ -35,13 +42,25 @@ DECISION_SCHEMA = pa.schema(
         ("eval_window", pa.string()),
         ("run_id", pa.string()),
         ("trigger", pa.string()),  # why the training ran (weekly, manual, a retrain request)
+        ("from_night", pa.date32()),  # the first night whose scoring this decision governs
     ]
 )
+TRAINED = ("promoted", "rejected")  # the decisions that register a version
 
 
 @dataclass(frozen=True)
 class Decision:
     promote: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class NightModels:
+    """Who scores a night: the champion (None: no model may, ``reason`` says why) and an
+    unpromoted challenger in shadow (None if there is none)."""
+
+    champion: str | None
+    shadow: str | None
     reason: str
 
 
@@ -114,12 +133,57 @@ def decisions(settings: Settings):
         frame = read_arrow(uri).to_pandas()
     except Exception:  # no table yet
         return pd.DataFrame(columns=DECISION_SCHEMA.names)
-    frame = frame[frame.model_name == settings.model_name]
+    frame = frame[frame.model_name == settings.model_name].reindex(columns=DECISION_SCHEMA.names)
+    if frame.from_night.isna().any():  # rows written before the column: from their window
+        ends = frame.eval_window.str.partition("..")[2].replace("", None)
+        frame["from_night"] = frame.from_night.fillna(
+            ends.map(lambda end: from_night(dt.date.fromisoformat(end)), "ignore")
+        )
     return frame.sort_values("decided_at", ignore_index=True)
 
 
-def rollback(settings: Settings, tracking) -> str:
-    """Move ``champion`` back to the champion before the current one; returns its version."""
+def night_models(settings: Settings, night: dt.date) -> NightModels:
+    """The models that held ``champion`` and ``challenger`` when ``night`` ran, replayed from
+    the decisions that govern it (``from_night <= night``), newest decision last. A champion
+    trained on data past the night is never returned, whatever the log says after it."""
+    log = decisions(settings)
+    trained = log[log.decision.isin(TRAINED)]
+    valid_from = dict(zip(trained.version, trained.from_night, strict=True))
+    log = log[log.from_night <= night]
+    champion = next(
+        (
+            v
+            for v in reversed(log.champion_after.tolist())
+            if v in valid_from and valid_from[v] <= night
+        ),
+        None,
+    )
+    newest = log[log.decision.isin(TRAINED)].version.tolist()[-1:]
+    shadow = next((v for v in newest if v != champion), None)
+    if champion is not None:
+        return NightModels(champion, shadow, f"champion v{champion} for the night of {night}")
+    if trained.empty:
+        reason = f"no version of {settings.model_name} has been trained yet"
+    else:
+        first = trained.iloc[0]
+        reason = (
+            f"no version of {settings.model_name} was champion on the night of {night}: the "
+            f"first, v{first.version}, was trained on data up to {first.from_night - ONE_DAY} "
+            f"(held out {first.eval_window}) and scores nights from {first.from_night} on"
+        )
+    return NightModels(None, shadow, reason)
+
+
+def from_night(window_end: dt.date) -> dt.date:
+    """The first night a model trained on data up to ``window_end`` may score: the night of
+    that day itself ran before the model existed (its policy asked for it)."""
+    return window_end + ONE_DAY
+
+
+def rollback(settings: Settings, tracking, from_night: dt.date | None = None) -> str:
+    """Move ``champion`` back to the champion before the current one; returns its version.
+    ``from_night``: the first night the rollback governs (default: the night after the newest
+    one scored, so past nights replay as they ran; give an earlier night to re-score it)."""
     current = alias_version(tracking, settings, CHAMPION)
     if current is None:
         raise NightjarError(f"{settings.model_name} has no champion to roll back from")
@@ -155,9 +219,24 @@ def rollback(settings: Settings, tracking) -> str:
             "eval_window": None,
             "run_id": None,
             "trigger": "rollback",
+            "from_night": from_night or next_night(settings),
         },
     )
     return previous
+
+
+def next_night(settings: Settings) -> dt.date:
+    """The night after the newest one scored (night D scores D+1's flights), or the first night
+    of the data when none was."""
+    from jobs.common.settings import DATA_START
+    from jobs.scoring.predictions import PREDICTIONS
+
+    try:
+        scored = read_arrow(settings.table_uri(PREDICTIONS.name), columns=["flight_date"])
+    except Exception:  # nothing scored yet
+        return DATA_START
+    newest = pc.max(scored.column("flight_date")).as_py()
+    return DATA_START if newest is None else newest
 
 
 def as_json(values: dict | None) -> str | None:

@@ -204,6 +204,7 @@ def run(
             "eval_window": f"{window.test_start}..{window.end}",
             "run_id": active.info.run_id,
             "trigger": trigger,
+            "from_night": registry.from_night(window.end),
         },
     )
     log.info(

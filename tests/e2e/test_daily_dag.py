@@ -267,7 +267,7 @@ def test_without_a_champion_scoring_is_skipped_with_the_reason_in_its_log(backfi
         f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/score/logs/{score['try_number']}",
         full_content=True,
     )
-    assert "no model holds the alias flight_disruption@champion" in str(log)
+    assert "no version of flight_disruption has been trained yet: nothing to score" in str(log)
 
 
 def test_a_critical_quality_failure_stops_the_run_before_gold(backfilled, api, spark):

@@ -8,6 +8,7 @@ model trained on three days has no "normal day" to calibrate on, and against so 
 reference the day-level aggregates drift every day, which is this test's drift episode. So the
 policy requests the first model on 01-05, is held by the cooldown on 01-06..01-08, requests a
 drift retraining on 01-09, and is held again on 01-10, whatever the drift on that day.
+Finally the same window runs again, as a second `make run` would, and changes nothing.
 """
 
 from __future__ import annotations
@@ -118,12 +119,23 @@ def test_the_versions_record_why_they_were_trained(platform):
     assert client.get_run(second.run_id).data.tags["nightjar.trigger"] == second.trigger
 
 
-def test_every_night_after_the_first_model_is_scored(platform):
+def test_every_night_after_the_first_model_is_scored_by_the_model_of_its_time(platform):
+    """v1 (trained up to 01-05) scores the nights 01-06..01-09; night 01-10 waited for the
+    retraining 01-09 asked for, and is scored by the champion after that decision."""
     settings, _ = platform
     scored_days = DAYS[6:] + [END + dt.timedelta(days=1)]  # run 01-06 scores 01-07, ...
     predictions = read_arrow(settings.table_uri(PREDICTIONS.name)).to_pandas()
     champion = predictions[predictions.role == "champion"]
     assert sorted(champion.flight_date.unique()) == scored_days
+    versions = champion.groupby("flight_date").model_version.unique().map(list).to_dict()
+    second = registry.decisions(settings).iloc[1]
+    assert versions == {
+        **{night + dt.timedelta(days=1): ["1"] for night in DAYS[5:9]},
+        END + dt.timedelta(days=1): [second.champion_after],
+    }
+    shadow = predictions[predictions.role == "shadow"]
+    expected_shadow = set() if second.decision == "promoted" else {END + dt.timedelta(days=1)}
+    assert set(shadow.flight_date) == expected_shadow
     scheduled = read_arrow(
         settings.table_uri(tb.GOLD_SCHEDULED_FLIGHTS.name), {"flight_date": scored_days}
     ).to_pandas()
@@ -179,3 +191,32 @@ def test_a_manual_training_run_validates_its_params_and_reports_a_bad_window(pla
     log = str(api.get(f"{path}/taskInstances/train/logs/1", full_content=True))
     assert "2012-12-25 is outside the source data's range 2013-01-01..2013-12-31" in log
     assert registry.decisions(settings).version.tolist() == ["1", "2"]
+
+
+def test_a_second_run_of_the_window_changes_no_prediction_monitoring_row_or_decision(platform):
+    """`make run` again without `make clean`: every night re-runs (the backfill reprocesses
+    completed runs), each scored and monitored by the models of its time, and the policy
+    requests nothing new; only the run metadata differs."""
+    settings, api = platform
+    tables = {spec: frozen(settings, spec) for spec in (PREDICTIONS, MONITORING_METRICS)}
+    requests, decisions = retrain.log_rows(settings), registry.decisions(settings)
+    demo.wait_closed(api)
+    demo.lifecycle(api, settings, START, END)
+    reruns = [r for r in api.dag_runs(demo.DAG_ID) if r["run_type"] == "backfill"]
+    assert len(reruns) == len(DAYS) and all(r["state"] == "success" for r in reruns)
+    for spec, before in tables.items():
+        pd.testing.assert_frame_equal(frozen(settings, spec), before, check_exact=False, rtol=1e-9)
+    assert retrain.log_rows(settings).request_id.tolist() == requests.request_id.tolist()
+    assert registry.decisions(settings).equals(decisions)
+
+
+def frozen(settings, spec) -> pd.DataFrame:
+    """A table's rows without its run metadata, sorted; map columns as rounded dicts."""
+    frame = read_arrow(settings.table_uri(spec.name)).to_pandas()
+    frame = frame.drop(columns=list(spec.run_metadata))
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, list)).any():  # a map column
+            frame[column] = frame[column].map(
+                lambda pairs: pairs if pairs is None else {k: round(v, 9) for k, v in pairs}
+            )
+    return frame.sort_values(list(spec.key), ignore_index=True)

@@ -134,23 +134,17 @@ def test_the_default_window_shrinks_to_the_labeled_days_there_are(settings, monk
     assert retrain.default_window(settings, dt.date(2013, 6, 1)) == settings.training_window_days
 
 
-def test_a_night_without_a_champion_waits_only_for_a_first_model_that_is_coming(
-    settings, monkeypatch
-):
-    """`score` with no champion waits for a first model an earlier night requested or is due
-    to request (the nights of a backfill that run beside its training), and otherwise skips."""
-    monkeypatch.setattr(retrain, "labeled_days_until", lambda _, end: (end - START).days + 1)
-    day20 = START + dt.timedelta(days=19)  # the 20th labeled day: its policy asks for a model
-    assert retrain.first_model_wait(settings, day20) is None  # 19 labeled days before it
-    due = retrain.first_model_wait(settings, day20 + dt.timedelta(days=1))
-    assert not due.requested and "20 labeled days up to 2013-02-20" in str(due)
-
-    asked = retrain.request(day20, "bootstrap", "no champion yet", {}, 20)
+def test_a_night_waits_for_the_retrainings_earlier_nights_requested(settings):
+    """A request's model governs the nights after the request's own, so those nights wait
+    until it is served; the requesting night itself and the nights before it do not."""
+    day = START + dt.timedelta(days=19)
+    assert retrain.training_wait(settings, day) is None  # nothing requested
+    asked = retrain.request(day, "drift", "drift share >= 0.5 on 3 consecutive days", {})
     retrain.append(settings, [asked])
-    assert retrain.first_model_wait(settings, day20) is None  # its own night's request
-    pending = retrain.first_model_wait(settings, day20 + dt.timedelta(days=3))
-    assert pending.requested and "requested on 2013-02-20 (2013-02-20-bootstrap)" in str(pending)
+    assert retrain.training_wait(settings, day) is None  # its own night ran before it
+    waiting = retrain.training_wait(settings, day + dt.timedelta(days=3))
+    assert "requested on 2013-02-20 (2013-02-20-drift: drift share >= 0.5" in waiting
 
     rejected = SimpleNamespace(run_id="abc", version="1", promoted=False)
     retrain.mark_served(settings, [asked], "asset_triggered__x", rejected)
-    assert retrain.first_model_wait(settings, day20 + dt.timedelta(days=3)) is None
+    assert retrain.training_wait(settings, day + dt.timedelta(days=3)) is None

@@ -1,5 +1,9 @@
 """Batch scoring on the shared feature lakehouse: a champion trained on 03-01..03-04, an
-unpromoted challenger in shadow, predictions for the next day's flights."""
+unpromoted challenger in shadow, predictions for the next day's flights.
+
+Both models saw 03-04, so the decision log gives them no night before 03-05 (tested here); the
+tests of how a night is scored pass them to the nights 03-03 and 03-04 explicitly, whose
+flights have labels to compare with."""
 
 from __future__ import annotations
 
@@ -55,6 +59,29 @@ def models(feast_lake, tmp_path_factory):
     return settings, tables, champion, challenger
 
 
+@pytest.fixture(scope="module")
+def night(models) -> list[score.ScoringModel]:
+    """The champion and its challenger in shadow, as resolved for a night they may score."""
+    settings, _, champion, challenger = models
+    client = tracking.client(settings)
+    return [
+        score.load(client, settings, champion.version, "champion"),
+        score.load(client, settings, challenger.version, "shadow"),
+    ]
+
+
+def test_a_night_is_never_scored_by_a_model_that_saw_it(models):
+    """Models trained on data up to 03-04 score the nights from 03-05 on, not 03-04's."""
+    settings, _, champion, challenger = models
+    with pytest.raises(StageSkipped, match=r"v1, was trained on data up to 2013-03-04 .* from "):
+        score.resolve(settings, DAYS[3])
+    resolved = score.resolve(settings, DAYS[3] + dt.timedelta(days=1))
+    assert [(m.role, m.version) for m in resolved] == [
+        ("champion", champion.version),
+        ("shadow", challenger.version),
+    ]
+
+
 def partition(settings, day):
     return read_arrow(settings.table_uri(PREDICTIONS.name), {"flight_date": [day]}).to_pandas()
 
@@ -62,13 +89,13 @@ def partition(settings, day):
 def test_without_a_champion_scoring_is_skipped_with_a_reason(spark, feast_lake, tmp_path):
     lake, tables = feast_lake
     empty = lake.model_copy(update={"mlflow_tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"})
-    with pytest.raises(StageSkipped, match="no model holds the alias flight_disruption@champion"):
+    with pytest.raises(StageSkipped, match="no version of flight_disruption has been trained"):
         score.run(spark, tables, empty, DAYS[2], "r")
 
 
-def test_predictions_equal_the_model_on_the_training_paths_features(spark, models):
+def test_predictions_equal_the_model_on_the_training_paths_features(spark, models, night):
     settings, tables, champion, challenger = models
-    result = score.run(spark, tables, settings, DAYS[2], "scheduled__2013-03-03")
+    result = score.run(spark, tables, settings, DAYS[2], "scheduled__2013-03-03", night)
     flights_0304 = partition(settings, DAYS[3])
     assert result["models"] == {
         "champion": f"{settings.model_name} v{champion.version}",
@@ -127,13 +154,13 @@ def test_the_scorer_reads_every_file_in_its_own_task(spark, models, tmp_path):
     np.testing.assert_allclose(got.loc[frame.flight_id].to_numpy(), direct, rtol=1e-6)
 
 
-def test_rescoring_a_day_replaces_exactly_its_partition(spark, models):
+def test_rescoring_a_day_replaces_exactly_its_partition(spark, models, night):
     settings, tables, _, _ = models
-    score.run(spark, tables, settings, DAYS[3], "r1")
-    score.run(spark, tables, settings, DAYS[2], "r1")
+    score.run(spark, tables, settings, DAYS[3], "r1", night)
+    score.run(spark, tables, settings, DAYS[2], "r1", night)
     before = partition(settings, DAYS[3]).sort_values(["flight_id", "role"], ignore_index=True)
     other = partition(settings, DAYS[3] + dt.timedelta(days=1))
-    score.run(spark, tables, settings, DAYS[2], "r2")
+    score.run(spark, tables, settings, DAYS[2], "r2", night)
     after = partition(settings, DAYS[3]).sort_values(["flight_id", "role"], ignore_index=True)
     assert len(after) == len(before)
     served = read_arrow(
@@ -146,24 +173,34 @@ def test_rescoring_a_day_replaces_exactly_its_partition(spark, models):
 
 
 def test_an_unloadable_champion_fails_loudly_and_writes_nothing(spark, models, tmp_path):
-    settings, tables, champion, _ = models
+    """A version whose artifacts are gone, champion of the nights from 03-20 on."""
+    settings, tables, _, _ = models
     client = tracking.client(settings)
     broken = client.create_model_version(settings.model_name, source=str(tmp_path / "gone"))
-    client.set_registered_model_alias(settings.model_name, "champion", broken.version)
+    later = dt.date(2013, 3, 20)
+    registry.record(
+        settings,
+        client,
+        {
+            "version": str(broken.version),
+            "decision": "promoted",
+            "reason": "a test",
+            "champion_after": str(broken.version),
+            "eval_window": f"{later - dt.timedelta(days=1)}..{later - dt.timedelta(days=1)}",
+            "from_night": later,
+        },
+    )
     from deltalake import DeltaTable
 
     version = DeltaTable(settings.table_uri(PREDICTIONS.name)).version()
-    try:
-        with pytest.raises(NightjarError, match="champion model .* cannot be loaded"):
-            score.run(spark, tables, settings, DAYS[2], "r3")
-        assert DeltaTable(settings.table_uri(PREDICTIONS.name)).version() == version
-    finally:
-        client.set_registered_model_alias(settings.model_name, "champion", champion.version)
+    with pytest.raises(NightjarError, match=f"champion model .* v{broken.version} cannot be"):
+        score.run(spark, tables, settings, later, "r3")
+    assert DeltaTable(settings.table_uri(PREDICTIONS.name)).version() == version
 
 
-def test_the_lineage_chain_resolves_to_the_training_inputs(spark, models):
+def test_the_lineage_chain_resolves_to_the_training_inputs(spark, models, night):
     settings, tables, champion, challenger = models
-    score.run(spark, tables, settings, DAYS[2], "r4")
+    score.run(spark, tables, settings, DAYS[2], "r4", night)
     flight = partition(settings, DAYS[3]).flight_id.iloc[0]
     chain = lineage.lineage(settings, flight, DAYS[3])
     assert {c["prediction"]["role"] for c in chain} == {"champion", "shadow"}

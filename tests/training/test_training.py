@@ -106,10 +106,14 @@ def test_the_gate_promotes_a_better_model_rejects_a_worse_one_and_rollback_resto
     assert better.promoted
     assert registry.alias_version(client, ml, "champion") == better.version
 
-    assert registry.rollback(ml, client) == first.version
+    assert registry.rollback(ml, client, from_night=dt.date(2013, 3, 10)) == first.version
     assert registry.alias_version(client, ml, "champion") == first.version
     log = registry.decisions(ml)
     assert log.decision.tolist()[-4:] == ["promoted", "rejected", "promoted", "rolled_back"]
+    # trained on data up to 03-04: from the night of 03-05; the rollback from the night given
+    assert log.from_night.tolist()[-4:] == [dt.date(2013, 3, 5)] * 3 + [dt.date(2013, 3, 10)]
+    assert registry.night_models(ml, dt.date(2013, 3, 9)).champion == better.version
+    assert registry.night_models(ml, dt.date(2013, 3, 10)).champion == first.version
     rejected = log[log.version == worse.version].iloc[0]
     assert json.loads(rejected.champion_metrics)["roc_auc"] == pytest.approx(
         first.test_metrics["roc_auc"]

@@ -45,8 +45,9 @@ def read_arrow(
 
 def append_arrow(uri: str, data: pa.Table) -> int:
     """Append ``data`` to the Delta table at ``uri`` (created on first write); returns the
-    new version. For small Python-side records (model decisions, predictions' lineage)."""
+    new version. For small Python-side records (model decisions, predictions' lineage); a
+    column added to a record's schema is added to the table (older rows read null)."""
     from deltalake import DeltaTable, write_deltalake
 
-    write_deltalake(uri, data, mode="append")
+    write_deltalake(uri, data, mode="append", schema_mode="merge")
     return DeltaTable(uri).version()
