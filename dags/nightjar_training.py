@@ -44,6 +44,7 @@ def train(**context) -> dict:
     from jobs.common.errors import NightjarError
     from jobs.common.settings import Settings
     from jobs.monitoring import retrain
+    from jobs.training import labeled
     from jobs.training import train as training
 
     params, settings = context["params"], Settings()
@@ -59,10 +60,10 @@ def train(**context) -> dict:
         end = parse_date(params["end_date"])
     if end is None:
         try:
-            end = training.newest_labeled_day(settings)
+            end = labeled.newest(settings)
         except NightjarError as exc:  # a weekly run before any data: nothing to train on
             raise AirflowSkipException(str(exc)) from exc
-    window = params.get("window_days") or window or retrain.default_window(settings, end)
+    window = params.get("window_days") or window  # else the default, sized to the data
     try:
         result = training.run(settings, end, window, trigger=trigger)
     except NightjarError as exc:

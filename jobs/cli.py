@@ -191,10 +191,10 @@ def model_train(
     window_days: int = typer.Option(None, help="labeled days in the window (default 60)"),
 ) -> None:
     """Train, track in MLflow, register a challenger and promote it if it wins."""
-    from jobs.training import train
+    from jobs.training import labeled, train
 
     settings = Settings()
-    day = _date(end) if end else train.newest_labeled_day(settings)
+    day = _date(end) if end else labeled.newest(settings)
     console.print_json(train.describe(train.run(settings, day, window_days)))
 
 

@@ -18,8 +18,12 @@ def parse_date(value: str | dt.date | dt.datetime) -> dt.date:
         return value.date()
     if isinstance(value, dt.date):
         return value
+    # the whole text: a day, or an ISO timestamp (its day); "2013-01-05junk" is refused
+    text = str(value).strip()
     try:
-        return dt.date.fromisoformat(str(value)[:10])
+        if len(text) == len("YYYY-MM-DD"):
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text).date()
     except ValueError as exc:
         raise NightjarError(f"not a date: {value!r} (expected YYYY-MM-DD)") from exc
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from jobs.common.delta import DeltaTables
-from jobs.common.delta.snapshot import read_arrow
+from jobs.common.delta.snapshot import read_arrow, read_arrow_if_exists
 from jobs.common.errors import NightjarError
 from jobs.common.settings import DATA_START, Settings
 from jobs.monitoring import drift, performance, reference
@@ -71,14 +71,11 @@ def models_to_monitor(settings: Settings, day: dt.date) -> list[score.ScoringMod
     scored, the models the aliases name now (or none)."""
     from jobs.common.errors import StageSkipped
 
-    try:
-        scored = read_arrow(
-            settings.table_uri(PREDICTIONS.name),
-            {"flight_date": [day + dt.timedelta(days=1)]},
-            ["model_name", "role", "model_version"],
-        ).to_pandas()
-    except Exception:  # no predictions table yet
-        scored = pd.DataFrame(columns=["model_name", "role", "model_version"])
+    columns = ["model_name", "role", "model_version"]
+    scored = read_arrow_if_exists(
+        settings.table_uri(PREDICTIONS.name), {"flight_date": [day + dt.timedelta(days=1)]}, columns
+    )
+    scored = pd.DataFrame(columns=columns) if scored is None else scored.to_pandas()
     scored = scored[scored.model_name == settings.model_name].drop_duplicates()
     if len(scored):
         client = tracking.client(settings)

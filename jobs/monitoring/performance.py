@@ -16,7 +16,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from jobs.common.delta.snapshot import read_arrow
+from jobs.common.delta.snapshot import read_arrow, read_arrow_if_exists
 from jobs.common.settings import Settings
 from jobs.lakehouse import tables as tb
 from jobs.monitoring.reference import LABEL, PROBABILITY
@@ -30,12 +30,12 @@ def labeled_predictions(settings: Settings, days: list[dt.date]) -> pd.DataFrame
     """Predictions made for ``days`` with each flight's outcome; days not scored, or not yet
     labeled, contribute nothing."""
     columns = ["flight_id", "flight_date", "role", "model_version", PROBABILITY, "threshold"]
-    try:
-        scored = read_arrow(
-            settings.table_uri(PREDICTIONS.name), {"flight_date": days}, [*columns, "model_name"]
-        ).to_pandas()
-    except Exception:  # no predictions table yet
+    scored = read_arrow_if_exists(
+        settings.table_uri(PREDICTIONS.name), {"flight_date": days}, [*columns, "model_name"]
+    )
+    if scored is None:  # nothing scored yet
         return pd.DataFrame(columns=[*columns, LABEL])
+    scored = scored.to_pandas()
     scored = scored[scored.model_name == settings.model_name].drop(columns="model_name")
     if scored.empty:
         return scored.assign(**{LABEL: pd.Series(dtype=int)})

@@ -9,6 +9,8 @@ training days (``drift.calibrate``)."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,47 +39,60 @@ def sample(
     return frame.sample(n=min(n, len(frame)), random_state=seed)
 
 
+def _cached(settings: Settings, run_id: str, artifact: str) -> Path:
+    return settings.state_dir / "monitoring" / "reference" / run_id / Path(artifact).name
+
+
 def _artifact(settings: Settings, run_id: str, artifact: str) -> Path:
-    """Training run ``run_id``'s ``artifact``, downloaded once, then read locally."""
+    """Training run ``run_id``'s ``artifact``, downloaded once, then read locally. The download
+    lands in a temporary folder and is renamed into the cache whole, so a killed download
+    leaves nothing that a later run would take for the artifact."""
     import mlflow
 
-    cache = settings.state_dir / "monitoring" / "reference" / run_id
-    path = cache / Path(artifact).name
+    path = _cached(settings, run_id, artifact)
     if not path.exists():
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id,
-            artifact_path=artifact,
-            dst_path=str(cache),
-            tracking_uri=settings.tracking_uri,
-        )
-    return Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as tmp:
+            got = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=artifact,
+                dst_path=tmp,
+                tracking_uri=settings.tracking_uri,
+            )
+            os.replace(got, path)
+    return path
+
+
+def _logged(settings: Settings, run_id: str, artifact: str) -> bool:
+    """Whether the run logged ``artifact`` (cached, or listed by the tracking server). An
+    unreachable server raises: absent and unknown are not the same answer."""
+    import mlflow
+
+    if _cached(settings, run_id, artifact).exists():
+        return True
+    listed = mlflow.artifacts.list_artifacts(
+        run_id=run_id, artifact_path=ARTIFACT_DIR, tracking_uri=settings.tracking_uri
+    )
+    return artifact in {f.path for f in listed}
 
 
 def load(settings: Settings, run_id: str) -> pd.DataFrame:
     """The reference logged by training run ``run_id``."""
     from jobs.common.errors import NightjarError
 
-    try:
-        return pd.read_parquet(_artifact(settings, run_id, ARTIFACT))
-    except Exception as exc:
+    if not _logged(settings, run_id, ARTIFACT):
         raise NightjarError(
-            f"training run {run_id} has no drift reference ({ARTIFACT}): {exc}. Retrain the "
-            "model with this version of Nightjar to monitor it"
-        ) from exc
+            f"training run {run_id} has no drift reference ({ARTIFACT}). Retrain the model "
+            "with this version of Nightjar to monitor it"
+        )
+    return pd.read_parquet(_artifact(settings, run_id, ARTIFACT))
 
 
 def thresholds(settings: Settings, run_id: str) -> dict[str, float]:
     """The calibrated drift thresholds of training run ``run_id``; none (so the global
     threshold applies) for a run that logged none."""
-    import mlflow
-
-    cache = settings.state_dir / "monitoring" / "reference" / run_id / Path(THRESHOLDS).name
-    if not cache.exists():
-        # Absent means trained before calibration. Any other failure (the tracking server
-        # down) must not quietly fall back to the global threshold: it would read as drift.
-        logged = mlflow.artifacts.list_artifacts(
-            run_id=run_id, artifact_path=ARTIFACT_DIR, tracking_uri=settings.tracking_uri
-        )
-        if THRESHOLDS not in {f.path for f in logged}:
-            return {}
+    # Absent means trained before calibration. Any other failure (the tracking server down)
+    # must not quietly fall back to the global threshold: it would read as drift.
+    if not _logged(settings, run_id, THRESHOLDS):
+        return {}
     return json.loads(_artifact(settings, run_id, THRESHOLDS).read_text())

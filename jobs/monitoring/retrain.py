@@ -29,7 +29,7 @@ import logging
 import pandas as pd
 import pyarrow as pa
 
-from jobs.common.delta.snapshot import append_arrow, read_arrow
+from jobs.common.delta.snapshot import append_arrow, read_arrow_if_exists
 from jobs.common.errors import StageSkipped
 from jobs.common.settings import Settings
 from jobs.monitoring.tables import MONITORING_METRICS
@@ -57,10 +57,10 @@ SCHEMA = pa.schema(
 
 
 def log_rows(settings: Settings) -> pd.DataFrame:
-    try:
-        frame = read_arrow(settings.table_uri(REQUESTS_TABLE)).to_pandas()
-    except Exception:  # no request yet
+    frame = read_arrow_if_exists(settings.table_uri(REQUESTS_TABLE))
+    if frame is None:  # no request yet
         return pd.DataFrame(columns=SCHEMA.names)
+    frame = frame.to_pandas()
     return frame[frame.model_name == settings.model_name].sort_values("recorded_at")
 
 
@@ -105,12 +105,6 @@ def plan(requests: list[dict], default_trigger: str) -> tuple[dt.date | None, in
     windows = [int(r["window_days"]) for r in requests if pd.notna(r["window_days"])]
     trigger = "; ".join(f"{r['rule']} on {r['request_date']}: {r['reason']}" for r in requests)
     return max(r["request_date"] for r in requests), max(windows, default=None), trigger
-
-
-def default_window(settings: Settings, end: dt.date) -> int:
-    """The configured window, shrunk to the labeled days there are up to ``end`` (early in the
-    data a 60-day window would reach before the first day)."""
-    return min(settings.training_window_days, labeled_days_until(settings, end))
 
 
 def decide(
@@ -185,17 +179,6 @@ def request(
     }
 
 
-def labeled_days_until(settings: Settings, day: dt.date) -> int:
-    from deltalake import DeltaTable
-
-    try:
-        table = DeltaTable(settings.table_uri("gold.flights"))
-    except Exception:
-        return 0
-    dates = table.get_add_actions(flatten=True).column("partition.flight_date").to_pylist()
-    return len({d for d in dates if d <= day})
-
-
 def training_wait(settings: Settings, day: dt.date) -> str | None:
     """Why the night of ``day`` must wait before it is scored, or None: an earlier night asked
     for a retraining that no training run has served yet. The version it registers governs
@@ -219,26 +202,28 @@ def training_wait(settings: Settings, day: dt.date) -> str | None:
 def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:
     """Apply the policy for ``day``: record the request and return it (the task then emits
     the retrain-request Asset event), or raise StageSkipped saying why not."""
-    from jobs.training import registry
+    from jobs.training import labeled, registry
 
     requests = log_rows(settings)
     if len(requests) and (requests.request_date == day).any():
         raise StageSkipped(f"a retraining was already requested for {day}")
-    try:
-        history = read_arrow(settings.table_uri(MONITORING_METRICS.name)).to_pandas()
-        history = history[
-            (history.model_name == settings.model_name)
-            & (history.role == "champion")
-            & (history.monitor_date <= day)
-        ]
-    except Exception:  # nothing monitored yet
-        history = pd.DataFrame(columns=MONITORING_METRICS.arrow_schema.names)
+    history = read_arrow_if_exists(settings.table_uri(MONITORING_METRICS.name))
+    history = (
+        pd.DataFrame(columns=MONITORING_METRICS.arrow_schema.names)
+        if history is None  # nothing monitored yet
+        else history.to_pandas()
+    )
+    history = history[
+        (history.model_name == settings.model_name)
+        & (history.role == "champion")
+        & (history.monitor_date <= day)
+    ]
     wanted = decide(
         day,
         history,
         requests,
         registry.night_models(settings, day).champion is not None,
-        labeled_days_until(settings, day),
+        labeled.days_until(settings, day),
         settings,
     )
     if wanted is None:

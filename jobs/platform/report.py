@@ -95,12 +95,10 @@ def _frame(settings: Settings, table: str):
     """A small ML table as pandas (delta-rs, no Spark); empty when it does not exist yet."""
     import pandas as pd
 
-    from jobs.common.delta.snapshot import read_arrow
+    from jobs.common.delta.snapshot import read_arrow_if_exists
 
-    try:
-        return read_arrow(settings.table_uri(table)).to_pandas()
-    except Exception:
-        return pd.DataFrame()
+    frame = read_arrow_if_exists(settings.table_uri(table))
+    return pd.DataFrame() if frame is None else frame.to_pandas()
 
 
 def _fmt(value, digits: int = 3) -> str:

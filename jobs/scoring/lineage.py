@@ -8,19 +8,19 @@ import datetime as dt
 
 import pandas as pd
 
-from jobs.common.delta.snapshot import read_arrow
+from jobs.common.delta.snapshot import read_arrow, read_arrow_if_exists
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
 from jobs.scoring.predictions import PREDICTIONS, served_features
 
 
 def predictions(settings: Settings, flight_date: dt.date) -> pd.DataFrame:
-    try:
-        frame = read_arrow(
-            settings.table_uri(PREDICTIONS.name), {"flight_date": [flight_date]}
-        ).to_pandas()
-    except Exception as exc:  # the table does not exist yet
-        raise NightjarError(f"no predictions table yet ({exc})") from exc
+    frame = read_arrow_if_exists(
+        settings.table_uri(PREDICTIONS.name), {"flight_date": [flight_date]}
+    )
+    if frame is None:
+        raise NightjarError("no predictions table yet: run the daily DAG")
+    frame = frame.to_pandas()
     if frame.empty:
         raise NightjarError(f"no predictions for flights on {flight_date}: run the daily DAG")
     return frame

@@ -19,9 +19,8 @@ import json
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from jobs.common.delta.snapshot import append_arrow, read_arrow
+from jobs.common.delta.snapshot import append_arrow, partition_values, read_arrow_if_exists
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
 
@@ -128,11 +127,10 @@ def decisions(settings: Settings):
     """The configured model's decision log, oldest first (empty before the first decision)."""
     import pandas as pd
 
-    uri = settings.table_uri(DECISIONS_TABLE)
-    try:
-        frame = read_arrow(uri).to_pandas()
-    except Exception:  # no table yet
+    frame = read_arrow_if_exists(settings.table_uri(DECISIONS_TABLE))
+    if frame is None:  # no decision yet
         return pd.DataFrame(columns=DECISION_SCHEMA.names)
+    frame = frame.to_pandas()
     frame = frame[frame.model_name == settings.model_name].reindex(columns=DECISION_SCHEMA.names)
     if frame.from_night.isna().any():  # rows written before the column: from their window
         ends = frame.eval_window.str.partition("..")[2].replace("", None)
@@ -231,12 +229,8 @@ def next_night(settings: Settings) -> dt.date:
     from jobs.common.settings import DATA_START
     from jobs.scoring.predictions import PREDICTIONS
 
-    try:
-        scored = read_arrow(settings.table_uri(PREDICTIONS.name), columns=["flight_date"])
-    except Exception:  # nothing scored yet
-        return DATA_START
-    newest = pc.max(scored.column("flight_date")).as_py()
-    return DATA_START if newest is None else newest
+    scored = partition_values(settings.table_uri(PREDICTIONS.name), "flight_date")
+    return scored[-1] if scored else DATA_START
 
 
 def as_json(values: dict | None) -> str | None:

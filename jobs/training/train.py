@@ -27,7 +27,7 @@ from jobs.common.settings import Settings
 from jobs.features.store import FEATURE_SERVICE
 from jobs.features.training import training_set
 from jobs.monitoring import drift, reference
-from jobs.training import evaluate, models, registry, tracking
+from jobs.training import evaluate, labeled, models, registry, tracking
 from jobs.training.dataset import LABEL, Window, split
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def run(
     from mlflow.models import infer_signature
 
     seed = settings.training_seed if seed is None else seed
-    window = Window.ending(end, window_days or settings.training_window_days, settings)
+    window = Window.ending(end, window_days or labeled.default_window(settings, end), settings)
     client = tracking.client(settings)
     data, parts, trained, baseline = fit(settings, window, seed, feature_service)
     features = data.feature_columns
@@ -226,20 +226,6 @@ def run(
         champion_test_metrics=champion_test,
         test_predictions=predictions,
     )
-
-
-def newest_labeled_day(settings: Settings) -> dt.date:
-    """The newest flight date in gold.flights (from the Delta log's partition values)."""
-    from deltalake import DeltaTable
-
-    from jobs.common.errors import NightjarError
-
-    try:
-        table = DeltaTable(settings.table_uri("gold.flights"))
-    except Exception as exc:
-        raise NightjarError("gold.flights does not exist yet: run the daily DAG first") from exc
-    dates = table.get_add_actions(flatten=True).column("partition.flight_date").to_pylist()
-    return max(dates)
 
 
 def reproduce(settings: Settings, run_id: str) -> pd.DataFrame:

@@ -104,6 +104,28 @@ def test_an_interval_must_be_consecutive_days_inside_the_data():
         as_days([dt.date(2013, 3, 1), dt.date(2013, 3, 3)])
 
 
+@pytest.mark.parametrize(
+    ("text", "day"),
+    [
+        ("2013-03-05", dt.date(2013, 3, 5)),
+        (" 2013-03-05\n", dt.date(2013, 3, 5)),
+        ("2013-03-05T00:00:00+00:00", dt.date(2013, 3, 5)),  # a logical date as Airflow gives it
+        ("2013-03-05junk", None),
+        ("2013-03-05 and more", None),
+        ("2013-02-30", None),
+        ("yesterday", None),
+    ],
+)
+def test_a_date_parameter_is_read_whole(text, day):
+    from jobs.common.dates import parse_date
+
+    if day is not None:
+        assert parse_date(text) == day
+    else:
+        with pytest.raises(NightjarError, match=f"not a date: {text!r}"):
+            parse_date(text)
+
+
 def test_a_night_by_night_stage_refuses_an_interval(lake):
     with pytest.raises(NightjarError, match="score runs one night at a time"):
         run_stage("score", INTERVAL[0], "r", lake, end=INTERVAL[-1])

@@ -128,12 +128,6 @@ def test_an_unserved_request_waits_for_the_next_training_run(settings):
     assert retrain.plan([], "scheduled run") == (None, None, "scheduled run")
 
 
-def test_the_default_window_shrinks_to_the_labeled_days_there_are(settings, monkeypatch):
-    monkeypatch.setattr(retrain, "labeled_days_until", lambda _, end: (end - START).days + 1)
-    assert retrain.default_window(settings, dt.date(2013, 2, 4)) == 4  # 02-01..02-04
-    assert retrain.default_window(settings, dt.date(2013, 6, 1)) == settings.training_window_days
-
-
 def test_a_night_waits_for_the_retrainings_earlier_nights_requested(settings):
     """A request's model governs the nights after the request's own, so those nights wait
     until it is served; the requesting night itself and the nights before it do not."""

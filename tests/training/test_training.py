@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from jobs.common.errors import NightjarError
 from jobs.features.training import current_versions
-from jobs.training import dataset, registry, tracking, train
+from jobs.training import dataset, labeled, registry, tracking, train
 from tests.feature_lake import DAYS
 
 END = DAYS[-1]
@@ -44,7 +44,14 @@ def versions(settings) -> list[str]:
 
 @pytest.fixture(scope="module")
 def first(ml):
-    return train.run(ml, END, window_days=4)
+    """Trained with the default window: 60 days, shrunk to the 4 labeled days there are."""
+    return train.run(ml, END)
+
+
+def test_default_windows_start_at_the_first_labeled_day(ml):
+    assert labeled.days(ml) == DAYS and labeled.newest(ml) == END
+    assert labeled.default_window(ml, DAYS[2]) == 3  # 03-01..03-03, not 60 days into 2013-01
+    assert labeled.default_window(ml.model_copy(update={"training_window_days": 2}), END) == 2
 
 
 def test_a_training_run_logs_everything_and_registers_the_first_champion(ml, first):

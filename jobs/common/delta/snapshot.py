@@ -43,6 +43,34 @@ def read_arrow(
     return dataset.to_table(filter=where, columns=columns)
 
 
+def read_arrow_if_exists(
+    uri: str, partitions: Partitions | None = None, columns: Sequence[str] | None = None
+) -> pa.Table | None:
+    """:func:`read_arrow`, or None when no table was ever written at ``uri`` (a log the first
+    run has yet to create). Any other failure to read (a corrupt log, a lost data file, the
+    object store down) propagates: an unreadable table is never taken for an empty one."""
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return read_arrow(uri, partitions, columns)
+    except TableNotFoundError:
+        return None
+
+
+def partition_values(uri: str, column: str) -> list:
+    """The distinct values of partition ``column`` among the table's live files, sorted, from
+    the Delta log alone (no data file is read); [] when there is no table yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(uri)
+    except TableNotFoundError:
+        return []
+    actions = table.get_add_actions(flatten=True)
+    return sorted(set(actions.column(f"partition.{column}").to_pylist()))
+
+
 def append_arrow(uri: str, data: pa.Table) -> int:
     """Append ``data`` to the Delta table at ``uri`` (created on first write); returns the
     new version. For small Python-side records (model decisions, predictions' lineage); a
