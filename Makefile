@@ -67,14 +67,18 @@ $(VERSITYGW):
 	else echo "go not found: no local S3 server (object-storage tests will say so)"; fi
 
 run: setup  ## backfill the daily DAG through Airflow over the demo window and summarise
+	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(OBSERVABILITY_PACKAGES)" OPTIONAL=1
 	$(BIN)/nightjar demo $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
 # Debian packages the tests use: docker-compose (validates docker-compose.yml), chromium (the
 # Airflow UI browser test, driven by Playwright; no browser is ever downloaded), and the servers
 # the tests start privately under the state folder (jobs/platform/servers.py): postgresql
 # (MLflow's and Airflow's backend store, Feast's SQL registry) and redis-server (Feast's online
-# store). Installing them starts no system service: the tests never use one.
-SYSTEM_PACKAGES := docker-compose chromium postgresql redis-server
+# store), and Prometheus, its Pushgateway and Alertmanager (metrics and alerts,
+# jobs/platform/observability.py; `make run` installs these too where it can, and runs without
+# them where it cannot). Installing them starts no system service: the tests never use one.
+OBSERVABILITY_PACKAGES := prometheus prometheus-pushgateway prometheus-alertmanager
+SYSTEM_PACKAGES := docker-compose chromium postgresql redis-server $(OBSERVABILITY_PACKAGES)
 system-deps:  ## install the Debian packages the tests need, if missing (apt-get, as root)
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -83,7 +87,7 @@ system-deps:  ## install the Debian packages the tests need, if missing (apt-get
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null \
 	      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
 	  else \
-	    echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; exit 1; \
+	    echo "missing Debian packages: $$missing (run: sudo apt-get install $$missing)"; $(if $(OPTIONAL),,exit 1;) \
 	  fi; \
 	fi
 

@@ -57,6 +57,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+from nightjar_alerts import DEFAULT_ARGS
 from nightjar_assets import GOLD_ASSETS, RETRAIN_REQUEST
 from nightjar_stages import STAGE_DOCS, STAGES, run_stage
 
@@ -86,12 +87,7 @@ with DAG(
             description="Logical day to process when triggered without a logical date",
         ),
     },
-    default_args={
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=15),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=5),
-    },
+    default_args=DEFAULT_ARGS,
 ) as dag:
     previous = None
     for stage in STAGES:

@@ -25,6 +25,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+from nightjar_alerts import DEFAULT_ARGS
 from nightjar_stages import INTERVAL_STAGES, STAGE_DOCS, run_stage
 
 with DAG(
@@ -39,12 +40,7 @@ with DAG(
     catchup=False,  # run by backfills (UI or `airflow backfill create`)
     max_active_runs=2,
     tags=["nightjar", "lakehouse", "history"],
-    default_args={
-        "retries": 2,
-        "retry_delay": dt.timedelta(seconds=15),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=5),
-    },
+    default_args=DEFAULT_ARGS,
 ) as dag:
     previous = None
     for stage in INTERVAL_STAGES:

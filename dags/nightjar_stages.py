@@ -74,14 +74,33 @@ def run_stage(stage: str, interval: bool = False, **context) -> dict:
     try:
         result = run_job(stage, day, run_id=context["run_id"], task_started=started, end=end)
     except StageSkipped as exc:
+        push_metrics(stage, day, end, None, started, context)
         raise AirflowSkipException(str(exc)) from exc
     except NightjarError as exc:
         raise AirflowFailException(str(exc)) from exc
+    push_metrics(stage, day, end, result, started, context)
     if stage == "monitor":  # read by the task's "Monitoring report" link (plugins/)
         context["ti"].xcom_push(key="report_url", value=result["report_url"])
     if stage == "request_retrain":  # the request travels with the Asset event
         context["outlet_events"][RETRAIN_REQUEST].extra = result
     return result
+
+
+def push_metrics(stage, day, end, result, started: float, context) -> None:
+    """The task's figures to Prometheus (``jobs/observability``): when it finished, how long it
+    took, the day it processed and what its result says (nothing more for a skip)."""
+    import time
+
+    from jobs.common.dates import interval_days
+    from jobs.common.settings import Settings
+    from jobs.observability import metrics, stage_metrics
+
+    settings, ti = Settings(), context["ti"]
+    days = interval_days(day, end or day + dt.timedelta(days=1))
+    samples = stage_metrics.task_samples(days, time.perf_counter() - started)
+    if result is not None:
+        samples += stage_metrics.stage_samples(stage, result, settings)
+    metrics.push(settings, ti.dag_id, ti.task_id, samples)
 
 
 def await_earlier_nights(day: dt.date, context) -> None:

@@ -31,6 +31,7 @@ import datetime as dt
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
+from nightjar_alerts import TaskFailureAlert
 from nightjar_assets import CHAMPION, RETRAIN_REQUEST
 
 
@@ -96,6 +97,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["nightjar", "training"],
+    default_args={"on_failure_callback": TaskFailureAlert()},
     params={
         "end_date": Param(
             None,

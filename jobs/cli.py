@@ -87,12 +87,18 @@ def day(date: str = typer.Option(..., "--date", "-d")) -> None:
 
 
 @services_app.command("up")
-def services_up(airflow: bool = typer.Option(True, help="Also start Airflow's components")) -> None:
-    """Start Spark Connect (and Airflow) in the background; waits until they answer."""
+def services_up(
+    airflow: bool = typer.Option(True, help="Also start Airflow's components"),
+    observability: bool = typer.Option(
+        True, help="Also start Prometheus, its Pushgateway and Alertmanager"
+    ),
+) -> None:
+    """Start Spark Connect (and Airflow, Prometheus) in the background; waits until they
+    answer."""
     from jobs.platform import airflow_login, services
 
     settings = Settings()
-    started = services.up(settings, airflow=airflow)
+    started = services.up(settings, airflow=airflow, observability=observability)
     console.print(f"up: {', '.join(s.name for s in started)} (logs in {settings.run_dir})")
     if airflow:
         console.print(airflow_login.instructions(settings))

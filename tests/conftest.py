@@ -32,6 +32,13 @@ os.environ.update(
         "NIGHTJAR_S3_ENDPOINT": f"http://127.0.0.1:{19100 + PORT_OFFSET}",
         "NIGHTJAR_S3_ACCESS_KEY": "nightjar-test",
         "NIGHTJAR_S3_SECRET_KEY": "nightjar-test-secret",
+        # Metrics and alerts: the stack tests/e2e/test_daily_dag.py starts, evaluated every
+        # second, delivering to its webhook receiver; elsewhere pushes find no gateway (a warning)
+        "NIGHTJAR_PUSHGATEWAY_PORT": str(19191 + PORT_OFFSET),
+        "NIGHTJAR_PROMETHEUS_PORT": str(19190 + PORT_OFFSET),
+        "NIGHTJAR_ALERTMANAGER_PORT": str(19193 + PORT_OFFSET),
+        "NIGHTJAR_METRICS_INTERVAL_SECONDS": "1",
+        "NIGHTJAR_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{19194 + PORT_OFFSET}/alerts",
         # The suite's one session sits idle while an end-to-end test's Airflow runs for minutes
         "NIGHTJAR_SPARK_CONNECT_IDLE_TIMEOUT_MINUTES": "120",
         "AIRFLOW_HOME": str(TEST_STATE / "airflow"),

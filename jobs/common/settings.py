@@ -230,6 +230,43 @@ class Settings(BaseSettings):
         "before it scores with the champion there is.",
     )
 
+    # --- observability (jobs/observability/, observability/) --------------------------------
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Tasks push pipeline metrics to the Pushgateway; a push that fails is "
+        "logged and never fails a task.",
+    )
+    pushgateway_url: str | None = Field(
+        default=None, description="Where tasks push (default: the local one, pushgateway_port)."
+    )
+    prometheus_port: int = Field(default=19090, description="Port of the local Prometheus.")
+    pushgateway_port: int = Field(default=19091, description="Port of the local Pushgateway.")
+    alertmanager_port: int = Field(default=19093, description="Port of the local Alertmanager.")
+    metrics_interval_seconds: int = Field(
+        default=15, ge=1, description="Prometheus' scrape and rule evaluation interval."
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Alertmanager posts every alert here (its webhook JSON)."
+    )
+    alert_email_to: str | None = Field(
+        default=None, description="Alertmanager mails every alert here (needs alert_smtp)."
+    )
+    alert_smtp: str = Field(default="127.0.0.1:25", description="SMTP server host:port.")
+    alert_email_from: str = "nightjar-alerts@localhost"
+    alert_quarantine_rate: float = Field(
+        default=0.05,
+        description="A day's quarantined share of its landed flights above this alerts.",
+    )
+    alert_features_max_lag_days: int = Field(
+        default=2,
+        description="The online store this many days behind the newest landed day alerts.",
+    )
+    alert_night_deadline_hours: float = Field(
+        default=6,
+        description="The night of D must have scored D+1 by this many hours into D+1 (UTC); "
+        "the alert fires when no night has finished scoring for a day and this long.",
+    )
+
     # --- schedule windows --------------------------------------------------------------------
     demo_start: dt.date = dt.date(2013, 1, 1)
     demo_end: dt.date = dt.date(2013, 2, 28)
@@ -293,6 +330,10 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def pushgateway(self) -> str:
+        return self.pushgateway_url or f"http://127.0.0.1:{self.pushgateway_port}"
 
     @property
     def reports_dir(self) -> Path:

@@ -301,7 +301,8 @@ def run(
     run_id: str,
 ) -> dict[str, dict[str, int]]:
     """Build silver for each day (one, or an interval's: one Spark job per source) from bronze;
-    returns the reconciliation counts per source, summed over the days."""
+    returns the reconciliation counts per source, summed over the days, and the quarantined
+    rows per source and reason (``quarantine_reasons``)."""
     days = as_days(days)
 
     def bronze(export: str) -> DataFrame:
@@ -387,7 +388,11 @@ def run(
     for (name, _), c in counts.items():
         totals[name].update(c)
     log.info("silver %s: %s", span(days), totals)
-    return {name: dict(c) for name, c in totals.items()}
+    reasons: dict[str, dict[str, int]] = {name: {} for name in data}
+    by_reason = frames.value_counts_by(quarantined, ["source_table", "reason"])
+    for (name, reason), n in by_reason.items():
+        reasons[name][reason] = n
+    return {**{name: dict(c) for name, c in totals.items()}, "quarantine_reasons": reasons}
 
 
 def reconcile(

@@ -119,7 +119,14 @@ def run(spark, tables: DeltaTables, settings: Settings, day: dt.date, run_id: st
     )
     summary = {
         r["role"]: {
-            k: r.get(k) for k in ("model_version", "drift_share", "roc_auc", "rolling_roc_auc")
+            k: r.get(k)
+            for k in (
+                "model_version",
+                "drift_share",
+                "prediction_drift",
+                "roc_auc",
+                "rolling_roc_auc",
+            )
         }
         for r in rows
     }

@@ -191,6 +191,18 @@ def print_lifecycle(settings: Settings, start: dt.date, end: dt.date, console: C
 
 
 def where_to_look(settings: Settings) -> str:
+    from jobs.platform import observability
+
+    if observability.available():
+        urls = observability.urls(settings)
+        watch = (
+            f"  Metrics      {urls['Prometheus']} (nightjar_* series; alerts under /alerts), "
+            f"Alertmanager {urls['Alertmanager']}; while `make airflow` runs\n"
+            f"  Dashboard    {observability.CONFIG_DIR / 'grafana' / 'nightjar.json'} "
+            "(Grafana, provisioned by docker-compose.yml)\n"
+        )
+    else:
+        watch = f"  Metrics      {observability.missing_hint()}\n"
     return (
         f"Where to look:\n"
         f"  Airflow UI   http://{settings.airflow_host}:{settings.airflow_port} "
@@ -198,6 +210,7 @@ def where_to_look(settings: Settings) -> str:
         f"  MLflow UI    http://127.0.0.1:5000 (make mlflow): experiments {settings.model_name} "
         f"and {settings.model_name}-monitoring\n"
         f"  Reports      {settings.reports_dir}/<day>/index.html\n"
+        f"{watch}"
         f"  Lakehouse    {settings.lakehouse} (ml.predictions, ml.monitoring_metrics, "
         "ml.model_decisions, ml.retrain_requests)"
     )

@@ -5,6 +5,8 @@
 * ``spark-master``, ``spark-worker-N``: with ``spark_workers`` set, a Spark standalone cluster
   (a master and worker JVMs whose executors run the tasks) that the Connect server drives.
 * ``api-server``, ``scheduler``, ``dag-processor``, ``triggerer``: Airflow 3's components.
+* ``pushgateway``, ``alertmanager``, ``prometheus``: metrics and alerts, on request
+  (``jobs/platform/observability.py``).
 
 Pid files and logs live in ``<state_dir>/run``. Each process gets its own process group, so
 stopping one stops its children too.
@@ -245,12 +247,24 @@ def up(
     airflow: bool = True,
     spark: bool = True,
     defer: frozenset[str] = frozenset(),
+    observability: bool = False,
 ) -> list[Service]:
     """Start what is not running; ``spark=False`` when a Spark Connect server is already up at
     ``settings.spark_connect_port`` under another state folder (a second platform in tests).
-    Services named in ``defer`` are left for the caller to start."""
+    Services named in ``defer`` are left for the caller to start. ``observability``: also
+    Prometheus, its Pushgateway and Alertmanager (``jobs/platform/observability.py``), first,
+    so the first task's metrics have somewhere to go."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     services = [s for s in all_services(settings, airflow, spark) if s.name not in defer]
+    if observability:
+        from jobs.platform import observability as obs
+
+        if obs.available():
+            services = [*obs.all_services(settings), *services]
+            for service in services[: len(obs.NAMES)]:
+                start(settings, service)
+        else:
+            print(obs.missing_hint(), file=sys.stderr)
     # Each piece boots while the next is prepared: the JVM during Airflow's migration, Airflow
     # during Feast's apply (only tasks read the registry, and none runs yet).
     spark_names = {s.name for s in spark_services(settings)}
@@ -349,7 +363,9 @@ def restart_dead(settings: Settings, airflow: bool = True) -> list[str]:
 def down(settings: Settings, names: tuple[str, ...] | None = None) -> list[str]:
     """Stop the services (default: all of them) at once (one at a time, their shutdowns added
     up to seconds); returns the names of those that were running."""
-    names = names or tuple(s.name for s in reversed(all_services(settings)))
+    from jobs.platform.observability import NAMES as OBSERVABILITY
+
+    names = names or (*(s.name for s in reversed(all_services(settings))), *OBSERVABILITY)
     with ThreadPoolExecutor(len(names)) as pool:
         stopped = list(pool.map(lambda name: stop(settings, name), names))
     return [name for name, was_running in zip(names, stopped, strict=True) if was_running]

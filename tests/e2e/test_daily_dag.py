@@ -14,9 +14,11 @@ import pytest
 from jobs.common.delta import open_tables
 from jobs.lakehouse import source
 from jobs.lakehouse import tables as tb
+from jobs.observability.metrics import day_seconds
 from jobs.pipeline import LAKEHOUSE_STAGES, STAGES, run_stage
-from jobs.platform import demo, services
+from jobs.platform import demo, observability, services
 from jobs.platform.airflow_api import AirflowAPI
+from tests.alert_receiver import AlertReceiver
 from tests.conftest import TEST_STATE
 from tests.lakehouse.snapshot import (
     assert_same,
@@ -32,16 +34,25 @@ DAYS = [START + dt.timedelta(days=i) for i in range(3)]
 
 
 @pytest.fixture(scope="module")
-def api(settings, spark):
-    # Spark Connect is already up (the spark fixture); adds Airflow. As in `make run`, the
-    # scheduler is left to the first backfill, which starts it: every test that needs it
-    # goes through `backfilled`.
-    services.up(settings, defer=frozenset({"scheduler"}))
+def alerts(settings):
+    with AlertReceiver(settings.alert_webhook_url) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def api(settings, spark, alerts):
+    # Spark Connect is already up (the spark fixture); adds Airflow, and Prometheus with its
+    # Pushgateway and Alertmanager (delivering to `alerts`). As in `make run`, the scheduler
+    # is left to the first backfill, which starts it: every test that needs it goes through
+    # `backfilled`.
+    if not observability.available():
+        pytest.fail(f"the tests need Prometheus: {observability.missing_hint()}", pytrace=False)
+    services.up(settings, defer=frozenset({"scheduler"}), observability=True)
     client = AirflowAPI(settings)
     client.wait_for_dag(DAG_ID)
     client.patch(f"/dags/{DAG_ID}", {"is_paused": False})
     yield client
-    services.down(settings, services.AIRFLOW_COMPONENTS)
+    services.down(settings, (*services.AIRFLOW_COMPONENTS, *observability.NAMES))
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +166,55 @@ def test_backfill_builds_every_layer_matching_the_source(backfilled):
     assert carrier["flights_28d"] == len(src)
 
 
+def prometheus_value(settings, expr: str, expected=None, timeout: float = 60) -> float:
+    """The single value of ``expr`` once Prometheus has scraped it (and, given ``expected``,
+    once it equals that: the last of a backfill's pushes may still be on its way)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = observability.query(settings, expr)
+        values = [float(r["value"][1]) for r in result]
+        if len(values) == 1 and (expected is None or values[0] == expected):
+            return values[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expr}: {result}, expected one value {expected}")
+        time.sleep(1)
+
+
+def test_every_task_reports_its_figures_to_prometheus(backfilled, settings, spark):
+    """Read back through Prometheus' HTTP API: what the tasks pushed to the Pushgateway."""
+    _, tables = backfilled
+
+    def of(metric: str, task: str) -> str:
+        return f'{metric}{{dag="{DAG_ID}",task="{task}"}}'
+
+    last = day_seconds(DAYS[-1])
+    # gold waits for the day before, materialize runs one at a time: both end on the last day
+    prometheus_value(settings, of("nightjar_task_logical_date_timestamp_seconds", "gold"), last)
+    prometheus_value(settings, "nightjar_online_store_newest_day_timestamp_seconds", last)
+    for table, ahead in (("gold.flights", 0), ("gold.scheduled_flights", 1)):
+        prometheus_value(
+            settings,
+            f'nightjar_table_newest_partition_timestamp_seconds{{table="{table}"}}',
+            day_seconds(DAYS[-1] + dt.timedelta(days=ahead)),
+        )
+    recon = tables.read(tb.RECONCILIATION).toPandas()
+    accepted = set(recon[recon.source_table == "flights"].accepted.astype(float))
+    rows = prometheus_value(
+        settings, 'nightjar_rows{task="silver",table="flights",outcome="accepted"}'
+    )
+    assert rows in accepted  # the counts of the day whose silver ran last
+    assert prometheus_value(settings, 'nightjar_quarantine_ratio{table="flights"}') == 0
+    for gate in ("check_silver", "check_gold"):
+        passed = f'nightjar_quality_expectations{{task="{gate}",outcome="passed"}}'
+        assert prometheus_value(settings, passed) > 10
+    for stage in LAKEHOUSE_STAGES:
+        assert prometheus_value(settings, of("nightjar_task_duration_seconds", stage)) > 0
+    # no champion: score is skipped, yet reports that it finished
+    since = "time() - " + of("nightjar_task_success_timestamp_seconds", "score")
+    assert prometheus_value(settings, since) < 600
+    assert observability.query(settings, "nightjar_predictions") == []
+
+
 def test_a_two_worker_cluster_with_spark_native_delta_builds_the_same_tables(
     api, backfilled, backfilled_on_a_cluster, settings
 ):
@@ -242,6 +302,23 @@ def test_a_date_outside_the_data_fails_clearly_without_retries(api, backfilled):
     )
     text = str(log)
     assert "logical date 2014-01-01 is outside the source data's range" in text
+
+
+def test_a_failed_task_raises_exactly_one_alert_naming_its_run_task_day_and_log(
+    api, backfilled, settings, alerts
+):
+    """The failure above, as an operator receives it: Airflow's failure notifier pushed it,
+    Prometheus' rule fired, Alertmanager delivered it to the webhook, once."""
+    failed = {"alertname": "NightjarTaskFailed", "run_id": "manual__out_of_range"}
+    (alert,) = alerts.wait_for(**failed)
+    assert alert["labels"]["dag"] == DAG_ID and alert["labels"]["task"] == "land"
+    assert alert["labels"]["logical_date"] == "2014-01-01"
+    log_url = alert["annotations"]["log_url"]
+    assert log_url.startswith(f"http://127.0.0.1:{settings.airflow_port}/")
+    assert log_url.endswith(f"/dags/{DAG_ID}/runs/manual__out_of_range/tasks/land?try_number=1")
+    assert "day 2014-01-01" in alert["annotations"]["description"]
+    time.sleep(5)  # several evaluation and group intervals later: still the one delivery
+    assert len(alerts.firing(**failed)) == 1
 
 
 def test_the_backfill_leaves_the_newest_day_in_the_online_store(backfilled, settings):

@@ -14,6 +14,7 @@ Finally the same window runs again, as a second `make run` would, and changes no
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import httpx
@@ -25,7 +26,7 @@ from jobs.common.delta.snapshot import read_arrow
 from jobs.lakehouse import tables as tb
 from jobs.monitoring import retrain
 from jobs.monitoring.monitor import MONITORING_METRICS
-from jobs.platform import demo, services
+from jobs.platform import demo, observability, services
 from jobs.platform.airflow_api import AirflowAPI
 from jobs.scoring.predictions import PREDICTIONS
 from jobs.training import registry
@@ -57,7 +58,8 @@ def platform(spark):
         for key, value in ENV.items():
             env.setenv(key, value)
         settings = Settings()
-        services.up(settings, spark=False)  # the session's Spark Connect server serves it
+        # the session's Spark Connect server serves it; Prometheus gets the tasks' metrics
+        services.up(settings, spark=False, observability=observability.available())
         api = AirflowAPI(settings)
         try:
             for dag_id in (demo.DAG_ID, demo.TRAINING_DAG_ID):
@@ -66,7 +68,7 @@ def platform(spark):
             demo.lifecycle(api, settings, START, END)
             yield settings, api
         finally:
-            services.down(settings, services.AIRFLOW_COMPONENTS)
+            services.down(settings, (*services.AIRFLOW_COMPONENTS, *observability.NAMES))
 
 
 def test_the_policy_requests_the_first_model_then_one_drift_retraining(platform):
@@ -165,6 +167,32 @@ def test_every_day_has_monitoring_rows_and_a_report_linked_from_the_task(platfor
     assert url == f"/nightjar/reports/{DAYS[8]}/index.html"
     page = httpx.get(f"http://{settings.airflow_host}:{settings.airflow_port}{url}")
     assert page.status_code == 200 and f"Monitoring of {DAYS[8]}" in page.text
+
+
+@pytest.mark.skipif(not observability.available(), reason=observability.missing_hint())
+def test_every_dashboard_panel_shows_data_from_prometheus(platform):
+    """Grafana cannot run here: each query of the provisioned dashboard
+    (observability/grafana/nightjar.json) runs against the real Prometheus instead, after the
+    lifecycle's nights, and must return data."""
+    settings, _ = platform
+    dashboard = json.loads((observability.CONFIG_DIR / "grafana" / "nightjar.json").read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert len(queries) >= 12
+    deadline = time.monotonic() + 30  # the last pushes: scraped within a second or two
+    empty = queries
+    while empty and time.monotonic() < deadline:
+        empty = [q for q in queries if not observability.query(settings, q)]
+        time.sleep(1)
+    assert not empty, empty
+    # what the panels show is what the tables hold: the last night's champion and its AUC
+    metrics = read_arrow(settings.table_uri(MONITORING_METRICS.name)).to_pandas()
+    last = metrics[(metrics.monitor_date == END) & (metrics.role == "champion")].iloc[0]
+    (version,) = observability.query(settings, 'nightjar_model_version{role="champion"}')
+    assert version["value"][1] == last.model_version
+    (auc,) = observability.query(settings, 'nightjar_roc_auc{role="champion",window="1d"}')
+    assert float(auc["value"][1]) == pytest.approx(last.roc_auc)
+    (requests,) = observability.query(settings, "nightjar_retrain_request_timestamp_seconds")
+    assert requests["metric"]["rule"] == "drift"  # the last request: 01-09's
 
 
 def test_a_manual_training_run_validates_its_params_and_reports_a_bad_window(platform):

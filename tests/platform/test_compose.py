@@ -24,6 +24,7 @@ SECRETS = {
     "AIRFLOW_SECRET_KEY",
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_FERNET_KEY",
+    "GRAFANA_ADMIN_PASSWORD",
 }
 
 
@@ -82,6 +83,18 @@ def binding(port: str | dict) -> tuple[str | None, int]:
     return (parts[0] if len(parts) == 3 else None), int(parts[-1])
 
 
+def bind_mount(volume: str | dict) -> tuple[str, str] | None:
+    """(repository path, container path) of a file mounted from the repository, long or short
+    syntax; None for a named volume."""
+    if isinstance(volume, dict):
+        source, target = volume.get("source", ""), volume["target"]
+    else:
+        source, target = volume.split(":")[:2]
+    if not source.startswith(str(ROOT)):
+        return None
+    return source.removeprefix(str(ROOT) + "/"), target
+
+
 def test_only_the_uis_are_published_and_only_on_loopback(config):
     published = {
         name: [binding(p) for p in service.get("ports", [])]
@@ -91,6 +104,8 @@ def test_only_the_uis_are_published_and_only_on_loopback(config):
     assert published == {
         "airflow-apiserver": [("127.0.0.1", 8080)],
         "mlflow": [("127.0.0.1", 5000)],
+        "prometheus": [("127.0.0.1", 9090)],
+        "grafana": [("127.0.0.1", 3000)],
     }
 
 
@@ -110,6 +125,10 @@ def test_the_stack_has_every_service_and_the_jobs_use_spark_native_delta(config)
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "pushgateway",
+        "alertmanager",
+        "prometheus",
+        "grafana",
     } == set(services)
     scheduler = services["airflow-scheduler"]["environment"]
     assert scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(
@@ -126,6 +145,35 @@ def test_the_stack_has_every_service_and_the_jobs_use_spark_native_delta(config)
     assert services["airflow-scheduler"]["depends_on"]["airflow-init"] == {
         "condition": "service_completed_successfully"
     }
+
+
+def test_the_tasks_push_metrics_that_prometheus_scrapes_and_grafana_shows(config):
+    """The compose services mount the files the local stack is tested with: the rules, the
+    configurations this repository builds, and the provisioned dashboard."""
+    services = config["services"]
+    assert services["airflow-scheduler"]["environment"]["NIGHTJAR_PUSHGATEWAY_URL"] == (
+        "http://pushgateway:9091"
+    )
+    mounts = {
+        name: dict(bind_mount(v) for v in s["volumes"] if bind_mount(v))
+        for name, s in services.items()
+        if name in ("prometheus", "alertmanager", "grafana")
+    }
+    assert mounts["prometheus"] == {
+        "observability/prometheus.yml": "/etc/prometheus/prometheus.yml",
+        "observability/rules.yml": "/etc/prometheus/rules.yml",
+    }
+    assert mounts["alertmanager"] == {
+        "observability/alertmanager.yml": "/etc/alertmanager/alertmanager.yml"
+    }
+    assert set(mounts["grafana"]) == {
+        "observability/grafana/datasources.yml",
+        "observability/grafana/dashboards.yml",
+        "observability/grafana/nightjar.json",
+    }
+    for name, service in services.items():  # pinned, never :latest (the one we build aside)
+        if "build" not in service:
+            assert not service["image"].endswith(":latest") and ":" in service["image"], name
 
 
 @mock.patch.dict(os.environ)  # a Settings with object storage exports its AWS_* variables

@@ -57,9 +57,10 @@ def read_arrow_if_exists(
         return None
 
 
-def partition_values(uri: str, column: str) -> list:
-    """The distinct values of partition ``column`` among the table's live files, sorted, from
-    the Delta log alone (no data file is read); [] when there is no table yet."""
+def partition_values(uri: str, column: str | None = None) -> list:
+    """The distinct values of partition ``column`` (default: the table's first partition
+    column) among its live files, sorted, from the Delta log alone (no data file is read); []
+    when there is no table yet."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
@@ -67,6 +68,7 @@ def partition_values(uri: str, column: str) -> list:
         table = DeltaTable(uri)
     except TableNotFoundError:
         return []
+    column = column or table.metadata().partition_columns[0]
     actions = table.get_add_actions(flatten=True)
     return sorted(set(actions.column(f"partition.{column}").to_pylist()))
 

@@ -1,0 +1,2 @@
+"""Pipeline metrics pushed to Prometheus; the rules, alerts and dashboards over them live in
+the top-level observability/ folder."""

@@ -1,0 +1,53 @@
+"""The alerting rules and the Prometheus and Alertmanager configurations, checked by the
+servers' own tools: `promtool` (syntax, and the unit tests in observability/rules_test.yml,
+where each alert fires on the series the tasks push and clears when it should) and `amtool`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from jobs.platform import observability
+from jobs.platform.observability import CONFIG_DIR
+
+pytestmark = pytest.mark.skipif(not shutil.which("promtool"), reason=observability.missing_hint())
+
+
+def tool(*args: str) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, cwd=CONFIG_DIR)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_rules_parse_and_fire_as_their_unit_tests_say():
+    assert "SUCCESS: 7 rules found" in tool("promtool", "check", "rules", "rules.yml")
+    assert "SUCCESS" in tool("promtool", "test", "rules", "rules_test.yml")
+
+
+def test_the_local_configurations_are_valid(settings, tmp_path):
+    services = observability.all_services(settings.model_copy(update={"state_dir": tmp_path}))
+    assert [s.name for s in services] == ["pushgateway", "alertmanager", "prometheus"]
+    prometheus = tmp_path / "servers" / "prometheus" / "prometheus.yml"
+    alertmanager = tmp_path / "servers" / "alertmanager" / "alertmanager.yml"
+    tool("promtool", "check", "config", str(prometheus))
+    tool("amtool", "check-config", str(alertmanager))
+    receiver = yaml.safe_load(alertmanager.read_text())["receivers"][0]
+    assert receiver["webhook_configs"][0]["url"] == settings.alert_webhook_url
+    listens = [a.split("=", 1) for s in services for a in s.command if "listen-address=" in a]
+    assert ["--cluster.listen-address", ""] in listens  # one Alertmanager: no gossip port
+    web = [value for flag, value in listens if flag == "--web.listen-address"]
+    assert len(web) == 3 and all(value.startswith("127.0.0.1:") for value in web)
+
+
+def test_the_compose_configurations_are_this_modules_output():
+    """observability/prometheus.yml and alertmanager.yml, which docker-compose.yml mounts, are
+    what `observability.compose_configs()` builds: regenerate them with it after a change."""
+    for name, config in observability.compose_configs().items():
+        assert yaml.safe_load((CONFIG_DIR / name).read_text()) == config, name
+        if name == "prometheus.yml":  # its rules path is the container's
+            tool("promtool", "check", "config", "--syntax-only", name)
+        else:
+            tool("amtool", "check-config", name)
