@@ -26,7 +26,7 @@ VERSITYGW := .tools/bin/versitygw
 START ?=
 END ?=
 
-.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-delta bench-scale bench-backfill clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-metrics bench-delta bench-scale bench-backfill clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -140,6 +140,9 @@ bench-jvm: setup  ## benchmark: the Spark Connect JVM's CPU on 15 days of lakeho
 
 bench-lifecycle: setup  ## benchmark: make run's full lifecycle from empty state, quiet and beside a neighbour busy half a core (~15 minutes)
 	$(BIN)/python -m benchmarks.lifecycle
+
+bench-metrics: setup  ## benchmark: the lifecycle's CPU with metrics and alerts on and off (~16 minutes)
+	$(BIN)/python -m benchmarks.lifecycle metrics
 
 bench-delta: setup  ## benchmark: delta-rs vs Spark-native Delta, a day's stages and writes of 10k/1M/10M rows (~15 minutes)
 	$(BIN)/python -m benchmarks.delta

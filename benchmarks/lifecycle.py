@@ -16,6 +16,11 @@ run used (user + system of every process it waited for), the neighbour's CPU, an
 story the summary printed (which must be the same in every run). Target: <= 480 s.
 Runs in its own state folder and ports, so it does not touch `make run`'s lakehouse.
 Saves .state/bench-lifecycle/lifecycle.json.
+
+`make bench-metrics` (``python -m benchmarks.lifecycle metrics``) runs the same lifecycle with the
+instrumentation on (tasks push to the Pushgateway; Prometheus, Pushgateway and Alertmanager run)
+and off (NIGHTJAR_METRICS_ENABLED=false: no push, no servers), alternating, quiet, and prints
+the CPU of each and their ratio. Target: the instrumentation costs under 3% of the CPU.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ ENV = {
     "NIGHTJAR_SPARK_CONNECT_PORT": "25022",
     "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25022",
     "NIGHTJAR_AIRFLOW_PORT": "28090",
+    "NIGHTJAR_PROMETHEUS_PORT": "29090",
+    "NIGHTJAR_PUSHGATEWAY_PORT": "29091",
+    "NIGHTJAR_ALERTMANAGER_PORT": "29093",
 }
 LIFECYCLE = re.compile(r"lifecycle of (\d+) days: (\d+)s")
 # a row of the summary's retrain-request table: day, rule, ..., served by, outcome
@@ -64,7 +72,7 @@ def busy(duty: float) -> None:
             time.sleep(0.01)
 
 
-def one_run(neighbour_duty: float) -> dict:
+def one_run(neighbour_duty: float, metrics: bool = True) -> dict:
     shutil.rmtree(STATE / "state", ignore_errors=True)
     neighbour = None
     if neighbour_duty:
@@ -74,7 +82,7 @@ def one_run(neighbour_duty: float) -> dict:
     began = time.perf_counter()
     done = subprocess.run(
         [str(Path(sys.executable).with_name("nightjar")), "demo"],
-        env={**os.environ, **ENV},
+        env={**os.environ, **ENV, "NIGHTJAR_METRICS_ENABLED": str(metrics).lower()},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -92,6 +100,7 @@ def one_run(neighbour_duty: float) -> dict:
     (lifecycle,) = LIFECYCLE.findall(done.stdout)
     run_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
+        "metrics": metrics,
         "neighbour_duty": neighbour_duty,
         "wall_s": round(wall, 1),
         "days": int(lifecycle[0]),
@@ -138,5 +147,35 @@ def main() -> None:
     console.print(f"saved {STATE / 'lifecycle.json'}")
 
 
+def main_metrics() -> None:
+    """The instrumentation's cost: metrics on, then off, ROUNDS times, quiet."""
+    rounds = int(os.environ.get("ROUNDS", "1"))
+    STATE.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for round_ in range(rounds):
+        for metrics in (True, False):
+            console.print(f"round {round_ + 1}/{rounds}, metrics {'on' if metrics else 'off'} …")
+            runs.append(one_run(0.0, metrics))
+            console.print(runs[-1])
+    table = Table(title=f"make run's lifecycle, {runs[0]['days']} days: metrics on and off")
+    for column in ("metrics", "wall", "lifecycle", "run CPU-s"):
+        table.add_column(column, justify="right")
+    for r in runs:
+        table.add_row(
+            "on" if r["metrics"] else "off",
+            "{}m{:02d}s".format(*divmod(round(r["wall_s"]), 60)),
+            f"{r['lifecycle_s']} s",
+            f"{r['run_cpu_s']:.0f}",
+        )
+    console.print(table)
+    on = sum(r["run_cpu_s"] for r in runs if r["metrics"])
+    off = sum(r["run_cpu_s"] for r in runs if not r["metrics"])
+    console.print(
+        f"CPU with metrics / without: {on / off:.3f}x ({(on - off) / off:+.1%}; target < +3%)"
+    )
+    (STATE / "metrics.json").write_text(json.dumps(runs, indent=2))
+    console.print(f"saved {STATE / 'metrics.json'}")
+
+
 if __name__ == "__main__":
-    main()
+    main_metrics() if sys.argv[1:] == ["metrics"] else main()

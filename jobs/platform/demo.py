@@ -201,7 +201,11 @@ def run(settings: Settings, start: dt.date, end: dt.date, keep_running: bool = F
         # On SQLite the first backfill is created with the scheduler stopped (see `backfill`),
         # so it starts the scheduler then instead of stopping one that has just booted.
         sqlite = services.metadata_db_is_sqlite(settings)
-        services.up(settings, defer=frozenset({"scheduler"} if sqlite else ()), observability=True)
+        services.up(
+            settings,
+            defer=frozenset({"scheduler"} if sqlite else ()),
+            observability=settings.metrics_enabled,
+        )
         api = AirflowAPI(settings)
         # Backfill runs only execute while the DAG is unpaused. With catchup off and an end date
         # in the past, unpausing schedules nothing else; the training DAG runs on the Asset
