@@ -6,13 +6,23 @@ retries are spent it pushes ``nightjar_task_failure_timestamp_seconds`` to the P
 labelled with the run, the day and the task log's URL. Prometheus' rule ``NightjarTaskFailed``
 (``observability/rules.yml``) fires on it until the task succeeds again, and Alertmanager
 delivers that alert once to the webhook and the mail address in the settings.
+
+``NIGHT_DEADLINE`` is the daily DAG's Deadline Alert: a run not finished within
+``NIGHTJAR_ALERT_NIGHT_DEADLINE_HOURS`` of being queued (a scheduled night: by that hour of
+D+1) calls ``jobs.observability.deadline.night_missed`` in the triggerer, which pushes the run to
+the Pushgateway;
+Prometheus' rule ``NightjarDeadlineMissed`` alerts until a night finishes scoring again.
+Measured from the queueing, not the logical date, so a backfill of past nights does not miss
+every deadline at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import BaseNotifier
+from airflow.sdk.definitions.deadline import AsyncCallback, DeadlineAlert, DeadlineReference
 
 
 class TaskFailureAlert(BaseNotifier):
@@ -45,3 +55,17 @@ DEFAULT_ARGS = {
     "max_retry_delay": dt.timedelta(minutes=5),
     "on_failure_callback": TaskFailureAlert(),
 }
+
+
+def night_deadline_hours() -> float:
+    """The setting ``alert_night_deadline_hours`` (jobs/common/settings.py), read from the
+    environment: the DAG processor does not import the job code."""
+    return float(os.environ.get("NIGHTJAR_ALERT_NIGHT_DEADLINE_HOURS", "6"))
+
+
+NIGHT_DEADLINE = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT,
+    interval=dt.timedelta(hours=night_deadline_hours()),
+    # by its dotted path: the triggerer imports it from the installed package, not the DAG folder
+    callback=AsyncCallback("jobs.observability.deadline.night_missed"),
+)

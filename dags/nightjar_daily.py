@@ -57,7 +57,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
-from nightjar_alerts import DEFAULT_ARGS
+from nightjar_alerts import DEFAULT_ARGS, NIGHT_DEADLINE
 from nightjar_assets import GOLD_ASSETS, RETRAIN_REQUEST
 from nightjar_stages import STAGE_DOCS, STAGES, run_stage
 
@@ -88,6 +88,7 @@ with DAG(
         ),
     },
     default_args=DEFAULT_ARGS,
+    deadline=NIGHT_DEADLINE,
 ) as dag:
     previous = None
     for stage in STAGES:

@@ -3,6 +3,8 @@ tests: a real HTTP server on the port of the ``alert_webhook_url`` setting."""
 
 from __future__ import annotations
 
+import email
+import email.message
 import json
 import threading
 import time
@@ -55,3 +57,47 @@ class AlertReceiver:
                 raise TimeoutError(f"no alert {labels} within {timeout:.0f}s: {self.notifications}")
             time.sleep(0.5)
         return found
+
+
+class MailReceiver:
+    """An SMTP server (aiosmtpd) on the ``alert_smtp`` setting's host:port that keeps every
+    message Alertmanager mails."""
+
+    def __init__(self, smarthost: str):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[email.message.Message] = []
+        received = self.messages
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's)
+                received.append(email.message_from_bytes(envelope.content))
+                return "250 OK"
+
+        host, port = smarthost.rsplit(":", 1)
+        self.controller = Controller(Handler(), hostname=host, port=int(port))
+
+    def __enter__(self) -> MailReceiver:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+    @staticmethod
+    def body(message: email.message.Message) -> str:
+        parts = message.walk() if message.is_multipart() else [message]
+        return "".join(
+            p.get_payload(decode=True).decode(errors="replace")
+            for p in parts
+            if not p.is_multipart()
+        )
+
+    def about(self, text: str, timeout: float = 30) -> list[email.message.Message]:
+        """The messages whose subject or body mentions ``text`` (waiting for a first one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.messages if text in str(m["Subject"]) + self.body(m)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)

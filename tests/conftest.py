@@ -39,6 +39,8 @@ os.environ.update(
         "NIGHTJAR_ALERTMANAGER_PORT": str(19193 + PORT_OFFSET),
         "NIGHTJAR_METRICS_INTERVAL_SECONDS": "1",
         "NIGHTJAR_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{19194 + PORT_OFFSET}/alerts",
+        "NIGHTJAR_ALERT_EMAIL_TO": "operator@nightjar.test",
+        "NIGHTJAR_ALERT_SMTP": f"127.0.0.1:{19195 + PORT_OFFSET}",
         # The suite's one session sits idle while an end-to-end test's Airflow runs for minutes
         "NIGHTJAR_SPARK_CONNECT_IDLE_TIMEOUT_MINUTES": "120",
         "AIRFLOW_HOME": str(TEST_STATE / "airflow"),

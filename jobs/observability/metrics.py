@@ -42,6 +42,11 @@ TASK_FAILURE = Metric(
     "When the task last failed for good (its retries spent): its run, day and log.",
     ("run_id", "logical_date", "log_url"),
 )
+DEADLINE_MISSED = Metric(
+    "nightjar_deadline_missed_timestamp_seconds",
+    "When a run last missed its Deadline Alert (not finished in time after being queued).",
+    ("run_id", "logical_date"),
+)
 TASK_DAY = Metric(
     "nightjar_task_logical_date_timestamp_seconds",
     "The newest day the task's last successful run processed (the day's start, UTC).",

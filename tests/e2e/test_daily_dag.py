@@ -18,7 +18,7 @@ from jobs.observability.metrics import day_seconds
 from jobs.pipeline import LAKEHOUSE_STAGES, STAGES, run_stage
 from jobs.platform import demo, observability, services
 from jobs.platform.airflow_api import AirflowAPI
-from tests.alert_receiver import AlertReceiver
+from tests.alert_receiver import AlertReceiver, MailReceiver
 from tests.conftest import TEST_STATE
 from tests.lakehouse.snapshot import (
     assert_same,
@@ -31,6 +31,7 @@ pytestmark = pytest.mark.airflow
 DAG_ID = "nightjar_daily"
 START, END = dt.date(2013, 1, 1), dt.date(2013, 1, 3)
 DAYS = [START + dt.timedelta(days=i) for i in range(3)]
+DEADLINE_S = 2
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +41,23 @@ def alerts(settings):
 
 
 @pytest.fixture(scope="module")
-def api(settings, spark, alerts):
+def mails(settings):
+    with MailReceiver(settings.alert_smtp) as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def api(settings, spark, alerts, mails):
     # Spark Connect is already up (the spark fixture); adds Airflow, and Prometheus with its
     # Pushgateway and Alertmanager (delivering to `alerts`). As in `make run`, the scheduler
     # is left to the first backfill, which starts it: every test that needs it goes through
     # `backfilled`.
     if not observability.available():
         pytest.fail(f"the tests need Prometheus: {observability.missing_hint()}", pytrace=False)
-    services.up(settings, defer=frozenset({"scheduler"}), observability=True)
+    with pytest.MonkeyPatch.context() as env:
+        # every night of this module misses its Deadline Alert: two seconds after queueing
+        env.setenv("NIGHTJAR_ALERT_NIGHT_DEADLINE_HOURS", str(DEADLINE_S / 3600))
+        services.up(settings, defer=frozenset({"scheduler"}), observability=True)
     client = AirflowAPI(settings)
     client.wait_for_dag(DAG_ID)
     client.patch(f"/dags/{DAG_ID}", {"is_paused": False})
@@ -305,10 +315,10 @@ def test_a_date_outside_the_data_fails_clearly_without_retries(api, backfilled):
 
 
 def test_a_failed_task_raises_exactly_one_alert_naming_its_run_task_day_and_log(
-    api, backfilled, settings, alerts
+    api, backfilled, settings, alerts, mails
 ):
     """The failure above, as an operator receives it: Airflow's failure notifier pushed it,
-    Prometheus' rule fired, Alertmanager delivered it to the webhook, once."""
+    Prometheus' rule fired, Alertmanager delivered it once to the webhook and once by mail."""
     failed = {"alertname": "NightjarTaskFailed", "run_id": "manual__out_of_range"}
     (alert,) = alerts.wait_for(**failed)
     assert alert["labels"]["dag"] == DAG_ID and alert["labels"]["task"] == "land"
@@ -319,6 +329,21 @@ def test_a_failed_task_raises_exactly_one_alert_naming_its_run_task_day_and_log(
     assert "day 2014-01-01" in alert["annotations"]["description"]
     time.sleep(5)  # several evaluation and group intervals later: still the one delivery
     assert len(alerts.firing(**failed)) == 1
+    # and one mail to the operator, with the same facts
+    mail = mails.about("manual__out_of_range")
+    (mail,) = [m for m in mail if "NightjarTaskFailed" in m["Subject"]]
+    assert mail["To"] == settings.alert_email_to
+    assert log_url in mails.body(mail).replace("&amp;", "&")
+
+
+def test_a_night_not_finished_by_its_deadline_raises_an_alert(backfilled, alerts):
+    """Airflow's Deadline Alert on the nightly run (here two seconds after queueing, which
+    every night misses) called its callback in the triggerer; Prometheus' rule fired."""
+    runs, _ = backfilled
+    (alert, *_) = alerts.wait_for(alertname="NightjarDeadlineMissed", dag=DAG_ID)
+    assert alert["labels"]["run_id"] in {r["dag_run_id"] for r in runs}
+    assert alert["labels"]["logical_date"] in {d.isoformat() for d in DAYS}
+    assert "missed its deadline" in alert["annotations"]["summary"]
 
 
 def test_the_backfill_leaves_the_newest_day_in_the_online_store(backfilled, settings):
