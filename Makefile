@@ -23,6 +23,8 @@ SPARK_JARS := .cache/spark-jars/manifest.json .cache/spark-jars-s3/manifest.json
 # docker-compose.yml runs, is AGPL-3.0; its build was not tried here (docs/deployment.md).
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW := .tools/bin/versitygw
+STATSD_EXPORTER_VERSION := v0.28.0
+STATSD_EXPORTER := .tools/bin/statsd_exporter
 START ?=
 END ?=
 
@@ -43,7 +45,7 @@ JAVA_OK := $(shell java -version 2>&1 | grep -qE 'version "(17|21)' && echo yes)
 # process compiled Airflow, MLflow, Evidently... from source again (~1 s of a task's start-up).
 # The venv is synced when the lock or the project changes, not on every target: a sync that
 # finds nothing to do still re-checks 34,000 compiled files (~3 s of every `make run`).
-setup: $(VENV)/.synced $(SPARK_JARS) $(VERSITYGW)  ## install everything from the lock (idempotent)
+setup: $(VENV)/.synced $(SPARK_JARS) $(VERSITYGW) $(STATSD_EXPORTER)  ## install everything from the lock (idempotent)
 	@mkdir -p $(NIGHTJAR_STATE_DIR)
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
@@ -57,14 +59,23 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 $(SPARK_JARS): $(VENV)/.synced
 	@$(BIN)/python -m jobs.common.spark_jars
 
-$(VERSITYGW):
+# Servers built from their Go modules into .tools/bin (Go's caches under .cache/go): where
+# that fails, the next `make setup` tries again and the rest of the platform runs without them.
+# $(call go_install,module/cmd@version,what it is,what is missing without it)
+define go_install
 	@if command -v go >/dev/null; then \
-	  echo "building versitygw $(VERSITYGW_VERSION) (the local S3 server) into $(VERSITYGW)"; \
+	  echo "building $(1) ($(2)) into .tools/bin"; \
 	  GOPATH=$(CURDIR)/.cache/go GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build \
-	  GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-modcacherw \
-	    go install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION) \
-	  || echo "versitygw could not be built: no local S3 server (run \`make setup\` again to retry)"; \
-	else echo "go not found: no local S3 server (object-storage tests will say so)"; fi
+	  GOBIN=$(CURDIR)/.tools/bin GOFLAGS=-modcacherw go install $(1) \
+	  || echo "$(1) could not be built: $(3) (run \`make setup\` again to retry)"; \
+	else echo "go not found: $(3)"; fi
+endef
+
+$(VERSITYGW):
+	$(call go_install,github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION),the local S3 server,no local S3 server; the object-storage tests say so)
+
+$(STATSD_EXPORTER):
+	$(call go_install,github.com/prometheus/statsd_exporter@$(STATSD_EXPORTER_VERSION),Airflow's StatsD metrics for Prometheus,Airflow's own metrics stay out of Prometheus)
 
 run: setup  ## backfill the daily DAG through Airflow over the demo window and summarise
 	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(OBSERVABILITY_PACKAGES)" OPTIONAL=1

@@ -5,8 +5,8 @@
 - The daily DAG's ``monitor`` task gets a *Monitoring report* extra link: the task pushes its
   day's page as the XCom ``report_url``; tasks without one show no link.
 
-The reports hold only aggregate statistics, but like any plugin app they sit behind the API
-server, not its auth manager: on a shared deployment put the UI behind the usual proxy auth.
+Only a logged-in Airflow user gets them (Airflow's ``get_user`` guards every route), and the
+page that lists the days escapes what it shows.
 """
 
 from __future__ import annotations
@@ -29,24 +29,40 @@ def reports_dir() -> Path:
 
 
 def reports_app():
-    from fastapi import FastAPI
-    from fastapi.responses import HTMLResponse
-    from fastapi.staticfiles import StaticFiles
+    """The reports under /nightjar/reports/, for logged-in Airflow users only: every route
+    depends on Airflow's own ``get_user`` (the UI's session cookie or an API bearer token)."""
+    import html
+    from urllib.parse import quote
 
-    app = FastAPI(title="Nightjar monitoring reports")
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.responses import FileResponse, HTMLResponse
+
+    app = FastAPI(title="Nightjar monitoring reports", dependencies=[Depends(get_user)])
     folder = reports_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    root = folder.resolve()
 
     @app.get("/reports/", response_class=HTMLResponse)
     def days() -> str:
         found = sorted(
             (p.name for p in folder.iterdir() if (p / "index.html").exists()), reverse=True
         )
-        items = "".join(f'<li><a href="{d}/index.html">{d}</a></li>' for d in found)
+        items = "".join(
+            f'<li><a href="{quote(d)}/index.html">{html.escape(d)}</a></li>' for d in found
+        )
         title = "<!doctype html><title>Nightjar monitoring</title><h1>Monitoring reports</h1>"
         return f"{title}<ul>{items}</ul>"
 
-    app.mount("/reports", StaticFiles(directory=folder, html=True), name="reports")
+    @app.get("/reports/{path:path}")
+    def report(path: str) -> FileResponse:
+        target = (root / path).resolve()
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_relative_to(root) or not target.is_file():  # no way out of the folder
+            raise HTTPException(status_code=404, detail="no such report")
+        return FileResponse(target)
+
     return app
 
 

@@ -242,6 +242,12 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(default=19090, description="Port of the local Prometheus.")
     pushgateway_port: int = Field(default=19091, description="Port of the local Pushgateway.")
     alertmanager_port: int = Field(default=19093, description="Port of the local Alertmanager.")
+    statsd_port: int = Field(
+        default=19125, description="UDP port where Airflow sends its StatsD metrics."
+    )
+    statsd_exporter_port: int = Field(
+        default=19102, description="Port where the StatsD exporter serves them to Prometheus."
+    )
     metrics_interval_seconds: int = Field(
         default=15, ge=1, description="Prometheus' scrape and rule evaluation interval."
     )

@@ -128,8 +128,11 @@ def registry_problems(store, settings: Settings) -> str | None:
 def feast_cli(
     args: list[str], settings: Settings | None = None, **run
 ) -> subprocess.CompletedProcess:
-    """Run the ``feast`` CLI on ``feature_repo/`` with the platform's settings."""
+    """Run the ``feast`` CLI on ``feature_repo/`` with the platform's settings. ``feast ui``
+    listens on 127.0.0.1 unless told otherwise (Feast's default is every interface)."""
     settings = settings or Settings()
+    if args[:1] == ["ui"] and not {"-h", "--host"} & set(args):
+        args = [*args, "--host", "127.0.0.1"]
     (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
     feast = Path(sys.executable).with_name("feast")
     return subprocess.run(

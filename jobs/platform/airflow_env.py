@@ -16,10 +16,13 @@ from jobs.common.settings import PROJECT_ROOT, Settings
 
 
 def _secret(path: Path) -> str:
-    """A random secret generated once per state folder (shared by all components)."""
+    """A random secret generated once per state folder (shared by all components), readable
+    by its owner only."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
 
 
@@ -55,6 +58,14 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
         # need (0.2 s: 101 CPU-s of `make run`; 0.5 s: 72, the next task starting 0.1 s later).
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # Airflow's own metrics, tagged InfluxDB-style, to the StatsD exporter
+        # (jobs/platform/observability.py), which Prometheus scrapes
+        "AIRFLOW__METRICS__STATSD_ON": str(settings.metrics_enabled),
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(settings.statsd_port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
+        "AIRFLOW__METRICS__LEGACY_NAMES_ON": "False",
         # Keep tools' home-directory state inside the project.
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",

@@ -1,8 +1,10 @@
 """Prometheus, its Pushgateway and Alertmanager for the local platform, from Debian's packages
 (``make system-deps``), each on its own port under ``<state_dir>/servers/<name>``.
 
-The tasks push their metrics to the Pushgateway (``jobs/observability/metrics.py``); Prometheus
-scrapes it, evaluates ``observability/rules.yml`` and sends what fires to Alertmanager, which
+The tasks push their metrics to the Pushgateway (``jobs/observability/metrics.py``); Airflow
+sends its own (scheduler, DAG runs, task instances) over StatsD to the StatsD exporter
+(``make setup`` builds it from its Go module; ``observability/statsd_mapping.yml``). Prometheus
+scrapes both, evaluates ``observability/rules.yml`` and sends what fires to Alertmanager, which
 delivers to the webhook and the mail address in the settings. The two configurations are built
 here, for this machine and for ``docker-compose.yml`` (``observability/prometheus.yml`` and
 ``alertmanager.yml`` are this module's output for the compose network; a test keeps them so).
@@ -26,7 +28,9 @@ BINARIES = {
     "pushgateway": "prometheus-pushgateway",
     "alertmanager": "prometheus-alertmanager",
 }
-NAMES = tuple(BINARIES)
+STATSD_EXPORTER = PROJECT_ROOT / ".tools" / "bin" / "statsd_exporter"
+STATSD_MAPPING = CONFIG_DIR / "statsd_mapping.yml"
+NAMES = (*BINARIES, "statsd-exporter")
 
 
 def available() -> bool:
@@ -39,9 +43,14 @@ def missing_hint() -> str:
 
 
 def prometheus_config(
-    pushgateway: str, alertmanager: str, interval_s: int, rules: str = str(RULES)
+    pushgateway: str,
+    alertmanager: str,
+    interval_s: int,
+    rules: str = str(RULES),
+    statsd_exporter: str | None = None,
 ) -> dict:
     every = f"{interval_s}s"
+    airflow = [{"job_name": "airflow", "static_configs": [{"targets": [statsd_exporter]}]}]
     return {
         "global": {"scrape_interval": every, "evaluation_interval": every},
         "rule_files": [rules],
@@ -53,6 +62,7 @@ def prometheus_config(
                 "honor_labels": True,
                 "static_configs": [{"targets": [pushgateway]}],
             },
+            *(airflow if statsd_exporter else []),
         ],
     }
 
@@ -91,7 +101,11 @@ def compose_configs() -> dict[str, dict]:
     builders, with the compose network's hosts and the default settings (fill in receivers)."""
     return {
         "prometheus.yml": prometheus_config(
-            "pushgateway:9091", "alertmanager:9093", 15, "/etc/prometheus/rules.yml"
+            "pushgateway:9091",
+            "alertmanager:9093",
+            15,
+            "/etc/prometheus/rules.yml",
+            "statsd-exporter:9102",
         ),
         "alertmanager.yml": alertmanager_config(
             Settings(alert_webhook_url=None, alert_email_to=None, metrics_interval_seconds=15)
@@ -112,12 +126,14 @@ def folder(settings: Settings, name: str) -> Path:
 def all_services(settings: Settings) -> list[services.Service]:
     """The three servers, configured from ``settings`` (their config files written now)."""
     local = "127.0.0.1"
+    statsd = STATSD_EXPORTER.exists()  # else Airflow's own metrics stay out (make setup)
     prometheus = write(
         folder(settings, "prometheus") / "prometheus.yml",
         prometheus_config(
             f"{local}:{settings.pushgateway_port}",
             f"{local}:{settings.alertmanager_port}",
             settings.metrics_interval_seconds,
+            statsd_exporter=f"{local}:{settings.statsd_exporter_port}" if statsd else None,
         ),
     )
     alertmanager = write(
@@ -134,6 +150,12 @@ def all_services(settings: Settings) -> list[services.Service]:
             f"--web.listen-address={local}:{settings.alertmanager_port}",
             "--cluster.listen-address=",  # one instance: no gossip port on 0.0.0.0
         ],
+        "statsd-exporter": [
+            f"--statsd.listen-udp={local}:{settings.statsd_port}",
+            "--statsd.listen-tcp=",  # Airflow sends UDP only
+            f"--statsd.mapping-config={STATSD_MAPPING}",
+            f"--web.listen-address={local}:{settings.statsd_exporter_port}",
+        ],
         "prometheus": [
             f"--config.file={prometheus}",
             f"--storage.tsdb.path={folder(settings, 'prometheus') / 'data'}",
@@ -141,19 +163,20 @@ def all_services(settings: Settings) -> list[services.Service]:
         ],
     }
     ports = {
+        "statsd-exporter": settings.statsd_exporter_port,
         "pushgateway": settings.pushgateway_port,
         "alertmanager": settings.alertmanager_port,
         "prometheus": settings.prometheus_port,
     }
     folder(settings, "pushgateway").mkdir(parents=True, exist_ok=True)
+    binaries = {n: shutil.which(b) or b for n, b in BINARIES.items()}
+    binaries["statsd-exporter"] = str(STATSD_EXPORTER)
+    names = ["statsd-exporter"] if statsd else []
     return [
         services.Service(
-            name,
-            [shutil.which(BINARIES[name]) or BINARIES[name], *commands[name]],
-            {"PATH": "/usr/bin:/bin"},
-            ports[name],
+            name, [binaries[name], *commands[name]], {"PATH": "/usr/bin:/bin"}, ports[name]
         )
-        for name in ("pushgateway", "alertmanager", "prometheus")
+        for name in (*names, "pushgateway", "alertmanager", "prometheus")
     ]
 
 
@@ -163,6 +186,7 @@ def urls(settings: Settings) -> dict[str, str]:
         "Prometheus": f"{local}:{settings.prometheus_port}",
         "Alertmanager": f"{local}:{settings.alertmanager_port}",
         "Pushgateway": f"{local}:{settings.pushgateway_port}",
+        "StatsD exporter": f"{local}:{settings.statsd_exporter_port}",
     }
 
 

@@ -41,6 +41,7 @@ class Service:
     command: list[str]
     env: dict[str, str]
     port: int | None = None  # health check: the port accepts connections
+    umask: int = -1  # -1: the caller's; Airflow's components: 0o077 (see airflow_service)
 
 
 def spark_home() -> str:
@@ -143,8 +144,11 @@ def spark_connect_service(settings: Settings) -> Service:
 
 
 def airflow_service(settings: Settings, component: str) -> Service:
+    """An Airflow component. What it writes (the generated admin password file, its logs, its
+    tasks' output) is for this user only: umask 0o077, whatever the caller's."""
     port = settings.airflow_port if component == "api-server" else None
-    return Service(component, [str(BIN / "airflow"), component], airflow_env(settings), port)
+    command = [str(BIN / "airflow"), component]
+    return Service(component, command, airflow_env(settings), port, umask=0o077)
 
 
 def all_services(settings: Settings, airflow: bool = True, spark: bool = True) -> list[Service]:
@@ -196,6 +200,7 @@ def start(settings: Settings, service: Service) -> int:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=settings.state_dir,
+        umask=service.umask,
     )
     _pidfile(settings, service.name).write_text(str(proc.pid))
     _children[service.name] = proc
@@ -260,9 +265,10 @@ def up(
         from jobs.platform import observability as obs
 
         if obs.available():
-            services = [*obs.all_services(settings), *services]
-            for service in services[: len(obs.NAMES)]:
+            watching = obs.all_services(settings)
+            for service in watching:
                 start(settings, service)
+            services = [*watching, *services]
         else:
             print(obs.missing_hint(), file=sys.stderr)
     # Each piece boots while the next is prepared: the JVM during Airflow's migration, Airflow

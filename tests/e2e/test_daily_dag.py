@@ -176,6 +176,11 @@ def test_backfill_builds_every_layer_matching_the_source(backfilled):
     assert carrier["flights_28d"] == len(src)
 
 
+def test_the_password_airflow_generated_is_for_its_owner_only(api, settings):
+    passwords = settings.airflow_home / "passwords.json"
+    assert passwords.exists() and passwords.stat().st_mode & 0o077 == 0
+
+
 def prometheus_value(settings, expr: str, expected=None, timeout: float = 60) -> float:
     """The single value of ``expr`` once Prometheus has scraped it (and, given ``expected``,
     once it equals that: the last of a backfill's pushes may still be on its way)."""
@@ -223,6 +228,19 @@ def test_every_task_reports_its_figures_to_prometheus(backfilled, settings, spar
     since = "time() - " + of("nightjar_task_success_timestamp_seconds", "score")
     assert prometheus_value(settings, since) < 600
     assert observability.query(settings, "nightjar_predictions") == []
+
+
+def test_airflows_own_metrics_reach_the_same_prometheus(backfilled, settings):
+    """Over StatsD, through the StatsD exporter: the scheduler's heartbeat and the task
+    instances of the backfill, labelled by DAG, task and state."""
+    assert prometheus_value(settings, "sum(airflow_scheduler_heartbeats_total)") > 0
+    finished = f'sum by (task_id) (airflow_task_instances_finished_total{{dag_id="{DAG_ID}"}})'
+    deadline = time.monotonic() + 30
+    while len(found := observability.query(settings, finished)) < len(LAKEHOUSE_STAGES):
+        assert time.monotonic() < deadline, found
+        time.sleep(1)
+    by_task = {r["metric"]["task_id"]: float(r["value"][1]) for r in found}
+    assert all(by_task[stage] >= len(DAYS) for stage in LAKEHOUSE_STAGES), by_task
 
 
 def test_a_two_worker_cluster_with_spark_native_delta_builds_the_same_tables(

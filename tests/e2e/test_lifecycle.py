@@ -165,8 +165,13 @@ def test_every_day_has_monitoring_rows_and_a_report_linked_from_the_task(platfor
     links = api.get(f"/dags/{demo.DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/monitor/links")
     url = links["extra_links"]["Monitoring report"]
     assert url == f"/nightjar/reports/{DAYS[8]}/index.html"
-    page = httpx.get(f"http://{settings.airflow_host}:{settings.airflow_port}{url}")
+    base = f"http://{settings.airflow_host}:{settings.airflow_port}"
+    login = {"Authorization": api.client.headers["Authorization"]}
+    page = httpx.get(f"{base}{url}", headers=login)
     assert page.status_code == 200 and f"Monitoring of {DAYS[8]}" in page.text
+    assert httpx.get(f"{base}{url}").status_code == 401  # only for logged-in users
+    listing = httpx.get(f"{base}/nightjar/reports/", headers=login).text
+    assert f'<a href="{DAYS[8]}/index.html">{DAYS[8]}</a>' in listing
 
 
 @pytest.mark.skipif(not observability.available(), reason=observability.missing_hint())

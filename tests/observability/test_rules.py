@@ -29,7 +29,12 @@ def test_the_rules_parse_and_fire_as_their_unit_tests_say():
 
 def test_the_local_configurations_are_valid(settings, tmp_path):
     services = observability.all_services(settings.model_copy(update={"state_dir": tmp_path}))
-    assert [s.name for s in services] == ["pushgateway", "alertmanager", "prometheus"]
+    assert [s.name for s in services] == [
+        "statsd-exporter",
+        "pushgateway",
+        "alertmanager",
+        "prometheus",
+    ]
     prometheus = tmp_path / "servers" / "prometheus" / "prometheus.yml"
     alertmanager = tmp_path / "servers" / "alertmanager" / "alertmanager.yml"
     tool("promtool", "check", "config", str(prometheus))
@@ -39,7 +44,7 @@ def test_the_local_configurations_are_valid(settings, tmp_path):
     listens = [a.split("=", 1) for s in services for a in s.command if "listen-address=" in a]
     assert ["--cluster.listen-address", ""] in listens  # one Alertmanager: no gossip port
     web = [value for flag, value in listens if flag == "--web.listen-address"]
-    assert len(web) == 3 and all(value.startswith("127.0.0.1:") for value in web)
+    assert len(web) == 4 and all(value.startswith("127.0.0.1:") for value in web)
 
 
 def test_the_compose_configurations_are_this_modules_output():
@@ -51,3 +56,63 @@ def test_the_compose_configurations_are_this_modules_output():
             tool("promtool", "check", "config", "--syntax-only", name)
         else:
             tool("amtool", "check-config", name)
+
+
+@pytest.mark.skipif(
+    not observability.STATSD_EXPORTER.exists(), reason="make setup builds the StatsD exporter"
+)
+def test_airflows_tagged_statsd_metrics_become_labelled_prometheus_metrics(tmp_path):
+    """What Airflow sends (InfluxDB-style tags, statsd_influxdb_enabled) through the exporter
+    with observability/statsd_mapping.yml, read back from its /metrics."""
+    import socket
+    import time
+
+    import httpx
+
+    def free_port(kind: int) -> int:
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    udp, web = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    exporter = subprocess.Popen(
+        [
+            str(observability.STATSD_EXPORTER),
+            f"--statsd.listen-udp=127.0.0.1:{udp}",
+            "--statsd.listen-tcp=",
+            f"--statsd.mapping-config={observability.STATSD_MAPPING}",
+            f"--web.listen-address=127.0.0.1:{web}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        lines = [
+            b"airflow.ti.finish,dag_id=nightjar_daily,task_id=land,state=success:1|c",
+            b"airflow.ti.finish,dag_id=nightjar_daily,task_id=land,state=success:1|c",
+            b"airflow.dagrun.duration.success,dag_id=nightjar_daily:1500|ms",
+        ]
+        expected = [
+            'airflow_task_instances_finished_total{dag_id="nightjar_daily",state="success",'
+            'task_id="land"} 2',
+            'airflow_dagrun_duration_seconds_sum{dag_id="nightjar_daily",state="success"} 1.5',
+        ]
+        deadline = time.monotonic() + 15
+        text = ""
+        while time.monotonic() < deadline and not all(e in text for e in expected):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                if not text:  # once the exporter answers, send the sample once
+                    try:
+                        text = httpx.get(f"http://127.0.0.1:{web}/metrics").text
+                    except httpx.HTTPError:
+                        time.sleep(0.2)
+                        continue
+                    for line in lines:
+                        sender.sendto(line, ("127.0.0.1", udp))
+            time.sleep(0.2)
+            text = httpx.get(f"http://127.0.0.1:{web}/metrics").text
+        for line in expected:
+            assert line in text, line
+    finally:
+        exporter.terminate()
+        exporter.wait()

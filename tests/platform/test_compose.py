@@ -125,6 +125,7 @@ def test_the_stack_has_every_service_and_the_jobs_use_spark_native_delta(config)
         "airflow-scheduler",
         "airflow-dag-processor",
         "airflow-triggerer",
+        "statsd-exporter",
         "pushgateway",
         "alertmanager",
         "prometheus",
@@ -151,17 +152,20 @@ def test_the_tasks_push_metrics_that_prometheus_scrapes_and_grafana_shows(config
     """The compose services mount the files the local stack is tested with: the rules, the
     configurations this repository builds, and the provisioned dashboard."""
     services = config["services"]
-    assert services["airflow-scheduler"]["environment"]["NIGHTJAR_PUSHGATEWAY_URL"] == (
-        "http://pushgateway:9091"
-    )
+    scheduler = services["airflow-scheduler"]["environment"]
+    assert scheduler["NIGHTJAR_PUSHGATEWAY_URL"] == "http://pushgateway:9091"
+    assert scheduler["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter"
     mounts = {
         name: dict(bind_mount(v) for v in s["volumes"] if bind_mount(v))
         for name, s in services.items()
-        if name in ("prometheus", "alertmanager", "grafana")
+        if name in ("prometheus", "alertmanager", "grafana", "statsd-exporter")
     }
     assert mounts["prometheus"] == {
         "observability/prometheus.yml": "/etc/prometheus/prometheus.yml",
         "observability/rules.yml": "/etc/prometheus/rules.yml",
+    }
+    assert mounts["statsd-exporter"] == {
+        "observability/statsd_mapping.yml": "/etc/statsd/mapping.yml"
     }
     assert mounts["alertmanager"] == {
         "observability/alertmanager.yml": "/etc/alertmanager/alertmanager.yml"

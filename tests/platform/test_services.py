@@ -132,3 +132,29 @@ def test_a_cluster_setting_starts_a_master_and_workers_that_the_connect_server_d
     # without workers: the Connect server alone, on spark_master
     (local,) = services.spark_services(Settings(spark_workers=0))
     assert local.command[local.command.index("--master") + 1] == Settings().spark_master
+
+
+def test_generated_secrets_and_what_airflow_writes_are_for_their_owner_only(tmp_path):
+    """The API and JWT secrets are created 0600; Airflow's components (the admin password file
+    they generate, their logs, their tasks' files) run with umask 0o077."""
+    from jobs.platform.airflow_env import airflow_env
+
+    settings = Settings(state_dir=tmp_path)
+    airflow_env(settings)
+    for name in (".api_secret", ".jwt_secret"):
+        assert (settings.airflow_home / name).stat().st_mode & 0o777 == 0o600, name
+    assert {services.airflow_service(settings, c).umask for c in services.AIRFLOW_COMPONENTS} == {
+        0o077
+    }
+    written = tmp_path / "written-by-a-service"
+    child = services.Service(
+        "umask-probe",
+        [sys.executable, "-c", f"open({str(written)!r}, 'w').write('x')"],
+        dict(os.environ),
+        umask=0o077,
+    )
+    services.start(settings, child)
+    deadline = time.monotonic() + 30
+    while not written.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert written.stat().st_mode & 0o077 == 0
