@@ -28,7 +28,7 @@ STATSD_EXPORTER := .tools/bin/statsd_exporter
 START ?=
 END ?=
 
-.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-metrics bench-delta bench-scale bench-backfill clean distclean
+.PHONY: help setup system-deps run test lint format airflow stop train rollback top-risk mlflow monitoring-ui quality-docs bench bench-quality bench-features bench-training bench-scoring bench-monitoring bench-jvm bench-lifecycle bench-metrics bench-delta bench-scale bench-backfill clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -130,6 +130,9 @@ top-risk: setup  ## tomorrow's highest-risk flights: make top-risk DATE=2013-03-
 
 mlflow: setup  ## MLflow UI on 127.0.0.1:5000 (runs, registered models, aliases)
 	$(BIN)/nightjar model ui
+
+monitoring-ui: setup  ## Evidently's UI on 127.0.0.1:8001: drift and ROC AUC over the monitored days
+	$(BIN)/nightjar monitoring-ui
 
 quality-docs: setup  ## rebuild the Great Expectations Data Docs and print where to open them
 	$(BIN)/nightjar quality-docs

@@ -28,8 +28,8 @@ For logical day **D** (the run's data interval `[D, D+1)`):
    `ml.served_features__<service>`. The night's models come from the decision log
    (`ml.model_decisions`): for the newest night those the `champion` and `challenger` aliases
    name, for a past night those that held them then, never one trained on data after D. It
-   waits (rescheduled every 15 s, its worker slot freed) until night D-1's `request_retrain`
-   has run and any training an earlier night requested is done, so a backfill scores each
+   waits (up to 30 s in its slot, then rescheduled every 15 s, its slot freed) until night
+   D-1's `request_retrain` has run and any training an earlier night requested is done, so a backfill scores each
    night as the nightly runs would have. With no champion for the night it is skipped, with
    the reason in the log.
 9. **monitor** — Evidently drift of tonight's scored features and predictions against each

@@ -44,6 +44,7 @@ STAGE_DOCS = {
 # shorter: a task's supervisor can report its exit ~5 s late (it sleeps between heartbeats),
 # and a late report that finds the task queued again fails it (apache/airflow#71172).
 POKE = dt.timedelta(seconds=15)
+HOLD = dt.timedelta(seconds=30)  # how long `score` waits in its slot before it is rescheduled
 FINISHED = {"success", "skipped", "failed", "upstream_failed", "removed"}
 
 
@@ -107,8 +108,14 @@ def await_earlier_nights(day: dt.date, context) -> None:
     """Hold `score` of night D until the nights before it have decided its model: night D-1's
     retraining policy (`request_retrain`) has run, and every retraining an earlier night asked
     for is served (`retrain.training_wait`). Then the night gets the champion the decision log
-    gives it, as in a replay. Rescheduled every POKE meanwhile, freeing its worker slot; after
-    `training_wait_minutes` it scores with the champion there is, with a warning."""
+    gives it, as in a replay.
+
+    In a backfill night D-1's policy usually finishes seconds later: the task checks every
+    second for up to HOLD first, keeping its slot, then is rescheduled every POKE (a training
+    takes minutes), freeing it. After `training_wait_minutes` it scores with the champion there
+    is, with a warning."""
+    import time
+
     from airflow.sdk.exceptions import AirflowRescheduleException
 
     from jobs.common.settings import Settings
@@ -116,15 +123,18 @@ def await_earlier_nights(day: dt.date, context) -> None:
 
     ti, settings = context["ti"], Settings()
     previous = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-    runs = ti.get_task_states(
-        dag_id=ti.dag_id, task_ids=["request_retrain"], logical_dates=[previous]
-    )
-    policy_pending = any(s.get("request_retrain") not in FINISHED for s in runs.values())
-    waiting = (
-        f"the retraining policy of the night of {previous.date()} has not run yet"
-        if policy_pending
-        else retrain.training_wait(settings, day)
-    )
+
+    def waiting_for() -> str | None:
+        runs = ti.get_task_states(
+            dag_id=ti.dag_id, task_ids=["request_retrain"], logical_dates=[previous]
+        )
+        if any(s.get("request_retrain") not in FINISHED for s in runs.values()):
+            return f"the retraining policy of the night of {previous.date()} has not run yet"
+        return retrain.training_wait(settings, day)
+
+    held = time.monotonic() + HOLD.total_seconds()
+    while (waiting := waiting_for()) is not None and time.monotonic() < held:
+        time.sleep(1)
     if waiting is None:
         return
     log = logging.getLogger(__name__)

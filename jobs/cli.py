@@ -307,6 +307,23 @@ def quality_docs() -> None:
     console.print(f"Data Docs: file://{index}")
 
 
+@app.command("monitoring-ui")
+def monitoring_ui(port: int = typer.Option(8001), host: str = typer.Option("127.0.0.1")) -> None:
+    """Evidently's UI over the monitoring workspace: drift and AUC over the monitored days."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from jobs.monitoring import workspace
+
+    folder = workspace.folder(Settings().state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    evidently = str(Path(sys.executable).with_name("evidently"))
+    console.print(f"Evidently UI on http://{host}:{port} ({folder})")
+    command = ["ui", "--workspace", str(folder), "--host", host, "--port", str(port)]
+    os.execv(evidently, [evidently, *command])
+
+
 @app.command()
 def summary(start: str = typer.Option(...), end: str = typer.Option(...)) -> None:
     """Rows per layer per day and quarantined counts by reason, from the Delta tables."""

@@ -26,7 +26,7 @@ from jobs.common.delta import DeltaTables
 from jobs.common.delta.snapshot import read_arrow, read_arrow_if_exists
 from jobs.common.errors import NightjarError
 from jobs.common.settings import DATA_START, Settings
-from jobs.monitoring import drift, performance, reference
+from jobs.monitoring import drift, performance, reference, workspace
 from jobs.monitoring.reference import PROBABILITY
 from jobs.monitoring.tables import FIGURES, MONITORING_METRICS
 from jobs.scoring import score
@@ -117,6 +117,7 @@ def run(spark, tables: DeltaTables, settings: Settings, day: dt.date, run_id: st
         {"model_name": [settings.model_name], "monitor_date": [day]},
         run_id=run_id,
     )
+    workspace.record(settings.state_dir, settings.model_name, day, rows)  # Evidently's UI
     summary = {
         r["role"]: {
             k: r.get(k)

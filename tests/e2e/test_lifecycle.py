@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -198,6 +201,49 @@ def test_every_dashboard_panel_shows_data_from_prometheus(platform):
     assert float(auc["value"][1]) == pytest.approx(last.roc_auc)
     (requests,) = observability.query(settings, "nightjar_retrain_request_timestamp_seconds")
     assert requests["metric"]["rule"] == "drift"  # the last request: 01-09's
+
+
+def test_evidently_ui_charts_the_monitored_days(platform):
+    """`make monitoring-ui` (nightjar monitoring-ui) over the workspace the monitor filled, in
+    headless Chromium: the champion's project, its three panels over the monitored days, and
+    a run per day."""
+    from playwright.sync_api import sync_playwright
+
+    settings, _ = platform
+    port = settings.airflow_port + 20
+    ui = subprocess.Popen(
+        [str(Path(sys.executable).with_name("nightjar")), "monitoring-ui", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    monitored = [d.isoformat() for d in DAYS[5:]]  # the champion's nights
+    try:
+        deadline = time.monotonic() + 60
+        while not services.port_open(port):
+            assert ui.poll() is None and time.monotonic() < deadline, "the UI did not start"
+            time.sleep(0.5)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium",  # Debian's: Playwright downloads none
+                args=["--headless", "--no-sandbox", "--disable-gpu"],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_text(f"{settings.model_name} champion").first.click()
+            for title in ("Drift share of the features", "ROC AUC of the labeled predictions"):
+                page.get_by_text(title).first.wait_for()
+            page.wait_for_timeout(2000)  # the plots draw their axes
+            dashboard = page.locator("body").inner_text()
+            assert monitored[0] in dashboard and monitored[-1] in dashboard  # the time axis
+            page.get_by_text("Reports", exact=True).first.click()
+            page.get_by_text(monitored[-1]).first.wait_for()
+            reports = page.locator("body").inner_text()
+            assert all(day in reports for day in monitored), reports
+            browser.close()
+    finally:
+        ui.terminate()
+        ui.wait()
 
 
 def test_a_manual_training_run_validates_its_params_and_reports_a_bad_window(platform):
