@@ -29,9 +29,9 @@ For logical day **D** (the run's data interval `[D, D+1)`):
    (`ml.model_decisions`): for the newest night those the `champion` and `challenger` aliases
    name, for a past night those that held them then, never one trained on data after D. It
    waits (up to 30 s in its slot, then rescheduled every 15 s, its slot freed) until night
-   D-1's `request_retrain` has run and any training an earlier night requested is done, so a backfill scores each
-   night as the nightly runs would have. With no champion for the night it is skipped, with
-   the reason in the log.
+   D-1's `request_retrain` has run and any training an earlier night requested is done, so a
+   backfill scores each night as the nightly runs would have. With no champion for the night
+   it is skipped, with the reason in the log.
 9. **monitor** — Evidently drift of tonight's scored features and predictions against each
    model's training reference, and the performance of last night's predictions for D's flights
    (their outcomes landed with D's data), 7-day rolling too: an HTML report (the task's

@@ -41,8 +41,11 @@ def monitored(spark, feast_lake, tmp_path_factory):
     )
     champion = train.run(settings, DAY, window_days=4)
     assert champion.promoted
-    score.run(spark, tables, settings, DAYS[2], "scheduled__2013-03-03")
-    score.run(spark, tables, settings, DAY, "scheduled__2013-03-04")
+    # trained on 03-04 itself, it would score nights from 03-05 on (registry.night_models):
+    # the nights 03-03 and 03-04, whose flights have outcomes, are scored with it explicitly
+    night = [score.load(tracking.client(settings), settings, champion.version, "champion")]
+    score.run(spark, tables, settings, DAYS[2], "scheduled__2013-03-03", night)
+    score.run(spark, tables, settings, DAY, "scheduled__2013-03-04", night)
     result = monitor.run(spark, tables, settings, DAY, "scheduled__2013-03-04")
     return settings, tables, champion, result
 
