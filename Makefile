@@ -155,7 +155,7 @@ bench-jvm: setup  ## benchmark: the Spark Connect JVM's CPU on 15 days of lakeho
 bench-lifecycle: setup  ## benchmark: make run's full lifecycle from empty state, quiet and beside a neighbour busy half a core (~15 minutes)
 	$(BIN)/python -m benchmarks.lifecycle
 
-bench-metrics: setup  ## benchmark: the lifecycle's CPU with metrics and alerts on and off (~16 minutes)
+bench-metrics: setup  ## benchmark: the lifecycle's CPU with metrics and alerts on and off (~25 minutes)
 	$(BIN)/python -m benchmarks.lifecycle metrics
 
 bench-delta: setup  ## benchmark: delta-rs vs Spark-native Delta, a day's stages and writes of 10k/1M/10M rows (~15 minutes)
