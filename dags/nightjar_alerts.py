@@ -39,8 +39,9 @@ class TaskFailureAlert(BaseNotifier):
 
 
 def day_of(context) -> str:
-    """The day the run processes, as its tasks read it (the `date` param of a run triggered
-    without a logical date, else the logical date), as text: a bad param is shown as given."""
+    """The day the run processes (the `date` param of a run triggered without a logical date,
+    else the logical date), as text: what `run_stage` parses, and what an alert shows (a bad
+    param as given)."""
     params = context.get("params") or {}
     value = params.get("date") or context.get("logical_date") or context.get("data_interval_start")
     return value.date().isoformat() if isinstance(value, dt.datetime) else str(value)

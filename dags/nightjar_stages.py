@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from nightjar_alerts import day_of
 from nightjar_assets import RETRAIN_REQUEST
 
 STAGES = (
@@ -61,15 +62,12 @@ def run_stage(stage: str, interval: bool = False, **context) -> dict:
     from jobs.common.settings import DATA_END
     from jobs.pipeline import run_stage as run_job
 
-    params = context["params"]
     end = None
     if interval:
         day = parse_date(context["data_interval_start"])
         end = min(parse_date(context["data_interval_end"]), DATA_END + dt.timedelta(days=1))
     else:
-        day = parse_date(
-            params.get("date") or context["logical_date"] or context["data_interval_start"]
-        )
+        day = parse_date(day_of(context))
     if stage == "score":
         await_earlier_nights(day, context)
     try:

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from jobs.platform import observability
+from jobs.platform import observability, services
 from jobs.platform.observability import CONFIG_DIR
 
 pytestmark = pytest.mark.skipif(not shutil.which("promtool"), reason=observability.missing_hint())
@@ -98,17 +98,14 @@ def test_airflows_tagged_statsd_metrics_become_labelled_prometheus_metrics(tmp_p
             'airflow_dagrun_duration_seconds_sum{dag_id="nightjar_daily",state="success"} 1.5',
         ]
         deadline = time.monotonic() + 15
+        while not services.port_open(web):  # the exporter is up
+            assert time.monotonic() < deadline, "the exporter did not start"
+            time.sleep(0.2)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for line in lines:
+                sender.sendto(line, ("127.0.0.1", udp))
         text = ""
         while time.monotonic() < deadline and not all(e in text for e in expected):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-                if not text:  # once the exporter answers, send the sample once
-                    try:
-                        text = httpx.get(f"http://127.0.0.1:{web}/metrics").text
-                    except httpx.HTTPError:
-                        time.sleep(0.2)
-                        continue
-                    for line in lines:
-                        sender.sendto(line, ("127.0.0.1", udp))
             time.sleep(0.2)
             text = httpx.get(f"http://127.0.0.1:{web}/metrics").text
         for line in expected:
