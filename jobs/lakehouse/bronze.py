@@ -8,10 +8,12 @@ the run before anything is written.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
-import io
 import logging
+import re
+from collections import Counter
 from collections.abc import Sequence
 
 from pyarrow import fs
@@ -34,11 +36,20 @@ log = logging.getLogger(__name__)
 # snapshots always have rows). Tomorrow's schedule is empty on the data's last day, and weather
 # has a day with no observations.
 MUST_HAVE_ROWS = {"flights", "planes", "airlines", "airports"}
+# Leading bytes of files that are not UTF-8 text, and what they are.
+NOT_TEXT = {
+    b"\xff\xfe": "a UTF-16 byte-order mark",
+    b"\xfe\xff": "a UTF-16 byte-order mark",
+    b"\x1f\x8b": "gzip-compressed",
+}
+HEADER_MAX_BYTES = 64 * 1024
 # A landed flight's CSV line is ~110 bytes: a file's size estimates its records.
 BYTES_PER_RECORD = 100
 
 
 def read_header(path: str) -> list[str]:
+    """The file's column names, refusing a file that is not UTF-8 CSV text (naming the file and
+    line 1) before Spark reads it: Spark would decode any bytes into replacement characters."""
     filesystem, file_path = storage.filesystem(path)
     info = filesystem.get_file_info(file_path)
     if info.type == fs.FileType.NotFound:
@@ -47,10 +58,30 @@ def read_header(path: str) -> list[str]:
             "run or failed; nothing was written"
         )
     with filesystem.open_input_stream(file_path) as stream:
-        first_line = io.TextIOWrapper(stream, encoding="utf-8").readline()
-    if not first_line.strip():
+        head = stream.read(HEADER_MAX_BYTES)
+    if not head.strip():
         raise LandingError(f"empty landing file {path}: no header and no records")
-    return next(csv.reader([first_line]))
+
+    def refuse(problem: str) -> LandingError:
+        return LandingError(f"landing file {path} line 1: {problem}; nothing was written")
+
+    if kind := NOT_TEXT.get(head[:2]):
+        raise refuse(f"not UTF-8 CSV text ({kind}); land it as UTF-8")
+    # A byte-order mark is harmless (Spark skips the header line); CR, LF and CRLF all end lines.
+    line = re.split(rb"\r\n|\r|\n", head.removeprefix(codecs.BOM_UTF8), maxsplit=1)[0]
+    if len(line) == HEADER_MAX_BYTES:
+        raise refuse(f"no line break in the first {HEADER_MAX_BYTES} bytes: not a CSV header")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse(
+            f"not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); "
+            "land it as UTF-8"
+        ) from None
+    header = next(csv.reader([text]))
+    if repeated := sorted(c for c, n in Counter(header).items() if n > 1):
+        raise refuse(f"duplicate column(s) {repeated} in the header {header}")
+    return header
 
 
 def read_export(spark: SparkSession, paths: list[str], export: str) -> DataFrame:

@@ -65,6 +65,42 @@ AIRPORT_TYPES = {"lat": "double", "lon": "double", "alt": "int", "tz": "int"}
 PLANE_TYPES = {"year": "int", "engines": "int", "seats": "int", "speed": "int"}
 TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ssX"
 
+# The contract's plausibility ranges: values no flight, instrument or aircraft can have
+# (closed bounds; NaN and infinities fall outside). A typed value outside is quarantined as
+# OUT_OF_RANGE:<column>. The suites warn on narrower, typical ranges (expectations/); a test
+# keeps them inside these. Date parts are checked as dates, HHMM times by HHMM_TIMES.
+PLAUSIBLE = {
+    "flights": {
+        "dep_delay": (-1440, 4320),  # a day early to three days late, in minutes
+        "arr_delay": (-1440, 4320),
+        "air_time": (1, 1440),
+        "distance": (1, 12_000),  # miles; the longest flight ever scheduled is ~9,500
+        "flight": (1, 9999),
+        "hour": (0, 23),
+        "minute": (0, 59),
+    },
+    "weather": {
+        "hour": (0, 23),
+        "temp": (-130, 135),  # Fahrenheit; Earth's records are -128.6 and 134.1
+        "dewp": (-130, 100),
+        "humid": (0, 100),  # percent
+        "wind_dir": (0, 360),  # degrees
+        "wind_speed": (0, 260),  # mph; the strongest gust ever measured is 253
+        "wind_gust": (0, 260),
+        "precip": (0, 20),  # inches per hour
+        "pressure": (850, 1090),  # millibars; records are 870 and 1084
+        "visib": (0, 100),  # miles
+    },
+    "planes": {"year": (1903, 2100), "engines": (1, 16), "seats": (1, 1000), "speed": (0, 2500)},
+    "airports": {"lat": (-90, 90), "lon": (-180, 180), "alt": (-1500, 30_000), "tz": (-12, 14)},
+}
+# HHMM local times; an actual time may read 2400 (midnight at the end of the day).
+HHMM_TIMES = {"sched_dep_time": False, "sched_arr_time": False, "dep_time": True, "arr_time": True}
+# Control characters never belong in a text field (a NUL, a stray escape): quarantined as
+# INVALID_TEXT:<column>. A byte that is not UTF-8 reaches Spark as U+FFFD: INVALID_ENCODING.
+CONTROL_CHARACTERS = r"[\x00-\x1F\x7F]"
+REPLACEMENT_CHARACTER = "\ufffd"
+
 
 # --- parsing: typed values plus a reason code for every failed check ----------------------------
 def is_missing(raw: Column) -> Column:
@@ -73,8 +109,16 @@ def is_missing(raw: Column) -> Column:
 
 def parse(frame: DataFrame, types: dict[str, str], required: list[str]) -> DataFrame:
     """Replace raw text columns by typed values; collect reasons in ``_reasons`` (array)."""
-    reasons = [F.when(F.col("_corrupt_record").isNotNull(), F.lit("MALFORMED_ROW"))]
+    raw_json = F.to_json(F.struct(*[F.col(c) for c in frame.columns if c != "_logical_date"]))
+    text = [c for c in frame.columns if not c.startswith("_") and c not in types]
+    reasons = [
+        F.when(F.col("_corrupt_record").isNotNull(), F.lit("MALFORMED_ROW")),
+        F.when(raw_json.contains(REPLACEMENT_CHARACTER), F.lit("INVALID_ENCODING")),
+    ]
     reasons += [F.when(is_missing(F.col(c)), F.lit(f"MISSING_VALUE:{c}")) for c in required]
+    reasons += [
+        F.when(F.col(c).rlike(CONTROL_CHARACTERS), F.lit(f"INVALID_TEXT:{c}")) for c in text
+    ]
     values = {}
     for name, type_name in types.items():
         raw = F.col(name)
@@ -85,7 +129,6 @@ def parse(frame: DataFrame, types: dict[str, str], required: list[str]) -> DataF
         value = F.when(is_missing(raw), F.lit(None)).otherwise(value)
         values[name] = value
         reasons.append(F.when(~is_missing(raw) & value.isNull(), F.lit(f"INVALID_TYPE:{name}")))
-    raw_json = F.to_json(F.struct(*[F.col(c) for c in frame.columns if c != "_logical_date"]))
 
     def clean(c: str) -> Column:  # metadata columns pass through; raw text loses "NA" tokens
         return F.col(c) if c.startswith("_") else F.when(~is_missing(F.col(c)), F.col(c))
@@ -111,6 +154,28 @@ def add_reasons(frame: DataFrame, checks: list[Column]) -> DataFrame:
     return frame.withColumn("_reasons", F.concat("_reasons", F.array_compact(F.array(*checks))))
 
 
+def plausible(frame: DataFrame, source: str) -> list[Column]:
+    """Checks that the contract's ranges and HHMM times hold for the columns ``frame`` has."""
+    ranges = PLAUSIBLE[source].items()
+    checks = [
+        check(~F.col(c).between(low, high), f"OUT_OF_RANGE:{c}")
+        for c, (low, high) in ranges
+        if c in frame.columns
+    ]
+    if source == "flights":
+        checks += [
+            check(~valid_hhmm(F.col(c), allow_2400), f"OUT_OF_RANGE:{c}")
+            for c, allow_2400 in HHMM_TIMES.items()
+            if c in frame.columns
+        ]
+    return checks
+
+
+def invalid_date(date: Column) -> Column:
+    """The date parts are there but name no day (a 13th month, 30 February)."""
+    return check(date.isNull(), "INVALID_DATE")
+
+
 def make_date(year: str, month: str, day: str) -> Column:
     """The date, or null where the parts do not form one (instead of failing under ANSI)."""
     return F.to_date(F.try_make_timestamp(year, month, day, F.lit(0), F.lit(0), F.lit(0)))
@@ -125,20 +190,24 @@ def classify(frame: DataFrame, key: list[str], completeness: Column | None = Non
     """``_status``: quarantined (any reason), else one accepted row per key, else duplicate.
 
     The kept duplicate is the most complete, ties broken by the raw record, so the choice never
-    depends on file order.
+    depends on file order. ``_conflict`` marks a removed duplicate whose content differs from
+    the kept one (reason DUPLICATE_CONFLICT rather than DUPLICATE).
     """
     bad = F.size("_reasons") > 0
     order = ([completeness.desc()] if completeness is not None else []) + [F.col("_record")]
-    rank = F.row_number().over(Window.partitionBy(bad, *key).orderBy(*order))
+    by_key = Window.partitionBy(bad, *key).orderBy(*order)
+    rank = F.row_number().over(by_key)
     return frame.withColumn(
         "_status", F.when(bad, QUARANTINED).when(rank == 1, ACCEPTED).otherwise(DUPLICATE)
-    )
+    ).withColumn("_conflict", F.col("_record") != F.first("_record").over(by_key))
 
 
 # --- sources ------------------------------------------------------------------------------------
-def dimension(frame: DataFrame, types: dict[str, str], key: str) -> DataFrame:
+def dimension(frame: DataFrame, source: str, types: dict[str, str], key: str) -> DataFrame:
     """A day's dimension snapshot (one snapshot per ``_logical_date``), tagged."""
-    return classify(parse(frame, types, required=[key]), [key, "_logical_date"])
+    df = parse(frame, types, required=[key])
+    df = add_reasons(df, plausible(df, source) if source in PLAUSIBLE else [])
+    return classify(df, [key, "_logical_date"])
 
 
 def flights(
@@ -169,14 +238,10 @@ def flights(
     # a day's export holds that day's flights and the next day's timetable
     expected_date = F.date_add("_logical_date", 0 if with_outcomes else 1)
     checks = [
+        invalid_date(F.col("flight_date")),
         check(F.col("flight_date") != expected_date, "WRONG_DATE"),
-        check(~valid_hhmm(F.col("sched_dep_time")), "OUT_OF_RANGE:sched_dep_time"),
-        check(F.col("distance") <= 0, "OUT_OF_RANGE:distance"),
+        *plausible(df, "flights"),
     ]
-    if with_outcomes:
-        checks.append(
-            check(~valid_hhmm(F.col("dep_time"), allow_2400=True), "OUT_OF_RANGE:dep_time")
-        )
 
     day = "_logical_date"
     origin = airports.select(
@@ -253,7 +318,12 @@ def weather(frame: DataFrame) -> DataFrame:
         required=["origin", "year", "month", "day", "hour", "time_hour"],
     )
     df = df.withColumn("obs_date", make_date("year", "month", "day"))
-    df = add_reasons(df, [check(F.col("obs_date") != F.col("_logical_date"), "WRONG_DATE")])
+    checks = [
+        invalid_date(F.col("obs_date")),
+        check(F.col("obs_date") != F.col("_logical_date"), "WRONG_DATE"),
+        *plausible(df, "weather"),
+    ]
+    df = add_reasons(df, checks)
     return classify(df, ["origin", "time_hour"])
 
 
@@ -270,7 +340,10 @@ SILVER_OUTPUTS = {
 
 def collect(tagged: DataFrame, source_table: str, run_id: str, settings: Settings, rows: int):
     """Run the source's Spark plan once (see ``frames``), with what the writers need."""
-    duplicate = F.col("_status") == DUPLICATE
+    duplicate = F.when(
+        F.col("_status") == DUPLICATE,
+        F.when(F.col("_conflict"), F.lit("DUPLICATE_CONFLICT")).otherwise(F.lit("DUPLICATE")),
+    )
     return frames.run_once(
         tagged.select(
             "*",
@@ -278,12 +351,10 @@ def collect(tagged: DataFrame, source_table: str, run_id: str, settings: Setting
             F.col("_logical_date").alias("logical_date"),
             F.col("_source_file").alias("source_file"),
             F.col("_record").alias("record"),
-            F.when(duplicate, F.lit("DUPLICATE")).otherwise(F.get("_reasons", 0)).alias("reason"),
-            F.when(duplicate, F.lit("DUPLICATE"))
-            .otherwise(F.array_join("_reasons", ";"))
-            .alias("reasons"),
+            F.coalesce(duplicate, F.get("_reasons", 0)).alias("reason"),
+            F.coalesce(duplicate, F.array_join("_reasons", ";")).alias("reasons"),
             F.lit(run_id).alias("_run_id"),
-        ).drop("_reasons"),
+        ).drop("_reasons", "_conflict"),
         settings,
         rows,
     )
@@ -310,9 +381,9 @@ def run(
         return df.drop("_rescued_data", "_run_id")
 
     dims_tagged = {
-        "airports": dimension(bronze("airports"), AIRPORT_TYPES, "faa"),
-        "airlines": dimension(bronze("airlines"), {}, "carrier"),
-        "planes": dimension(bronze("planes"), PLANE_TYPES, "tailnum"),
+        "airports": dimension(bronze("airports"), "airports", AIRPORT_TYPES, "faa"),
+        "airlines": dimension(bronze("airlines"), "airlines", {}, "carrier"),
+        "planes": dimension(bronze("planes"), "planes", PLANE_TYPES, "tailnum"),
     }
     landed = {
         name: tables.count_rows_per(tb.BRONZE[name], "_logical_date", days) for name in tb.BRONZE

@@ -153,6 +153,7 @@ SILVER_CHECKED_COLUMNS = (
     "distance",
     "dep_delay",
     "arr_delay",
+    "air_time",
     "tailnum",
 )
 

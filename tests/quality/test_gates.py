@@ -34,7 +34,7 @@ def test_a_clean_day_passes_both_gates_and_every_result_is_stored(spark, built_d
     silver = results(tables, "silver")
     assert silver.success.all()
     assert silver.suite.value_counts().to_dict() == {
-        "silver_flights": 13,  # 12 from the suite + the quarantine rate
+        "silver_flights": 15,  # 14 from the suite + the quarantine rate
         "silver_flights_trends": 11,  # 9 + 2 correlations; no history: open bands, recorded
     }
     assert set(results(tables, "gold").suite) == {"gold_flights", "gold_entity_stats"}

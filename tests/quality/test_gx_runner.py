@@ -24,6 +24,8 @@ def frame(**changes):
             "sched_dep_utc": pd.to_datetime(["2013-01-01 10:00"] * 3),
             "distance": [1400.0, 719.0, 2475.0],
             "dep_delay": [2.0, -3.0, 30.0],
+            "arr_delay": [-5.0, 1.0, 41.0],
+            "air_time": [190.0, 110.0, 330.0],
             "sched_dep_local_date": ["2013-01-01"] * 3,
         }
     )
