@@ -8,13 +8,18 @@
 * ``pushgateway``, ``alertmanager``, ``prometheus``: metrics and alerts, on request
   (``jobs/platform/observability.py``).
 
-Pid files and logs live in ``<state_dir>/run``. Each process gets its own process group, so
-stopping one stops its children too.
+Pid files and logs live in ``<state_dir>/run``. A pid file names its process by pid, start time
+and boot (``jobs/platform/process.py``), and is acted on only while that process (or what it
+started) runs: a pid the kernel has since given to another process is never signalled. Each
+service leads a session of its own, so stopping one stops what it started too, even once the
+service itself has crashed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import socket
@@ -28,11 +33,13 @@ from pathlib import Path
 
 from jobs.common.settings import Settings
 from jobs.common.spark import java_home, static_conf
+from jobs.platform import process
 from jobs.platform.airflow_env import airflow_env
 
 BIN = Path(sys.executable).parent
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 _children: dict[str, subprocess.Popen] = {}  # started by this process (reaped, so exits show)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,17 +169,65 @@ def _pidfile(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.pid"
 
 
-def pid_of(settings: Settings, name: str) -> int | None:
+def record_pid(settings: Settings, name: str, pid: int) -> None:
+    """Write the service's pid file: the pid, its process's start time and the boot, replaced
+    whole (a reader never sees half of it)."""
+    proc = process.read(pid, exited=True)
+    if proc is None:
+        raise ProcessLookupError(f"no process {pid} to record for {name}")
     path = _pidfile(settings, name)
-    if not path.exists():
-        return None
-    pid = int(path.read_text())
+    temporary = path.with_suffix(".pid.tmp")
+    temporary.write_text(json.dumps({"pid": pid, "start": proc.start, "boot": process.boot_id()}))
+    temporary.replace(path)
+
+
+def _leader(settings: Settings, name: str) -> process.Proc | None:
+    """The process the pid file names (running or not); None without a pid file. One that
+    names no process of ours (another boot's, or a bare pid now another process's) is removed."""
+    path = _pidfile(settings, name)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        path.unlink(missing_ok=True)
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
-    return pid
+    except ValueError:
+        record = None
+    if isinstance(record, dict) and record.get("boot") == process.boot_id():
+        return process.Proc(record["pid"], record["start"])
+    if isinstance(record, int) and (proc := _legacy(path, record)):
+        return proc
+    log.warning("%s names no process of ours: removed, nothing signalled", path)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _legacy(path: Path, pid: int) -> process.Proc | None:
+    """An older version's pid file, a bare pid: its process if that leads a session of its own
+    and started before the file was written (a process given the pid since started after)."""
+    proc = process.read(pid)
+    if proc and proc.sid == pid and process.started_at(proc) <= path.stat().st_mtime + 1:
+        return proc
+    return None
+
+
+def _forget(settings: Settings, name: str, leader: process.Proc) -> None:
+    """Remove the pid file of a service that has nothing left running."""
+    path = _pidfile(settings, name)
+    if process.read(leader.pid) is not None:
+        log.warning("%s: pid %d is another process now: stale pid file removed", path, leader.pid)
+    path.unlink(missing_ok=True)
+
+
+def pid_of(settings: Settings, name: str) -> int | None:
+    """The service's pid while the process it started runs. A crashed service whose processes
+    still run keeps its pid file, so that `stop` (or `start`) stops them."""
+    leader = _leader(settings, name)
+    if leader is None:
+        return None
+    if process.alive(leader):
+        return leader.pid
+    if not process.started_by(leader):
+        _forget(settings, name, leader)
+    return None
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -184,6 +239,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 def start(settings: Settings, service: Service) -> int:
     if (pid := pid_of(settings, service.name)) is not None:
         return pid
+    stop(settings, service.name)  # what a crashed one left running (it may hold the port)
     if service.port and port_open(service.port):
         raise RuntimeError(
             f"cannot start {service.name}: port {service.port} is already in use by another "
@@ -202,7 +258,7 @@ def start(settings: Settings, service: Service) -> int:
         cwd=settings.state_dir,
         umask=service.umask,
     )
-    _pidfile(settings, service.name).write_text(str(proc.pid))
+    record_pid(settings, service.name, proc.pid)  # a child: not reaped, even if it has exited
     _children[service.name] = proc
     return proc.pid
 
@@ -294,75 +350,80 @@ def up(
 
 # How often a service that has not exited is sent SIGTERM again (see `stop`).
 TERM_REPEAT_S = 5
+# How long what a service leaves running has, after SIGTERM, before SIGKILL: a crashed
+# scheduler's LocalExecutor workers inherit its SIGTERM handler, which ignores the signal in them.
+LEFTOVER_GRACE_S = 10
 
 
 def stop(settings: Settings, name: str, timeout: float = 30, signum: int = signal.SIGTERM) -> bool:
-    """SIGTERM (or ``signum``) the service, then what it leaves of its process group once it
-    has exited, and SIGKILL the group after ``timeout``.
+    """SIGTERM (or ``signum``) the service, then what it started that runs on once it has
+    exited, and SIGKILL all of it after ``timeout``; returns whether anything ran.
 
     The service is signalled alone first, so that it stops its own children in its own order;
     what it leaves running is stopped after it. A service still running gets SIGTERM again
-    every TERM_REPEAT_S, its group with it: Airflow's components exit by raising SystemExit
-    from their signal handler, and when the signal lands while Python runs a weakref callback
-    (SQLAlchemy's, in the scheduler), Python ignores that exception and the process carries on
-    ("Exception ignored in: <function _collection_gced ...>"). The triggerer sometimes takes
-    10 s: its supervisor misses its trigger runner's exit and waits out the escalation delay
-    (about one stop in four, Airflow 3.3), until the repeated signal forces it."""
-    pid = pid_of(settings, name)
-    if pid is None:
+    every TERM_REPEAT_S, what it started with it: Airflow's components exit by raising
+    SystemExit from their signal handler, and when the signal lands while Python runs a weakref
+    callback (SQLAlchemy's, in the scheduler), Python ignores that exception and the process
+    carries on ("Exception ignored in: <function _collection_gced ...>"). The triggerer
+    sometimes takes 10 s: its supervisor misses its trigger runner's exit and waits out the
+    escalation delay (about one stop in four, Airflow 3.3), until the repeated signal forces it.
+    A service that crashed leaves its children running (a scheduler's LocalExecutor workers and
+    log server): they are stopped the same way."""
+    leader = _leader(settings, name)
+    if leader is None:
         return False
     child = _children.pop(name, None)
-    _signal(os.kill, pid, signum)
+
+    def running() -> bool:
+        if child is not None:
+            child.poll()  # our own child is reaped here; another process's is reaped by init
+        return process.alive(leader)
+
+    if running():
+        process.send([leader], signum)
+    elif left := process.started_by(leader):
+        pids = ", ".join(str(p.pid) for p in left)
+        log.warning("%s has exited; stopping what it left running (pids %s)", name, pids)
+    else:
+        _forget(settings, name, leader)
+        return False
     began = time.monotonic()
     deadline, repeat = began + timeout, began + TERM_REPEAT_S
     leftovers_signalled = False
     while time.monotonic() < deadline:
-        # our own child is reaped here; another process's is reaped by init
-        running = child.poll() is None if child is not None else _alive(os.kill, pid)
-        if not running:
-            if not _alive(os.killpg, pid):
+        if not running():
+            if not (left := process.started_by(leader)):
                 break
             if not leftovers_signalled:
-                _signal(os.killpg, pid, signal.SIGTERM)
+                process.send(left, signal.SIGTERM)
                 leftovers_signalled = True
+                deadline = min(deadline, time.monotonic() + LEFTOVER_GRACE_S)
         elif time.monotonic() > repeat:
             repeat += TERM_REPEAT_S
-            _signal(os.killpg, pid, signal.SIGTERM)
+            process.send(process.started_by(leader), signal.SIGTERM)
         time.sleep(0.1)
     else:
-        _signal(os.killpg, pid, signal.SIGKILL)
+        process.send(process.started_by(leader), signal.SIGKILL)
     _pidfile(settings, name).unlink(missing_ok=True)
     return True
 
 
-def _signal(send, pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        send(pid, signum)
-
-
-def _alive(probe, pid: int) -> bool:
-    """Whether the process (``os.kill``) or any process of its group (``os.killpg``) exists."""
-    try:
-        probe(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def restart_dead(settings: Settings, airflow: bool = True) -> list[str]:
-    """Start again any service whose process has died; returns their names. A service without
-    a pid file whose port answers is served from elsewhere (another state folder) and left be."""
+    """Start again any service whose process has died (stopping first what it left running);
+    returns their names. A service without a pid file whose port answers is served from
+    elsewhere (another state folder) and left be."""
     restarted = []
     for service in all_services(settings, airflow):
-        child = _children.get(service.name)
-        pid = pid_of(settings, service.name)
-        if pid is None and service.port and port_open(service.port):
+        if pid_of(settings, service.name) is not None:  # a zombie child of ours reads as dead
             continue
-        if pid is None or (child and child.poll() is not None):
-            _children.pop(service.name, None)
-            _pidfile(settings, service.name).unlink(missing_ok=True)
-            start(settings, service)
-            restarted.append(service.name)
+        if (
+            not _pidfile(settings, service.name).exists()
+            and service.port
+            and port_open(service.port)
+        ):
+            continue
+        start(settings, service)
+        restarted.append(service.name)
     return restarted
 
 

@@ -9,10 +9,9 @@ import sys
 import textwrap
 import time
 
-import pytest
-
 from jobs.common.settings import Settings
 from jobs.platform import services
+from tests.platform.test_process_ownership import gone
 
 # Like an Airflow component whose SystemExit Python ignored: the first SIGTERM is lost.
 MISSES_THE_FIRST_SIGTERM = textwrap.dedent(
@@ -41,7 +40,7 @@ def test_a_service_that_misses_sigterm_gets_it_again_before_the_kill(tmp_path, m
         start_new_session=True,
     )
     assert process.stdout.readline().strip() == "ready"
-    (settings.run_dir / "fake.pid").write_text(str(process.pid))
+    services.record_pid(settings, "fake", process.pid)
     monkeypatch.setitem(services._children, "fake", process)  # started here: reaped by stop
     began = time.monotonic()
     assert services.stop(settings, "fake", timeout=30)
@@ -89,7 +88,7 @@ def _start_fake(settings, monkeypatch, *args) -> tuple[subprocess.Popen, int]:
         start_new_session=True,
     )
     child_pid = int(process.stdout.readline())
-    (settings.run_dir / "fake.pid").write_text(str(process.pid))
+    services.record_pid(settings, "fake", process.pid)
     monkeypatch.setitem(services._children, "fake", process)
     return process, child_pid
 
@@ -107,9 +106,7 @@ def test_what_a_service_leaves_of_its_group_is_stopped_too(tmp_path, monkeypatch
     process, child_pid = _start_fake(settings, monkeypatch, "leave")
     assert services.stop(settings, "fake", timeout=30)
     assert process.wait(timeout=5) == 0
-    assert not services._alive(os.killpg, process.pid)  # the orphaned child is gone
-    with pytest.raises(ProcessLookupError):
-        os.kill(child_pid, 0)
+    assert gone([child_pid])  # the orphaned child
 
 
 def test_a_cluster_setting_starts_a_master_and_workers_that_the_connect_server_drives():
