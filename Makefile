@@ -137,6 +137,10 @@ monitoring-ui: setup  ## Evidently's UI on 127.0.0.1:8001: drift and ROC AUC ove
 quality-docs: setup  ## rebuild the Great Expectations Data Docs and print where to open them
 	$(BIN)/nightjar quality-docs
 
+.PHONY: maintain
+maintain: setup  ## compact, vacuum (older than NIGHTJAR_MAINTENANCE_RETENTION_HOURS, 168) and checkpoint every Delta table; recorded in ops.maintenance
+	$(BIN)/nightjar maintenance
+
 bench: setup  ## benchmarks: per-task Spark overhead, day-run wall time, demo backfill
 	$(BIN)/python -m benchmarks.lakehouse
 

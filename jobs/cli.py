@@ -332,5 +332,48 @@ def summary(start: str = typer.Option(...), end: str = typer.Option(...)) -> Non
     report.print_summary(Settings(), _date(start), _date(end), console)
 
 
+@app.command()
+def maintenance(
+    retention_hours: int = typer.Option(
+        None, help="vacuum window in hours (default: NIGHTJAR_MAINTENANCE_RETENTION_HOURS)"
+    ),
+    quiet_hours: float = typer.Option(
+        None,
+        help="leave partitions written this recently uncompacted "
+        "(default: NIGHTJAR_MAINTENANCE_QUIET_HOURS)",
+    ),
+    table: list[str] = typer.Option(  # noqa: B008 (typer's way)
+        None, help="only this table (layer.name); repeatable"
+    ),
+) -> None:
+    """Compact, vacuum and checkpoint every Delta table, recorded in ops.maintenance (what the
+    nightjar_maintenance DAG runs)."""
+    from jobs.lakehouse import maintenance as job
+
+    settings = Settings()
+    if retention_hours is not None and retention_hours < 24:
+        raise typer.BadParameter(
+            "at least 24 hours: younger unreferenced files may belong to a write in progress"
+        )
+    try:
+        result = job.run(
+            settings, tables=table or None, retention_hours=retention_hours, quiet_hours=quiet_hours
+        )
+    except job.MaintenanceFailed as failed:
+        console.print(f"[red]{failed}[/red]")
+        raise typer.Exit(1) from failed
+    for name, figures in result["per_table"].items():
+        before, after = figures["files"]
+        console.print(
+            f"{name:36s} {figures['status']:8s} files {before} -> {after}, "
+            f"compacted {figures['compacted']}, vacuumed {figures['vacuumed']}"
+        )
+    console.print(
+        f"[green]{result['tables']} tables[/green]: {result['files_before']} -> "
+        f"{result['files_after']} files, {result['vacuumed_files']} vacuumed, "
+        f"{result['conflicts']} conflicts (retried next run)"
+    )
+
+
 if __name__ == "__main__":
     app()

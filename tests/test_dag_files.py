@@ -41,6 +41,7 @@ LIGHT = {"jobs", "jobs.observability", "jobs.observability.deadline"}
             {"materialize": 1},
         ),
         ("nightjar_training.py", ["train"], ["nightjar", "training"], {}),
+        ("nightjar_maintenance.py", ["maintain"], ["maintenance", "nightjar"], {}),
     ],
 )
 def test_parsing_a_dag_file_does_no_heavy_imports(dag_file, tasks, tags, one_at_a_time):

@@ -142,6 +142,27 @@ class Settings(BaseSettings):
         "coming to the task (jobs/lakehouse/frames.py).",
     )
 
+    # --- table maintenance (jobs/lakehouse/maintenance.py, DAG nightjar_maintenance) ---------
+    maintenance_retention_hours: int = Field(
+        default=168,
+        ge=24,  # a file no commit references yet may belong to a write still in progress
+        description="Vacuum deletes a data file once no version of the last this-many hours "
+        "references it (and a file no commit ever referenced, left by a killed write, once it "
+        "is this old): time travel within the window keeps working. Above a table's own "
+        "retention (7 days, 30 for the log) the table's properties are raised to match.",
+    )
+    maintenance_quiet_hours: float = Field(
+        default=1.0,
+        ge=0,
+        description="A partition with a file written less than this long ago is not compacted "
+        "this time (a run may still be writing it); the next maintenance compacts it.",
+    )
+    maintenance_schedule: str = Field(
+        default="0 8 * * 0",
+        description="Cron (UTC) of the nightjar_maintenance DAG: Sundays 08:00, after the "
+        "night's deadline and away from the Monday training.",
+    )
+
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: int = 8080
     airflow_host: str = "127.0.0.1"

@@ -294,3 +294,38 @@ GOLD_WEATHER = TableSpec(
     key=("origin", "as_of_date"),
     description="Daily weather summary per origin airport for as_of_date; event_ts = end of day",
 )
+
+# --- ops: what the platform did to its own tables ----------------------------------------------
+MAINTENANCE = TableSpec(
+    name="ops.maintenance",
+    schema=struct(
+        "run_date date",  # the UTC day the maintenance run started
+        "run_id string",
+        "table_name string",
+        "status string",  # ok | conflict (lost to a concurrent writer: retried next run) | failed
+        "detail string",  # what conflicted or failed
+        "retention_hours long",
+        "version_before long",
+        "version_after long",
+        "files_before long",  # active data files
+        "files_after long",
+        "bytes_before long",
+        "bytes_after long",
+        "partitions_compacted long",
+        "partitions_deferred long",  # written within maintenance_quiet_hours: left for next time
+        "files_removed long",  # small files compaction replaced ...
+        "files_added long",  # ... by these
+        "bytes_removed long",
+        "bytes_added long",
+        "vacuumed_files long",  # unreferenced files deleted: removed by a commit, or orphans
+        "vacuumed_bytes long",
+        "checkpoint_version long",
+        "log_files_removed long",  # expired commit files (delta.logRetentionDuration)
+        "started_at timestamp",  # when this table's maintenance began
+        "duration_s double",
+    ),
+    partition_by=("run_date",),
+    key=("run_id", "table_name"),
+    description="Per maintenance run and table: compaction, vacuum and checkpoint "
+    "(jobs/lakehouse/maintenance.py)",
+)
