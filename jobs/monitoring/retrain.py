@@ -206,7 +206,13 @@ def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:
 
     requests = log_rows(settings)
     if len(requests) and (requests.request_date == day).any():
-        raise StageSkipped(f"a retraining was already requested for {day}")
+        # A request recorded by an earlier try whose task died before its Asset event was
+        # emitted is returned again, so the event goes out now (a training run serves every
+        # pending request once, however many events carry it).
+        if mine := [r for r in pending(settings) if r["request_date"] == day]:
+            log.warning("re-emitting the pending request %s of %s", mine[0]["request_id"], day)
+            return {**as_event(mine[0]), "request_date": day.isoformat()}
+        raise StageSkipped(f"a retraining was already requested and served for {day}")
     history = read_arrow_if_exists(settings.table_uri(MONITORING_METRICS.name))
     history = (
         pd.DataFrame(columns=MONITORING_METRICS.arrow_schema.names)
@@ -231,3 +237,11 @@ def run(settings: Settings, day: dt.date, airflow_run_id: str) -> dict:
     append(settings, [{**wanted, "airflow_run_id": airflow_run_id}])
     log.info("retraining requested: %s", wanted["reason"])
     return {**wanted, "request_date": day.isoformat()}  # JSON for XCom and the Asset event
+
+
+def as_event(row: dict) -> dict:
+    """A logged request as ``request`` made it (the Asset event's extra)."""
+    keys = ("request_id", "event", "request_date", "rule", "reason", "details", "window_days")
+    window = row.get("window_days")
+    window = None if pd.isna(window) else int(window)
+    return {**{k: row.get(k) for k in keys}, "window_days": window}

@@ -6,16 +6,20 @@ held-out window, by more than the configured margin. Decisions are tagged on the
 appended to the ``ml.model_decisions`` Delta table; a rollback moves ``champion`` back to the
 previous champion and is recorded the same way.
 
-The aliases say who scores the next night. A past night (re-run, backfilled, replayed) is scored
-by the models the decision log gave it (:func:`night_models`): each decision governs the nights
-from its ``from_night`` on (a trained version: the night after its window's last day, so no
-night is scored by a model that saw its future; a rollback: the next night not yet scored).
+The decision log is the truth and the aliases follow it: a decision is recorded before its
+aliases move, and :func:`sync_aliases` (at the start of every training and rollback) moves an
+alias a crash left behind. The aliases say who scores the next night. A past night (re-run,
+backfilled, replayed) is scored by the models the decision log gave it (:func:`night_models`):
+each decision governs the nights from its ``from_night`` on (a trained version: the night after
+its window's last day, so no night is scored by a model that saw its future; a rollback: the
+next night not yet scored).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -178,31 +182,62 @@ def from_night(window_end: dt.date) -> dt.date:
     return window_end + ONE_DAY
 
 
+def champions(log) -> list[str]:
+    """The champions in order, replayed from the decision log: a promotion pushes, a rollback
+    pops; the last is the current one."""
+    stack: list[str] = []
+    for row in log.itertuples():
+        if row.decision == "promoted":
+            stack.append(row.version)
+        elif row.decision == "rolled_back" and stack:
+            stack.pop()
+    return stack
+
+
+def sync_aliases(settings: Settings, tracking) -> None:
+    """Point ``champion`` and ``challenger`` where the decision log says (the current champion;
+    the newest trained version). A crash between a decision's record and its alias move leaves
+    the alias behind; so does a hand-made move in the MLflow UI, which is undone: the log
+    decides, and ``nightjar model rollback`` is how to change the champion by hand."""
+    from mlflow.exceptions import MlflowException
+
+    log = decisions(settings)
+    trained = log[log.decision.isin(TRAINED)].version.tolist()
+    wanted = {CHAMPION: (champions(log) or [None])[-1], CHALLENGER: (trained or [None])[-1]}
+    for alias, version in wanted.items():
+        current = alias_version(tracking, settings, alias)
+        if version is not None and current != version:
+            logging.getLogger(__name__).warning(
+                "%s@%s points at v%s but the decision log says v%s: alias moved",
+                settings.model_name,
+                alias,
+                current,
+                version,
+            )
+            try:
+                tracking.set_registered_model_alias(settings.model_name, alias, version)
+            except MlflowException as exc:
+                raise NightjarError(
+                    f"the decision log ({DECISIONS_TABLE}) names {settings.model_name} "
+                    f"v{version} as {alias}, but the registry at {settings.mlflow_tracking_uri} "
+                    f"cannot point at it ({exc.message}): the log and the registry disagree"
+                ) from None
+
+
 def rollback(settings: Settings, tracking, from_night: dt.date | None = None) -> str:
     """Move ``champion`` back to the champion before the current one; returns its version.
     ``from_night``: the first night the rollback governs (default: the night after the newest
     one scored, so past nights replay as they ran; give an earlier night to re-score it)."""
-    current = alias_version(tracking, settings, CHAMPION)
-    if current is None:
+    sync_aliases(settings, tracking)
+    stack = champions(decisions(settings))
+    if not stack:
         raise NightjarError(f"{settings.model_name} has no champion to roll back from")
-    # the champions in order: a promotion pushes, a rollback pops
-    champions: list[str] = []
-    for row in decisions(settings).itertuples():
-        if row.decision == "promoted":
-            champions.append(row.version)
-        elif row.decision == "rolled_back" and champions:
-            champions.pop()
-    if not champions or champions[-1] != current:
+    if len(stack) < 2:
         raise NightjarError(
-            f"the decision log does not end with champion v{current}; refusing to guess"
-        )
-    if len(champions) < 2:
-        raise NightjarError(
-            f"champion v{current} was the first champion of {settings.model_name}; there is "
+            f"champion v{stack[-1]} was the first champion of {settings.model_name}; there is "
             "nothing to roll back to"
         )
-    previous = champions[-2]
-    tracking.set_registered_model_alias(settings.model_name, CHAMPION, previous)
+    current, previous = stack[-1], stack[-2]
     record(
         settings,
         tracking,
@@ -220,6 +255,7 @@ def rollback(settings: Settings, tracking, from_night: dt.date | None = None) ->
             "from_night": from_night or next_night(settings),
         },
     )
+    tracking.set_registered_model_alias(settings.model_name, CHAMPION, previous)
     return previous
 
 

@@ -95,6 +95,7 @@ def run(
         baseline.predict_proba(models.baseline_inputs(parts.test))[:, 1],
         threshold,
     )
+    registry.sync_aliases(settings, client)  # what a crash after a decision left behind
     champion = registry.load_champion(client, settings)  # before anything is registered
     champion_test = None
     if champion is not None:
@@ -186,10 +187,9 @@ def run(
         version = str(info.registered_model_version)
         mlflow.set_tags({"registered_version": version, "decision": decision.reason})
 
-    client.set_registered_model_alias(settings.model_name, registry.CHALLENGER, version)
     previous = registry.alias_version(client, settings, registry.CHAMPION)
-    if decision.promote:
-        client.set_registered_model_alias(settings.model_name, registry.CHAMPION, version)
+    # recorded first, then the aliases: a crash in between leaves a log that sync_aliases
+    # follows, never an alias the log does not explain
     registry.record(
         settings,
         client,
@@ -207,6 +207,9 @@ def run(
             "from_night": registry.from_night(window.end),
         },
     )
+    client.set_registered_model_alias(settings.model_name, registry.CHALLENGER, version)
+    if decision.promote:
+        client.set_registered_model_alias(settings.model_name, registry.CHAMPION, version)
     log.info(
         "%s v%s: %s (%s); test ROC AUC %.4f, baseline %.4f",
         settings.model_name,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jobs.common.errors import StageSkipped
 from jobs.common.settings import Settings
 from jobs.monitoring import drift, retrain
 
@@ -142,3 +143,21 @@ def test_a_night_waits_for_the_retrainings_earlier_nights_requested(settings):
     rejected = SimpleNamespace(run_id="abc", version="1", promoted=False)
     retrain.mark_served(settings, [asked], "asset_triggered__x", rejected)
     assert retrain.training_wait(settings, day + dt.timedelta(days=3)) is None
+
+
+def test_a_request_whose_event_was_lost_in_a_crash_is_emitted_again_until_served(settings):
+    """The request is recorded before its Asset event goes out with the task's success: a try
+    that dies in between leaves the request, and the retry emits it instead of skipping."""
+    day = START + dt.timedelta(days=3)
+    wanted = retrain.request(day, "drift", "drift share 0.9", {"2013-02-04": 0.9})
+    retrain.append(settings, [{**wanted, "airflow_run_id": "scheduled__first-try"}])
+    again = retrain.run(settings, day, "scheduled__first-try")
+    assert again == {**wanted, "request_date": day.isoformat()}
+    retrain.mark_served(
+        settings,
+        retrain.pending(settings),
+        "training",
+        SimpleNamespace(run_id="r", version="2", promoted=True),
+    )
+    with pytest.raises(StageSkipped, match="already requested and served"):
+        retrain.run(settings, day, "scheduled__first-try")

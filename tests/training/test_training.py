@@ -131,6 +131,34 @@ def test_the_gate_promotes_a_better_model_rejects_a_worse_one_and_rollback_resto
         registry.rollback(ml, client)
 
 
+class Crash(BaseException):
+    """The process dying at that line (no handler catches it)."""
+
+
+def test_a_crash_between_a_decision_and_its_alias_move_is_completed_by_the_next_run(
+    ml, first, monkeypatch
+):
+    client = tracking.client(ml)
+    champion_before = registry.alias_version(client, ml, "champion")
+
+    def crash(*args, **kwargs):
+        raise Crash
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_registered_model_alias", crash)
+    with pytest.raises(Crash):
+        train.run(ml.model_copy(update={"promote_max_auc_drop": 1.0}), END, window_days=4)
+    monkeypatch.undo()
+    crashed = registry.decisions(ml).iloc[-1]
+    assert crashed.decision == "promoted"  # recorded before the aliases move
+    assert registry.alias_version(client, ml, "champion") == champion_before != crashed.version
+    # the nights follow the log already; the aliases follow at the next training or rollback
+    assert registry.night_models(ml, dt.date(2013, 3, 20)).champion == crashed.version
+    registry.sync_aliases(ml, client)
+    assert registry.alias_version(client, ml, "champion") == crashed.version
+    assert registry.alias_version(client, ml, "challenger") == crashed.version
+    assert registry.rollback(ml, client, from_night=dt.date(2013, 3, 30)) == champion_before
+
+
 def test_retraining_from_a_runs_recorded_inputs_gives_identical_predictions(ml, first):
     again = train.reproduce(ml, first.run_id)
     assert len(again) == len(first.test_predictions)
@@ -155,21 +183,35 @@ def test_bad_training_input_fails_clearly_and_leaves_the_registry_alone(
     assert versions(ml) == before
 
 
-def test_a_champion_that_cannot_be_loaded_stops_training_before_registration(ml, first, tmp_path):
+def test_a_champion_that_cannot_be_loaded_stops_training_before_registration(ml, first):
+    import shutil
+    from pathlib import Path
+    from urllib.parse import urlparse
+
     client = tracking.client(ml)
     champion = registry.alias_version(client, ml, "champion")
-    broken = client.create_model_version(ml.model_name, source=str(tmp_path / "gone"))
-    client.set_registered_model_alias(ml.model_name, "champion", broken.version)
+    artifacts = Path(urlparse(client.get_model_version_download_uri(ml.model_name, champion)).path)
+    aside = artifacts.with_name(artifacts.name + ".aside")
+    artifacts.rename(aside)  # the champion's files lost
     before = versions(ml)
     try:
-        with pytest.raises(
-            NightjarError, match=f"champion {ml.model_name} v{broken.version} cannot"
-        ):
+        with pytest.raises(NightjarError, match=f"champion {ml.model_name} v{champion} cannot"):
             train.run(ml, END, window_days=4)
         assert versions(ml) == before
-        assert registry.alias_version(client, ml, "champion") == str(broken.version)
+        assert registry.alias_version(client, ml, "champion") == champion
     finally:
-        client.set_registered_model_alias(ml.model_name, "champion", champion)
+        shutil.rmtree(artifacts, ignore_errors=True)
+        aside.rename(artifacts)
+
+
+def test_an_alias_moved_by_hand_is_moved_back_to_what_the_decision_log_says(ml, first):
+    client = tracking.client(ml)
+    champion = registry.alias_version(client, ml, "champion")
+    other = registry.alias_version(client, ml, "challenger")
+    assert other != champion  # the versions the earlier tests trained
+    client.set_registered_model_alias(ml.model_name, "champion", other)
+    registry.sync_aliases(ml, client)
+    assert registry.alias_version(client, ml, "champion") == champion
 
 
 @pytest.fixture()
@@ -203,7 +245,9 @@ def postgres_tracking(ml, tmp_path, postgres):
             time.sleep(1)
     try:
         tracking_uri = f"http://127.0.0.1:{port}"
-        yield ml.model_copy(update={"mlflow_tracking_uri": tracking_uri}), postgres, database
+        # a model of its own: the shared decision log names the other registry's versions
+        own = {"mlflow_tracking_uri": tracking_uri, "model_name": "flight_disruption_pg"}
+        yield ml.model_copy(update=own), postgres, database
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
