@@ -52,11 +52,13 @@ def load(tracking_client, settings: Settings, version: str, role: str) -> Scorin
     import mlflow
 
     name = settings.model_name
-    meta = tracking_client.get_model_version(name, version)
     try:
+        meta = tracking_client.get_model_version(name, version)
         model = mlflow.xgboost.load_model(f"models:/{name}/{version}")
         params = tracking_client.get_run(meta.run_id).data.params  # its training run
     except Exception as exc:
+        if tracking.transient(exc):
+            raise  # the server is down or restarting: the task is retried, with backoff
         raise NightjarError(
             f"the {role} model {name} v{version} cannot be loaded ({exc}); nothing was scored"
         ) from exc

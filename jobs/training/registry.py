@@ -27,6 +27,7 @@ import pyarrow as pa
 from jobs.common.delta.snapshot import append_arrow, partition_values, read_arrow_if_exists
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
+from jobs.training.tracking import transient
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ONE_DAY = dt.timedelta(days=1)
@@ -72,8 +73,10 @@ def alias_version(tracking, settings: Settings, alias: str) -> str | None:
 
     try:
         return str(tracking.get_model_version_by_alias(settings.model_name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:  # no such alias, or no such model yet; anything else raises
+        if exc.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+            return None
+        raise
 
 
 def load_champion(tracking, settings: Settings):
@@ -87,6 +90,8 @@ def load_champion(tracking, settings: Settings):
     try:
         model = mlflow.xgboost.load_model(f"models:/{settings.model_name}@{CHAMPION}")
     except Exception as exc:
+        if transient(exc):
+            raise  # the server is down or restarting: the task is retried, with backoff
         raise NightjarError(
             f"the champion {settings.model_name} v{version} cannot be loaded ({exc}); fix or "
             "roll back the champion (nightjar model rollback) before training a challenger"

@@ -45,6 +45,28 @@ def client(settings: Settings):
     return tracking
 
 
+# Errors of a tracking server that is down, restarting or overloaded: worth a retry (the task's
+# retries, with backoff, after MLflow's own HTTP retries), never a verdict on the model.
+TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
+TRANSIENT_TYPES = {"ConnectionError", "Timeout", "OperationalError"}  # requests', SQLAlchemy's
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the tracking server could not be reached or
+    answered 5xx/429, rather than that a model or version is missing or broken."""
+    seen = exc
+    while seen is not None:
+        if any(kind.__name__ in TRANSIENT_TYPES for kind in type(seen).__mro__):
+            return True
+        if getattr(seen, "error_code", None) in TRANSIENT_CODES:
+            return True
+        status = getattr(seen, "get_http_status_code", lambda: None)()
+        if getattr(seen, "json_kwargs", None) is not None and status in (429, 500, 502, 503, 504):
+            return True  # a RestException: the server's own answer
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def monitoring_experiment(settings: Settings) -> str:
     return f"{settings.model_name}-monitoring"
 

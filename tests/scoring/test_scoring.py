@@ -226,3 +226,34 @@ def test_the_lineage_chain_resolves_to_the_training_inputs(spark, models, night)
         registry.alias_version(tracking.client(settings), settings, "challenger")
         == challenger.version
     )
+
+
+def test_an_unreachable_tracking_server_is_retried_not_mistaken_for_a_bad_model(
+    settings, monkeypatch
+):
+    """A server that is down or restarting fails the try (Airflow retries it, with backoff);
+    only a model that is missing or broken is an input error that fails without retry."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries: none
+    down = settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    uri = down.mlflow_tracking_uri
+    client = MlflowClient(uri, registry_uri=uri)  # not an earlier test's global registry
+    with pytest.raises(Exception) as caught:
+        score.load(client, down, "1", "champion")
+    assert not isinstance(caught.value, NightjarError)
+    assert tracking.transient(caught.value)
+    with pytest.raises(Exception) as caught:  # not "no champion", which would bootstrap one
+        registry.alias_version(client, down, "champion")
+    assert tracking.transient(caught.value)
+
+
+def test_a_missing_model_version_is_an_input_error(settings, tmp_path):
+    from mlflow import MlflowClient
+
+    store = settings.model_copy(update={"mlflow_tracking_uri": f"sqlite:///{tmp_path}/m.db"})
+    client = MlflowClient(store.mlflow_tracking_uri, registry_uri=store.mlflow_tracking_uri)
+    client.create_registered_model(store.model_name)
+    with pytest.raises(NightjarError, match=f"{store.model_name} v7 cannot be loaded") as caught:
+        score.load(client, store, "7", "champion")
+    assert not tracking.transient(caught.value.__cause__)
