@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 
+from jobs.common import day_claims
 from jobs.common.dates import interval_days, span
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
@@ -60,6 +61,13 @@ def run_stage(
     when = days if stage in INTERVAL_STAGES else day
     run_id = run_id or f"manual__{day.isoformat()}"
     started = time.perf_counter()
+    with day_claims.claimed(settings, days, run_id, stage):  # one writer per day
+        result = _run(stage, day, when, run_id, settings, spark, task_started or started)
+    log.info("%s %s done in %.1fs", stage, span(days), time.perf_counter() - started)
+    return result
+
+
+def _run(stage, day, when, run_id, settings, spark, task_started: float) -> dict:
     if stage == "land":
         from jobs.lakehouse import landing
 
@@ -103,12 +111,11 @@ def run_stage(
             spark.range(1).collect()
             log.info(
                 "task overhead: first Spark action done %.2fs after the task started",
-                time.perf_counter() - (task_started or started),
+                time.perf_counter() - task_started,
             )
         try:
             result = job[stage](spark, open_tables(spark, settings), settings, when, run_id)
         finally:
             if own_session:
                 release(spark)
-    log.info("%s %s done in %.1fs", stage, span(days), time.perf_counter() - started)
     return result

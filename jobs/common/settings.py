@@ -250,6 +250,12 @@ class Settings(BaseSettings):
         "the previous night's retraining policy and the trainings earlier nights requested, "
         "before it scores with the champion there is.",
     )
+    day_claim_wait_minutes: float = Field(
+        default=30,
+        ge=0,
+        description="How long a stage waits for a day another run is processing (one writer "
+        "per day, jobs/common/day_claims.py) before it fails naming that run.",
+    )
 
     # --- observability (jobs/observability/, observability/) --------------------------------
     metrics_enabled: bool = Field(

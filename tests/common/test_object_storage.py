@@ -4,6 +4,7 @@ settings (``NIGHTJAR_S3_*``, see jobs/common/storage.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -164,3 +165,20 @@ def test_spark_native_delta_writes_through_s3a_and_delta_rs_reads_it(spark, buck
     read = DeltaTable(uri)
     assert sorted(read.to_pyarrow_table().column("n").to_pylist()) == [1, 2]
     assert "Delta-Lake" in str(read.history(1)[0].get("engineInfo", ""))
+
+
+def test_a_days_claim_in_the_bucket_is_taken_by_one_run_only(bucket_lake, object_store):
+    """One writer per day on S3: a claim generation is created with If-None-Match, which the
+    server honours, so of two runs creating it one is refused."""
+    from jobs.common import day_claims
+
+    store = day_claims.Store(bucket_lake)
+    day = "2013-03-09"
+    first = day_claims.acquire(store, day, "run-a", "silver", dt.timedelta(0))
+    assert store.newest(day) == first
+    assert not store.create(dataclasses.replace(first, run_id="run-b"))  # the same generation
+    with pytest.raises(day_claims.DayBusy, match="processed by run run-a"):
+        day_claims.acquire(store, day, "run-b", "silver", dt.timedelta(0))
+    first.released_at = day_claims.now().isoformat()
+    store.replace(first)
+    assert day_claims.acquire(store, day, "run-b", "silver", dt.timedelta(0)).generation == 2
