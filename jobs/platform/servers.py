@@ -185,17 +185,19 @@ def s3_service(settings: Settings) -> services.Service:
         str(VERSITYGW),
         "--port",
         f"127.0.0.1:{settings.s3_port}",
-        "--access",
-        settings.s3_access_key,
-        "--secret",
-        settings.s3_secret_key,
         "--region",
         settings.s3_region,
         "--quiet",
         "posix",
         str(data),
     ]
-    return services.Service("s3", command, dict(os.environ), settings.s3_port)
+    # the root keys travel in the environment, never in the arguments (`ps` shows those)
+    env = {
+        **os.environ,
+        "ROOT_ACCESS_KEY_ID": settings.s3_access_key,
+        "ROOT_SECRET_ACCESS_KEY": settings.s3_secret_key,
+    }
+    return services.Service("s3", command, env, settings.s3_port)
 
 
 # PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client to disconnect; SIGINT

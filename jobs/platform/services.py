@@ -136,6 +136,13 @@ def spark_connect_service(settings: Settings) -> Service:
             f"{settings.spark_connect_idle_timeout_minutes}m"
         ),
     }
+    # The configuration goes in a file only this user reads, not in `--conf` arguments: with
+    # object storage it holds the S3 keys, and every process's arguments are public (`ps`).
+    properties = settings.run_dir / "spark-connect.properties"
+    properties.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"{key} {escape_property(value)}\n" for key, value in confs.items())
     command = [
         str(BIN / "spark-submit"),
         "--class",
@@ -144,10 +151,15 @@ def spark_connect_service(settings: Settings) -> Service:
         settings.spark_cluster_master,
         "--name",
         "nightjar-spark-connect",
+        "--properties-file",
+        str(properties),
     ]
-    for key, value in confs.items():
-        command += ["--conf", f"{key}={value}"]
     return Service("spark-connect", command, _spark_env(settings), settings.spark_connect_port)
+
+
+def escape_property(value: str) -> str:
+    """A value as Java's properties format reads it back (backslashes are escapes there)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
 
 
 def airflow_service(settings: Settings, component: str) -> Service:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from jobs.common.settings import Settings
 from jobs.platform import services
@@ -125,7 +126,8 @@ def test_a_cluster_setting_starts_a_master_and_workers_that_the_connect_server_d
     assert worker.command[-1] == "spark://127.0.0.1:17999"
     assert worker.command[worker.command.index("--memory") + 1] == "1g"
     assert connect.command[connect.command.index("--master") + 1] == "spark://127.0.0.1:17999"
-    assert "spark.executor.memory=1g" in connect.command
+    properties = Path(connect.command[connect.command.index("--properties-file") + 1])
+    assert "spark.executor.memory 1g" in properties.read_text().splitlines()
     # without workers: the Connect server alone, on spark_master
     (local,) = services.spark_services(Settings(spark_workers=0))
     assert local.command[local.command.index("--master") + 1] == Settings().spark_master
@@ -155,3 +157,23 @@ def test_generated_secrets_and_what_airflow_writes_are_for_their_owner_only(tmp_
     while not written.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert written.stat().st_mode & 0o077 == 0
+
+
+def test_no_secret_is_in_a_local_services_arguments(settings, tmp_path):
+    """Every process's arguments are public (`ps`): the S3 keys reach Spark in a 0600
+    properties file and the S3 server in its environment."""
+    from jobs.platform import servers
+
+    secret = "s3-secret-do-not-show"
+    local = settings.model_copy(
+        update={"state_dir": tmp_path, "s3_access_key": "k", "s3_secret_key": secret}
+    )
+    spark = services.spark_connect_service(local)
+    assert not any(secret in argument for argument in spark.command)
+    properties = Path(spark.command[spark.command.index("--properties-file") + 1])
+    assert properties.stat().st_mode & 0o777 == 0o600
+    assert f"spark.hadoop.fs.s3a.secret.key {secret}" in properties.read_text().splitlines()
+    if servers.VERSITYGW.exists():
+        s3 = servers.s3_service(local)
+        assert not any(secret in argument for argument in s3.command)
+        assert s3.env["ROOT_SECRET_ACCESS_KEY"] == secret
