@@ -20,3 +20,6 @@ RETRAIN_REQUEST = Asset(
 )
 # Emitted by nightjar_training when it has registered (and maybe promoted) a version.
 CHAMPION = Asset(name="champion_model", uri="nightjar://models/flight_disruption/champion")
+
+# The Asset groups a stage emits (jobs/stages.py names them in its `outlets`).
+OUTLETS = {"gold": GOLD_ASSETS, "retrain_request": [RETRAIN_REQUEST]}

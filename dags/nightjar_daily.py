@@ -58,15 +58,10 @@ import datetime as dt
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from nightjar_alerts import DEFAULT_ARGS, NIGHT_DEADLINE
-from nightjar_assets import GOLD_ASSETS, RETRAIN_REQUEST
-from nightjar_stages import STAGE_DOCS, STAGES, run_stage
+from nightjar_assets import OUTLETS
+from nightjar_stages import run_stage
 
-OUTLETS = {"check_gold": GOLD_ASSETS, "request_retrain": [RETRAIN_REQUEST]}
-# Each waits for its own task in the previous day's run (see the DAG doc).
-DEPENDS_ON_PAST = {"gold", "monitor", "request_retrain"}
-# A day without a champion skips `score`, yet is monitored (a `no_model` row) and may request
-# the first model: these run unless something upstream failed.
-TRIGGER_RULES = {"monitor": "none_failed", "request_retrain": "none_failed"}
+from jobs import stages
 
 with DAG(
     dag_id="nightjar_daily",
@@ -91,16 +86,15 @@ with DAG(
     deadline=NIGHT_DEADLINE,
 ) as dag:
     previous = None
-    for stage in STAGES:
+    for stage in stages.STAGES:  # how each is wired is declared there (jobs/stages.py)
         current = task(
-            task_id=stage,
-            doc_md=STAGE_DOCS[stage],
-            outlets=OUTLETS.get(stage, []),
-            depends_on_past=stage in DEPENDS_ON_PAST,
-            trigger_rule=TRIGGER_RULES.get(stage, "all_success"),
-            # one at a time across runs: the online store must end on the newest day
-            max_active_tis_per_dag=1 if stage == "materialize" else None,
-        )(run_stage)(stage)
+            task_id=stage.name,
+            doc_md=stage.doc,
+            outlets=[asset for group in stage.outlets for asset in OUTLETS[group]],
+            depends_on_past=stage.depends_on_past,
+            trigger_rule=stage.trigger_rule,
+            max_active_tis_per_dag=1 if stage.one_at_a_time else None,
+        )(run_stage)(stage.name)
         if previous is not None:
             previous >> current
         previous = current

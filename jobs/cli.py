@@ -17,6 +17,7 @@ import os
 import typer
 from rich.console import Console
 
+from jobs import stages
 from jobs.common.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -48,15 +49,12 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 
 @app.command()
 def stage(
-    name: str = typer.Argument(
-        ...,
-        help="land | bronze | silver | check_silver | gold | check_gold | materialize | score | "
-        "monitor | request_retrain",
-    ),
+    name: str = typer.Argument(..., help=" | ".join(stages.NAMES)),
     date: str = typer.Option(..., "--date", "-d", help="the logical date (first day)"),
     end: str | None = typer.Option(
         None,
-        help="run over the data interval [date, end) instead of one day (land .. materialize)",
+        help="run over the data interval [date, end) instead of one day "
+        f"({', '.join(stages.INTERVAL)})",
     ),
     run_id: str | None = typer.Option(None),
 ) -> None:
@@ -76,9 +74,9 @@ def stage(
 def day(date: str = typer.Option(..., "--date", "-d")) -> None:
     """Run every stage of the daily DAG for one date, in-process (no Airflow)."""
     from jobs.common.errors import StageSkipped
-    from jobs.pipeline import STAGES, run_stage
+    from jobs.pipeline import run_stage
 
-    for name in STAGES:
+    for name in stages.NAMES:
         try:
             run_stage(name, _date(date))
         except StageSkipped as skipped:

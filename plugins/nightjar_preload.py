@@ -18,6 +18,8 @@ import sys
 
 from airflow.plugins_manager import AirflowPlugin
 
+from jobs import stages
+
 log = logging.getLogger(__name__)
 
 PRELOAD = (
@@ -35,12 +37,8 @@ PRELOAD = (
     "pyspark.sql.connect.functions",
     "deltalake",
     "jobs.pipeline",
-    "jobs.lakehouse.bronze",
-    "jobs.lakehouse.silver",
-    "jobs.lakehouse.gold",
     "jobs.common.delta.rs",
     "great_expectations",
-    "jobs.quality.gates",
     # the ML side: Feast, MLflow, XGBoost, Evidently cost 5-15 s each to import on two cores
     "feast",
     "feast.repo_operations",
@@ -49,7 +47,6 @@ PRELOAD = (
     "ibis.backends.duckdb",  # Feast's point-in-time joins (sqlglot's dialects with it)
     "jobs.features.offline_store",
     "jobs.features.arrow_engine",
-    "jobs.features.materialize",
     "mlflow",
     # imported by the first client of a sqlite/SQL tracking store: 1.5 s per task, alembic included
     "mlflow.store.tracking.sqlalchemy_store",
@@ -60,7 +57,6 @@ PRELOAD = (
     "mlflow.tracing.export",
     "opentelemetry.sdk.metrics",
     "xgboost",
-    "jobs.scoring.score",
     "evidently",
     # what Evidently's report widgets draw with
     "plotly.offline",
@@ -72,9 +68,9 @@ PRELOAD = (
     "plotly.validators.scatter",
     "narwhals._pandas_like.dataframe",
     "jobs.monitoring.column_drift",
-    "jobs.monitoring.monitor",
-    "jobs.monitoring.retrain",
     "jobs.training.train",
+    # every stage's module, as jobs/stages.py declares them
+    *dict.fromkeys(stage.module for stage in stages.STAGES),
 )
 
 

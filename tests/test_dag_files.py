@@ -7,38 +7,28 @@ from pathlib import Path
 
 import pytest
 
+from jobs import stages
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = {"pyspark", "pandas", "jobs", "deltalake", "feast", "mlflow", "xgboost", "evidently"}
-# The Deadline Alert's callback, checked by Airflow at parse time; it imports nothing at load.
-LIGHT = {"jobs", "jobs.observability", "jobs.observability.deadline"}
+# The Deadline Alert's callback, checked by Airflow at parse time, and the stage registry: they
+# import nothing at load.
+LIGHT = {"jobs", "jobs.observability", "jobs.observability.deadline", "jobs.stages"}
+
+
+ONE_AT_A_TIME = {stage.name: 1 for stage in stages.STAGES if stage.one_at_a_time}
 
 
 @pytest.mark.parametrize(
     ("dag_file", "tasks", "tags", "one_at_a_time"),
     [
-        (
-            "nightjar_daily.py",
-            [
-                "land",
-                "bronze",
-                "silver",
-                "check_silver",
-                "gold",
-                "check_gold",
-                "materialize",
-                "score",
-                "monitor",
-                "request_retrain",
-            ],
-            ["lakehouse", "nightjar"],
-            # the online store must end on the newest day: one materialize across runs
-            {"materialize": 1},
-        ),
+        # the stages, wired as jobs/stages.py declares them
+        ("nightjar_daily.py", list(stages.NAMES), ["lakehouse", "nightjar"], ONE_AT_A_TIME),
         (
             "nightjar_history.py",
-            ["land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize"],
+            list(stages.INTERVAL),
             ["history", "lakehouse", "nightjar"],
-            {"materialize": 1},
+            ONE_AT_A_TIME,
         ),
         ("nightjar_training.py", ["train"], ["nightjar", "training"], {}),
         ("nightjar_maintenance.py", ["maintain"], ["maintenance", "nightjar"], {}),
