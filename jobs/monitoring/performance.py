@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 
 from jobs.common.delta.snapshot import read_arrow, read_arrow_if_exists
 from jobs.common.settings import Settings
 from jobs.lakehouse import tables as tb
 from jobs.monitoring.reference import LABEL, PROBABILITY
 from jobs.scoring.predictions import PREDICTIONS
+from jobs.training import evaluate
 from jobs.training.dataset import LABEL as GOLD_LABEL
-
-CALIBRATION_BINS = 10
 
 
 def labeled_predictions(settings: Settings, days: list[dt.date]) -> pd.DataFrame:
@@ -46,38 +36,13 @@ def labeled_predictions(settings: Settings, days: list[dt.date]) -> pd.DataFrame
     return joined.rename(columns={GOLD_LABEL: LABEL}).astype({LABEL: int})
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
-    """Mean |observed rate - mean probability| over equal-width probability bins, weighted by
-    the bins' row counts."""
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    error = 0.0
-    for b in np.unique(which):
-        mask = which == b
-        error += mask.sum() * abs(y[mask].mean() - p[mask].mean())
-    return float(error / len(y))
-
-
 def figures(labeled: pd.DataFrame) -> dict[str, float | int | None]:
-    """Figures of one model's labeled predictions; the rank metrics are None when the day has
-    a single class (they are undefined, not zero)."""
+    """Figures of one model's labeled predictions (``evaluate.metrics``, as in training)."""
+    if labeled.empty:
+        return {"n_labeled": 0}
     y = labeled[LABEL].to_numpy(dtype=int)
     p = labeled[PROBABILITY].to_numpy(dtype=float)
-    if len(y) == 0:
-        return {"n_labeled": 0}
-    flagged = (p >= labeled["threshold"].to_numpy()).astype(int)
-    both = len(np.unique(y)) == 2
-    return {
-        "n_labeled": len(y),
-        "positive_rate": float(y.mean()),
-        "mean_probability": float(p.mean()),
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "pr_auc": float(average_precision_score(y, p)) if both else None,
-        "precision": float(precision_score(y, flagged, zero_division=0)),
-        "recall": float(recall_score(y, flagged, zero_division=0)),
-        "brier": float(brier_score_loss(y, p)),
-        "log_loss": float(log_loss(y, p, labels=[0, 1])),
-        "ece": expected_calibration_error(y, p),
-    }
+    return {"n_labeled": len(y), **evaluate.metrics(y, p, labeled["threshold"].to_numpy())}
 
 
 def report(reference: pd.DataFrame, labeled: pd.DataFrame):

@@ -1,18 +1,11 @@
-"""Metrics and plots of a model on a split."""
+"""The one set of classification metrics (training's splits, the champion comparison, the
+nightly monitoring of labeled predictions), and training's plots."""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures go to MLflow as files
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.calibration import CalibrationDisplay  # noqa: E402
-from sklearn.metrics import (  # noqa: E402
-    PrecisionRecallDisplay,
-    RocCurveDisplay,
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     log_loss,
@@ -21,22 +14,48 @@ from sklearn.metrics import (  # noqa: E402
     roc_auc_score,
 )
 
+CALIBRATION_BINS = 10
 
-def metrics(y: pd.Series, p: np.ndarray, threshold: float) -> dict[str, float]:
-    y = np.asarray(y, dtype=int)
+
+def metrics(y: pd.Series, p: np.ndarray, threshold: float | np.ndarray) -> dict:
+    """Metrics of probabilities ``p`` for labels ``y``, flagging ``p >= threshold`` (one
+    threshold, or one per row). The rank metrics are None when ``y`` has a single class: they
+    are undefined, not zero."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
     flagged = (p >= threshold).astype(int)
+    both = len(np.unique(y)) == 2
     return {
-        "roc_auc": float(roc_auc_score(y, p)),
-        "pr_auc": float(average_precision_score(y, p)),
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "pr_auc": float(average_precision_score(y, p)) if both else None,
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
         "brier": float(brier_score_loss(y, p)),
+        "ece": expected_calibration_error(y, p),
         "precision": float(precision_score(y, flagged, zero_division=0)),
         "recall": float(recall_score(y, flagged, zero_division=0)),
         "positive_rate": float(y.mean()),
+        "mean_probability": float(p.mean()),
     }
 
 
-def plots(y, p: np.ndarray, importance: dict[str, float]) -> dict[str, plt.Figure]:
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """Mean |observed rate - mean probability| over equal-width probability bins, weighted by
+    the bins' row counts."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in np.unique(which):
+        mask = which == b
+        error += mask.sum() * abs(y[mask].mean() - p[mask].mean())
+    return float(error / len(y))
+
+
+def plots(y, p: np.ndarray, importance: dict[str, float]) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: figures go to MLflow as files
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
     figures = {}
     fig, ax = plt.subplots(figsize=(5, 5))
     RocCurveDisplay.from_predictions(y, p, ax=ax)

@@ -64,6 +64,11 @@ def fit(
     return data, parts, trained, models.train_baseline(parts, seed)
 
 
+def defined(figures: dict, prefix: str) -> dict[str, float]:
+    """Metrics for MLflow, which takes numbers only (an undefined AUC is left out)."""
+    return {f"{prefix}{k}": v for k, v in figures.items() if v is not None}
+
+
 def run(
     settings: Settings,
     end: dt.date,
@@ -140,10 +145,10 @@ def run(
             }
         )
         for name in SPLITS:
-            mlflow.log_metrics({f"{name}_{k}": v for k, v in metrics[name].items()})
-        mlflow.log_metrics({f"baseline_test_{k}": v for k, v in baseline_test.items()})
+            mlflow.log_metrics(defined(metrics[name], f"{name}_"))
+        mlflow.log_metrics(defined(baseline_test, "baseline_test_"))
         if champion_test:
-            mlflow.log_metrics({f"champion_test_{k}": v for k, v in champion_test.items()})
+            mlflow.log_metrics(defined(champion_test, "champion_test_"))
         importance = trained.model.get_booster().get_score(importance_type="gain")
         for name, figure in evaluate.plots(parts.test[LABEL], scores["test"], importance).items():
             mlflow.log_figure(figure, f"plots/{name}")
