@@ -29,31 +29,36 @@ import logging
 import pandas as pd
 import pyarrow as pa
 
+from jobs.common.delta import TableSpec
 from jobs.common.delta.snapshot import append_arrow, read_arrow_if_exists
 from jobs.common.errors import StageSkipped
+from jobs.common.schema import struct
 from jobs.common.settings import Settings
 from jobs.monitoring.tables import MONITORING_METRICS
 
 log = logging.getLogger(__name__)
-REQUESTS_TABLE = "ml.retrain_requests"
 MIN_ROLLING_ROWS = 500  # below this a rolling AUC is too noisy to act on
-SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("event", pa.string()),  # requested | served
-        ("model_name", pa.string()),
-        ("request_date", pa.date32()),  # D of the daily run that requested
-        ("rule", pa.string()),  # bootstrap | drift | performance
-        ("reason", pa.string()),
-        ("details", pa.string()),  # JSON: the figures behind the decision
-        ("window_days", pa.int64()),  # training window to use (bootstrap), else default
-        ("recorded_at", pa.timestamp("us", tz="UTC")),
-        ("airflow_run_id", pa.string()),  # the daily run (requested) or training run (served)
-        ("mlflow_run_id", pa.string()),  # served: the training run
-        ("model_version", pa.string()),  # served: the version it registered
-        ("outcome", pa.string()),  # served: promoted | rejected
-    ]
+REQUESTS = TableSpec(
+    name="ml.retrain_requests",
+    schema=struct(
+        "request_id string",
+        "event string",  # requested | served
+        "model_name string",
+        "request_date date",  # D of the daily run that requested
+        "rule string",  # bootstrap | drift | performance
+        "reason string",
+        "details string",  # JSON: the figures behind the decision
+        "window_days long",  # training window to use (bootstrap), else default
+        "recorded_at timestamp",
+        "airflow_run_id string",  # the daily run (requested) or training run (served)
+        "mlflow_run_id string",  # served: the training run
+        "model_version string",  # served: the version it registered
+        "outcome string",  # served: promoted | rejected
+    ),
+    key=("request_id", "event"),
+    description="The retraining outbox, append-only: a requested row, then a served row",
 )
+REQUESTS_TABLE, SCHEMA = REQUESTS.name, REQUESTS.arrow_schema
 
 
 def log_rows(settings: Settings) -> pd.DataFrame:

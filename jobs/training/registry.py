@@ -24,31 +24,37 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from jobs.common.delta import TableSpec
 from jobs.common.delta.snapshot import append_arrow, partition_values, read_arrow_if_exists
 from jobs.common.errors import NightjarError
+from jobs.common.schema import struct
 from jobs.common.settings import Settings
 from jobs.training.tracking import transient
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 ONE_DAY = dt.timedelta(days=1)
-DECISIONS_TABLE = "ml.model_decisions"
-DECISION_SCHEMA = pa.schema(
-    [
-        ("decided_at", pa.timestamp("us", tz="UTC")),
-        ("model_name", pa.string()),
-        ("version", pa.string()),
-        ("decision", pa.string()),  # promoted | rejected | rolled_back
-        ("reason", pa.string()),
-        ("previous_champion", pa.string()),
-        ("champion_after", pa.string()),
-        ("metrics", pa.string()),  # JSON: the version's test metrics
-        ("champion_metrics", pa.string()),  # JSON: the champion's, on the same window
-        ("eval_window", pa.string()),
-        ("run_id", pa.string()),
-        ("trigger", pa.string()),  # why the training ran (weekly, manual, a retrain request)
-        ("from_night", pa.date32()),  # the first night whose scoring this decision governs
-    ]
+DECISIONS = TableSpec(
+    name="ml.model_decisions",
+    schema=struct(
+        "decided_at timestamp",
+        "model_name string",
+        "version string",
+        "decision string",  # promoted | rejected | rolled_back
+        "reason string",
+        "previous_champion string",
+        "champion_after string",
+        "metrics string",  # JSON: the version's test metrics
+        "champion_metrics string",  # JSON: the champion's, on the same window
+        "eval_window string",
+        "run_id string",
+        "trigger string",  # why the training ran (weekly, manual, a retrain request)
+        "from_night date",  # the first night whose scoring this decision governs
+    ),
+    key=("model_name", "decided_at"),
+    description="Every champion/challenger decision and rollback, append-only: the champion "
+    "of each night is replayed from it (night_models)",
 )
+DECISIONS_TABLE, DECISION_SCHEMA = DECISIONS.name, DECISIONS.arrow_schema
 TRAINED = ("promoted", "rejected")  # the decisions that register a version
 
 
