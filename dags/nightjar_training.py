@@ -14,7 +14,8 @@ from the UI (*Trigger* with params):
 
 A run serves every pending request in `ml.retrain_requests`, not only the Asset events that
 triggered it, so a request whose event Airflow left unconsumed is still served; a
-request-triggered run that finds nothing pending is skipped. The trigger (weekly, manual, or
+request-triggered run that finds nothing pending is skipped (`jobs/training/requests.py`, which
+`nightjar model train` runs too). The trigger (weekly, manual, or
 the requests' reasons) is recorded on the MLflow run and in `ml.model_decisions`.
 
 The task builds the training set through the Feast service `flight_disruption_v1` (every gold
@@ -42,41 +43,33 @@ def train(**context) -> dict:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from jobs.common.dates import parse_date
-    from jobs.common.errors import NightjarError
+    from jobs.common.errors import NightjarError, StageSkipped
     from jobs.common.settings import Settings
-    from jobs.monitoring import retrain
-    from jobs.training import labeled
-    from jobs.training import train as training
+    from jobs.training import requests
 
-    params, settings = context["params"], Settings()
-    requests = retrain.pending(settings)
+    params = context["params"]
     events = [e for evs in context["triggering_asset_events"].values() for e in evs]
-    if events and not requests:
-        raise AirflowSkipException(
-            f"{len(events)} retrain request event(s), but every request in "
-            f"{retrain.REQUESTS_TABLE} is already served"
-        )
-    end, window, trigger = retrain.plan(requests, f"{context['dag_run'].run_type} run")
-    if params.get("end_date"):
-        end = parse_date(params["end_date"])
-    if end is None:
-        try:
-            end = labeled.newest(settings)
-        except NightjarError as exc:  # a weekly run before any data: nothing to train on
-            raise AirflowSkipException(str(exc)) from exc
-    window = params.get("window_days") or window  # else the default, sized to the data
     try:
-        result = training.run(settings, end, window, trigger=trigger)
+        served = requests.train_pending(
+            Settings(),
+            context["run_id"],
+            default_trigger=f"{context['dag_run'].run_type} run",
+            end=parse_date(params["end_date"]) if params.get("end_date") else None,
+            window_days=params.get("window_days"),
+            requested=bool(events),
+        )
+    except StageSkipped as exc:
+        raise AirflowSkipException(str(exc)) from exc
     except NightjarError as exc:
         raise AirflowFailException(str(exc)) from exc
-    retrain.mark_served(settings, requests, context["run_id"], result)
+    result, trigger = served.result, served.trigger
     return {
         "run_id": result.run_id,
         "version": result.version,
         "promoted": result.promoted,
         "reason": result.reason,
         "trigger": trigger,
-        "served_requests": [r["request_id"] for r in requests],
+        "served_requests": served.request_ids,
         "test_roc_auc": result.test_metrics["roc_auc"],
         "baseline_test_roc_auc": result.baseline_test_metrics["roc_auc"],
     }

@@ -194,12 +194,23 @@ def model_train(
     end: str = typer.Option(None, help="last labeled flight date (default: newest in gold)"),
     window_days: int = typer.Option(None, help="labeled days in the window (default 60)"),
 ) -> None:
-    """Train, track in MLflow, register a challenger and promote it if it wins."""
-    from jobs.training import labeled, train
+    """Train, track in MLflow, register a challenger and promote it if it wins; serves the
+    pending retrain requests like the nightjar_training DAG."""
+    from jobs.common.errors import StageSkipped
+    from jobs.training import requests, train
 
-    settings = Settings()
-    day = _date(end) if end else labeled.newest(settings)
-    console.print_json(train.describe(train.run(settings, day, window_days)))
+    try:
+        served = requests.train_pending(
+            Settings(),
+            "cli",
+            default_trigger="manual (nightjar model train)",
+            end=_date(end) if end else None,
+            window_days=window_days,
+        )
+    except StageSkipped as skipped:
+        console.print(f"[yellow]nothing to train:[/yellow] {skipped}")
+        return
+    console.print_json(train.describe(served.result))
 
 
 @model_app.command("rollback")

@@ -287,3 +287,21 @@ def test_tasks_opening_a_new_tracking_store_at_once_all_succeed(tmp_path):
     ]
     failures = [p.stderr.read().decode()[-500:] for p in clients if p.wait() != 0]
     assert failures == []
+
+
+def test_the_cli_and_the_dag_serve_pending_requests_the_same_way(ml, first):
+    from jobs.common.errors import StageSkipped
+    from jobs.monitoring import retrain
+    from jobs.training import requests
+
+    wanted = retrain.request(END, "drift", "drift share 0.8 on 3 days", {}, window_days=4)
+    retrain.append(ml, [{**wanted, "airflow_run_id": "scheduled__x"}])
+    served = requests.train_pending(ml, "cli", default_trigger="manual")
+    assert served.request_ids == [wanted["request_id"]]
+    assert served.trigger == f"drift on {END}: drift share 0.8 on 3 days"
+    run = mlflow.get_run(served.result.run_id)
+    assert run.data.params["window_start"] == str(END - dt.timedelta(days=3))  # its 4 days
+    assert run.data.tags["nightjar.trigger"] == served.trigger
+    assert retrain.pending(ml) == []
+    with pytest.raises(StageSkipped, match="already served"):
+        requests.train_pending(ml, "dag", default_trigger="asset", requested=True)

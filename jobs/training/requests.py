@@ -1,0 +1,51 @@
+"""Training that serves the retraining outbox: what the ``nightjar_training`` DAG and
+``nightjar model train`` both run.
+
+A training run serves every pending request in ``ml.retrain_requests``, not only the Asset events
+that triggered it, so a request whose event Airflow left unconsumed is still served: its window
+ends on the newest requested day and is as long as the largest requested window, unless the
+caller names them. The requests' reasons are the run's trigger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from jobs.common.errors import NightjarError, StageSkipped
+from jobs.common.settings import Settings
+from jobs.monitoring import retrain
+from jobs.training import labeled, train
+
+
+@dataclass(frozen=True)
+class Served:
+    result: train.Result
+    trigger: str
+    request_ids: list[str]
+
+
+def train_pending(
+    settings: Settings,
+    run_id: str,
+    default_trigger: str,
+    end: dt.date | None = None,
+    window_days: int | None = None,
+    requested: bool = False,
+) -> Served:
+    """Train for the pending requests (or ``default_trigger`` when there are none) and mark them
+    served. ``requested``: the run was started by request events, so with nothing pending there
+    is nothing to do (StageSkipped); so is a run before any labeled data without an ``end``."""
+    requests = retrain.pending(settings)
+    if requested and not requests:
+        raise StageSkipped(f"every retrain request in {retrain.REQUESTS_TABLE} is already served")
+    planned_end, planned_window, trigger = retrain.plan(requests, default_trigger)
+    end = end or planned_end
+    if end is None:
+        try:
+            end = labeled.newest(settings)
+        except NightjarError as exc:  # e.g. a weekly run before any data: nothing to train on
+            raise StageSkipped(str(exc)) from exc
+    result = train.run(settings, end, window_days or planned_window, trigger=trigger)
+    retrain.mark_served(settings, requests, run_id, result)
+    return Served(result, trigger, [r["request_id"] for r in requests])
