@@ -33,6 +33,13 @@ logging.getLogger("feast.repo_config").addFilter(
 )
 
 
+def online_store_path(settings: Settings) -> str | None:
+    """The SQLite online store's file (None for Redis)."""
+    if settings.feast_online_store == "redis":
+        return None
+    return str(settings.state_dir / "feast" / "online.db")
+
+
 def feast_env(settings: Settings) -> dict[str, str]:
     """The environment ``feature_store.yaml`` is rendered with (JSON is YAML flow syntax)."""
     feast_dir = settings.state_dir / "feast"
@@ -55,7 +62,7 @@ def feast_env(settings: Settings) -> dict[str, str]:
         # corrects; Redis would keep the old one (jobs/features/materialize.py keeps the order)
         online = {"type": "redis", "connection_string": settings.feast_redis, "skip_dedup": True}
     else:
-        online = {"type": "sqlite", "path": str(feast_dir / "online.db")}
+        online = {"type": "sqlite", "path": online_store_path(settings)}
     return {
         "NIGHTJAR_FEAST_REGISTRY_CONFIG": json.dumps(registry_config),
         "NIGHTJAR_FEAST_ONLINE_STORE_CONFIG": json.dumps(online),
@@ -90,7 +97,8 @@ def feature_store(settings: Settings | None = None):
 
     The registry stores each source's absolute path when ``feast apply`` runs: after the
     lakehouse moves (another state folder, object storage) Feast would go on reading the old
-    tables. A registry that is missing the repository or points elsewhere is re-applied."""
+    tables. A registry that is missing the repository or points elsewhere (a source, or the
+    online tables of another store) is re-applied."""
     settings = settings or Settings()
     store = unchecked_feature_store(settings)
     if problems := registry_problems(store, settings):
@@ -113,10 +121,13 @@ def unchecked_feature_store(settings: Settings):
 
 
 def registry_problems(store, settings: Settings) -> str | None:
-    """Why the registry does not serve this repository at the settings' lakehouse, if it does
-    not: never applied, or a source registered at another path."""
+    """Why the registry does not serve this repository at the settings' lakehouse and online
+    store, if it does not: never applied, a source registered at another path, or online
+    tables recorded in another store."""
     if FEATURE_SERVICE not in {service.name for service in store.list_feature_services()}:
         return f"has no feature service {FEATURE_SERVICE!r} (never applied)"
+    if foreign := foreign_online_tables(store):
+        return f"records online tables in {', '.join(foreign)}, another store"
     lakehouse = _absolute(settings.lakehouse).rstrip("/")
     for source in store.list_data_sources():
         expected = f"{lakehouse}/gold/{source.name.removeprefix('gold_')}"
@@ -125,18 +136,52 @@ def registry_problems(store, settings: Settings) -> str | None:
     return None
 
 
+def foreign_online_tables(store) -> list[str]:
+    """The files of the online tables the registry records outside the store's configured
+    online store (a copied state folder's registry names the original's, by absolute path)."""
+    online = store.config.online_store
+    here = online.path if online.type == "sqlite" else None
+    # the raw record: Feast's own SqliteTable objects would open (so create) each file
+    recorded = store.registry.proto().infra.infra_objects
+    return sorted({t.sqlite_table.path for t in recorded if t.HasField("sqlite_table")} - {here})
+
+
+def forget_foreign_online_tables(store) -> None:
+    """Remove other stores' online tables from the registry's record of its infrastructure.
+    `feast apply` replaces a recorded table whose path differs from the configured one,
+    dropping it at the recorded path: run with a copied state folder's settings, it emptied
+    the original's online store. ``nightjar feast`` does this before every command."""
+    from feast.infra.infra_object import Infra
+    from feast.protos.feast.core.InfraObject_pb2 import Infra as InfraProto
+
+    if not (foreign := foreign_online_tables(store)):
+        return
+    log.warning(
+        "Feast's registry records online tables in %s, not in this store: forgetting them, "
+        "so that feast apply leaves them as they are",
+        ", ".join(foreign),
+    )
+    kept = [
+        t
+        for t in store.registry.proto().infra.infra_objects
+        if not t.HasField("sqlite_table") or t.sqlite_table.path not in foreign
+    ]
+    infra = Infra.from_proto(InfraProto(infra_objects=kept))
+    store.registry.update_infra(infra, store.project, commit=True)
+
+
 def feast_cli(
     args: list[str], settings: Settings | None = None, **run
 ) -> subprocess.CompletedProcess:
-    """Run the ``feast`` CLI on ``feature_repo/`` with the platform's settings. ``feast ui``
+    """Run the ``feast`` CLI on ``feature_repo/`` with the platform's settings, as
+    ``feast_main`` runs it (never touching another store's online tables). ``feast ui``
     listens on 127.0.0.1 unless told otherwise (Feast's default is every interface)."""
     settings = settings or Settings()
     if args[:1] == ["ui"] and not {"-h", "--host"} & set(args):
         args = [*args, "--host", "127.0.0.1"]
     (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
-    feast = Path(sys.executable).with_name("feast")
     return subprocess.run(
-        [str(feast), "--chdir", str(FEATURE_REPO), *args],
+        [sys.executable, "-m", "jobs.features.feast_main", "--chdir", str(FEATURE_REPO), *args],
         env={**os.environ, **feast_env(settings)},
         check=True,
         **run,
