@@ -125,7 +125,7 @@ train: setup  ## train, register and (if it wins) promote the disruption model; 
 rollback: setup  ## move the champion alias back to the previous champion
 	$(BIN)/nightjar model rollback
 
-top-risk: setup  ## tomorrow's highest-risk flights: make top-risk DATE=2013-03-01
+top-risk: setup  ## tomorrow's highest-risk flights and why: make top-risk DATE=2013-03-01
 	$(BIN)/nightjar predictions top --date $(DATE)
 
 mlflow: setup  ## MLflow UI on 127.0.0.1:5000 (runs, registered models, aliases)
@@ -177,9 +177,26 @@ bench-backfill: setup  ## benchmark: 2013 through the lakehouse and the features
 bench-quality: setup  ## benchmark: validation time per day-run and on 1M silver rows, pandas vs Spark
 	NIGHTJAR_SPARK_CODEGEN=true $(BIN)/python -m benchmarks.quality
 
+.PHONY: bench-chaos
+bench-chaos: setup  ## crash harness: SIGKILL each writing stage (and the Spark Connect server) at seeded random points, check every table and the bookkeeping, re-run, compare with a clean run (KILLS=20 per target, STAGES=all; hours)
+	$(BIN)/python -m benchmarks.chaos $(if $(KILLS),--kills $(KILLS)) $(if $(STAGES),--stages $(STAGES)) $(if $(SEED),--seed $(SEED))
+
 clean: stop  ## remove all runtime state (lakehouse, landing, Airflow DB, logs)
 	rm -rf $(NIGHTJAR_STATE_DIR) .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
 
 distclean: clean  ## also remove the venv, the bootstrap tools and caches
 	rm -rf $(VENV) .tools .cache
+
+.PHONY: docs screenshots
+docs: setup  ## build the documentation site (strict) into .state/site; pages about code are generated from it
+	$(BIN)/mkdocs build --strict --quiet
+	@echo "open .state/site/index.html"
+
+screenshots: setup system-deps  ## refresh docs/images from the browser tests (Airflow UI, Evidently's monitoring dashboard, MLflow's registry; ~15 minutes)
+	$(BIN)/pytest -q tests/e2e/test_ui_backfill.py "tests/training/test_training.py::test_postgres_backed_tracking_server_end_to_end" "tests/e2e/test_lifecycle.py::test_evidently_ui_charts_the_monitored_days"
+	cp .state/test/screenshots/02-dag-list.png docs/images/dag-list.png
+	cp .state/test/screenshots/05-backfill-form.png docs/images/backfill-form.png
+	cp .state/test/screenshots/06-runs.png docs/images/runs.png
+	cp .state/test/screenshots/11-monitoring-dashboard.png docs/images/monitoring-report.png
+	cp .state/test/screenshots/10-mlflow-registry.png docs/images/mlflow-registry.png

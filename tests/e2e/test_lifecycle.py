@@ -236,6 +236,9 @@ def test_evidently_ui_charts_the_monitored_days(platform):
             page.wait_for_timeout(2000)  # the plots draw their axes
             dashboard = page.locator("body").inner_text()
             assert monitored[0] in dashboard and monitored[-1] in dashboard  # the time axis
+            shots = TEST_STATE / "screenshots"  # for the docs (`make screenshots`)
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / "11-monitoring-dashboard.png"))
             page.get_by_text("Reports", exact=True).first.click()
             page.get_by_text(monitored[-1]).first.wait_for()
             reports = page.locator("body").inner_text()

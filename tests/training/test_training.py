@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from jobs.common.errors import NightjarError
 from jobs.features.training import current_versions
 from jobs.training import dataset, labeled, registry, tracking, train
+from tests.conftest import PORT_OFFSET
 from tests.feature_lake import DAYS
 
 END = DAYS[-1]
@@ -225,7 +226,7 @@ def postgres_tracking(ml, tmp_path, postgres):
 
     database = "nightjar_mlflow_test"
     postgres.create_database(database)
-    port = 15500
+    port = 15500 + PORT_OFFSET  # apart from another test run's
     mlflow_bin = os.path.join(os.path.dirname(os.sys.executable), "mlflow")
     server = subprocess.Popen(
         [mlflow_bin, "server",
@@ -267,6 +268,26 @@ def test_postgres_backed_tracking_server_end_to_end(postgres_tracking):
         cursor.execute("SELECT count(*) FROM metrics WHERE key = 'test_roc_auc'")
         assert cursor.fetchone() == (1,)
     connection.close()
+    registry_page_shows_the_version(settings)
+
+
+def registry_page_shows_the_version(settings) -> None:
+    """The server's registry page in headless Chromium lists the version with its aliases (a
+    screenshot for the docs: `make screenshots`)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import TEST_STATE
+
+    shots = TEST_STATE / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(f"{settings.mlflow_tracking_uri}/#/models/{settings.model_name}")
+        page.get_by_text("Version 1").first.wait_for(timeout=60_000)
+        assert page.get_by_text("champion").count() > 0
+        page.screenshot(path=str(shots / "10-mlflow-registry.png"))
+        browser.close()
 
 
 def test_tasks_opening_a_new_tracking_store_at_once_all_succeed(tmp_path):
