@@ -38,14 +38,11 @@ def metrics(y: pd.Series, p: np.ndarray, threshold: float | np.ndarray) -> dict:
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
-    """Mean |observed rate - mean probability| over equal-width probability bins, weighted by
-    the bins' row counts."""
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    error = 0.0
-    for b in np.unique(which):
-        mask = which == b
-        error += mask.sum() * abs(y[mask].mean() - p[mask].mean())
-    return float(error / len(y))
+    """Mean |observed rate - mean probability| over equal-count probability bins (as training's
+    calibration plot and the model card's table bin them), weighted by the bins' row counts."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    groups = np.array_split(np.argsort(p, kind="stable"), min(bins, len(p)))
+    return float(sum(len(g) * abs(y[g].mean() - p[g].mean()) for g in groups) / len(p))
 
 
 def plots(y, p: np.ndarray, importance: dict[str, float]) -> dict:

@@ -27,7 +27,7 @@ from jobs.common.settings import Settings
 from jobs.features.store import FEATURE_SERVICE
 from jobs.features.training import training_set
 from jobs.monitoring import drift, reference
-from jobs.training import evaluate, labeled, models, registry, tracking
+from jobs.training import evaluate, labeled, model_card, models, registry, tracking
 from jobs.training.dataset import LABEL, Window, split
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,21 @@ def run(
             "trigger": trigger,
             "from_night": registry.from_night(window.end),
         },
+    )
+    model_card.publish(  # the version's description, and model_card.md on the run
+        client,
+        settings,
+        version,
+        active.info.run_id,
+        window=window,
+        data=data,
+        parts=parts,
+        scores=scores["test"],
+        metrics=metrics,
+        baseline=baseline_test,
+        champion=champion_test,
+        champion_version=previous,
+        decision=decision,
     )
     client.set_registered_model_alias(settings.model_name, registry.CHALLENGER, version)
     if decision.promote:
