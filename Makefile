@@ -190,7 +190,7 @@ distclean: clean  ## also remove the venv, the bootstrap tools and caches
 
 .PHONY: docs screenshots
 docs: setup  ## build the documentation site (strict) into .state/site; pages about code are generated from it
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	@echo "open .state/site/index.html"
 
 screenshots: setup system-deps  ## refresh docs/images from the browser tests (Airflow UI, Evidently's monitoring dashboard, MLflow's registry; ~15 minutes)
