@@ -67,6 +67,23 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
+def log_delta_inputs(settings: Settings, versions: dict[str, int]) -> None:
+    """Each table the active run read, as an MLflow dataset (the run page's *Datasets*): its
+    name, its Delta location and version, and a digest of the two (the same table at the same
+    version has the same digest, so runs on the same data read as such)."""
+    import hashlib
+
+    import mlflow
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    for table, version in sorted(versions.items()):
+        uri = settings.table_uri(table)
+        source = DeltaDatasetSource(path=uri, delta_table_version=int(version))
+        digest = hashlib.sha256(f"{uri}@{version}".encode()).hexdigest()[:8]
+        mlflow.log_input(MetaDataset(source, name=table, digest=digest), context="training")
+
+
 def monitoring_experiment(settings: Settings) -> str:
     return f"{settings.model_name}-monitoring"
 

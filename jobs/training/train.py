@@ -53,12 +53,20 @@ def fit(
     feature_service: str = FEATURE_SERVICE,
     delta_versions: dict[str, int] | None = None,
     params: dict | None = None,
+    search: bool = True,
 ):
-    """(training set, split, trained XGBoost, baseline): steps 1 and 2, no side effects."""
+    """(training set, split, trained XGBoost, baseline): steps 1 and 2, no side effects.
+    ``search``: run the Optuna search (``settings.search_trials``) for the parameters."""
     data = training_set(settings, window.start, window.end, feature_service, delta_versions)
     parts = split(data, window)
     if params is None:
-        trained = models.train_xgboost(parts, data.feature_columns, seed, settings.search_trials)
+        trained = models.train_xgboost(
+            parts,
+            data.feature_columns,
+            seed,
+            settings.search_trials if search else 0,
+            settings.search_timeout_seconds,
+        )
     else:  # a re-run of recorded parameters: no search
         trained = models.Trained(models._fit(parts, data.feature_columns, params, seed), params)
     return data, parts, trained, models.train_baseline(parts, seed)
@@ -76,15 +84,17 @@ def run(
     seed: int | None = None,
     feature_service: str = FEATURE_SERVICE,
     trigger: str = "manual",
+    search: bool = True,
 ) -> Result:
-    """``trigger`` says why this training runs (recorded on the MLflow run and the decision)."""
+    """``trigger`` says why this training runs (recorded on the MLflow run and the decision);
+    ``search``: whether it searches hyperparameters (``requests.searches``)."""
     import mlflow
     from mlflow.models import infer_signature
 
     seed = settings.training_seed if seed is None else seed
     window = Window.ending(end, window_days or labeled.default_window(settings, end), settings)
     client = tracking.client(settings)
-    data, parts, trained, baseline = fit(settings, window, seed, feature_service)
+    data, parts, trained, baseline = fit(settings, window, seed, feature_service, search=search)
     features = data.feature_columns
     threshold = settings.decision_threshold
 
@@ -138,7 +148,8 @@ def run(
                 "feature_service": feature_service,
                 "n_features": len(features),
                 "decision_threshold": threshold,
-                "search_trials": settings.search_trials,
+                "search_trials": settings.search_trials if search else 0,
+                "search_timeout_seconds": settings.search_timeout_seconds,
                 "best_iteration": trained.model.best_iteration,
                 **{f"rows_{k}": v for k, v in parts.sizes().items()},
                 **{f"delta_version.{k}": v for k, v in data.delta_versions.items()},
@@ -154,7 +165,9 @@ def run(
             mlflow.log_figure(figure, f"plots/{name}")
         mlflow.log_dict({"feature_service": feature_service, "features": features}, "features.json")
         mlflow.log_dict({"delta_versions": data.delta_versions}, "inputs.json")
+        tracking.log_delta_inputs(settings, data.delta_versions)  # the run's Datasets
         mlflow.log_dict({"trials": trained.trials}, "search_trials.json")
+        tracking.log_search(trained)  # a nested run per trial, the study's plots
         drift_reference = reference.sample(
             parts.train,
             features,

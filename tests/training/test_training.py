@@ -67,6 +67,12 @@ def test_a_training_run_logs_everything_and_registers_the_first_champion(ml, fir
         f"delta_version.{k}": v for k, v in current_versions(ml).items()
     }
     assert len(tags["mlflow.source.git.commit"]) == 40
+    # the same inputs as MLflow datasets: each table, at the version read
+    datasets = {d.dataset.name: json.loads(d.dataset.source) for d in run.inputs.dataset_inputs}
+    assert {name: source["delta_table_version"] for name, source in datasets.items()} == (
+        current_versions(ml)
+    )
+    assert datasets["gold.flights"]["path"] == ml.table_uri("gold.flights")
     # the logged test metrics are those of the logged test predictions
     predictions = first.test_predictions
     frame = train.training_set(ml, DAYS[-1], DAYS[-1]).frame.set_index("flight_id")
