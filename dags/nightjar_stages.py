@@ -47,6 +47,7 @@ def run_stage(stage: str, interval: bool = False, **context) -> dict:
         end = min(parse_date(context["data_interval_end"]), DATA_END + dt.timedelta(days=1))
     else:
         day = parse_date(day_of(context))
+    use_spark_connection()
     if stage == "score":
         await_earlier_nights(day, context)
     try:
@@ -62,6 +63,26 @@ def run_stage(stage: str, interval: bool = False, **context) -> dict:
     if stage == "request_retrain":  # the request travels with the Asset event
         context["outlet_events"][RETRAIN_REQUEST].extra = result
     return result
+
+
+SPARK_CONNECTION = "nightjar_spark"
+
+
+def use_spark_connection() -> None:
+    """Point the task's jobs at the Spark Connect server of the Airflow connection
+    `nightjar_spark` when one is configured (the compose stack defines it; a secrets backend
+    may), else leave the settings' `NIGHTJAR_SPARK_REMOTE`. The jobs read only their settings:
+    they never import Airflow."""
+    import os
+
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        connection = Connection.get(SPARK_CONNECTION)
+    except AirflowNotFoundException:
+        return
+    os.environ["NIGHTJAR_SPARK_REMOTE"] = connection.get_uri()
 
 
 def push_metrics(stage, day, end, result, started: float, context) -> None:

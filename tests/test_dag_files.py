@@ -73,3 +73,20 @@ def test_the_daily_dags_deadline_and_every_dags_failure_alert_come_from_the_sett
     assert isinstance(
         nightjar_alerts.DEFAULT_ARGS["on_failure_callback"], nightjar_alerts.TaskFailureAlert
     )
+
+
+def test_the_tasks_take_the_spark_endpoint_from_the_airflow_connection_when_there_is_one(
+    monkeypatch,
+):
+    from jobs.common.settings import Settings
+
+    monkeypatch.syspath_prepend(str(ROOT / "dags"))
+    import nightjar_stages
+
+    monkeypatch.setenv("NIGHTJAR_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    monkeypatch.delenv("AIRFLOW_CONN_NIGHTJAR_SPARK", raising=False)
+    nightjar_stages.use_spark_connection()  # none configured: the settings' endpoint
+    assert Settings().spark_remote == "sc://127.0.0.1:15002"
+    monkeypatch.setenv("AIRFLOW_CONN_NIGHTJAR_SPARK", "sc://spark-connect:15002")
+    nightjar_stages.use_spark_connection()
+    assert Settings().spark_remote == "sc://spark-connect:15002"
