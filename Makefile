@@ -18,7 +18,7 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 SPARK_JARS := .cache/spark-jars/manifest.json .cache/spark-jars-s3/manifest.json
-# The S3 server the tests and local object-storage runs start (jobs/platform/servers.py):
+# The S3 server the tests and local object-storage runs start (tooling/servers.py):
 # versitygw (Apache-2.0), built from its Go module; ~80 s once, into .tools/bin. MinIO, which
 # docker-compose.yml runs, is AGPL-3.0; its build was not tried here (docs/deployment.md).
 VERSITYGW_VERSION := v1.8.0
@@ -83,10 +83,10 @@ run: setup  ## backfill the daily DAG through Airflow over the demo window and s
 
 # Debian packages the tests use: docker-compose (validates docker-compose.yml), chromium (the
 # Airflow UI browser test, driven by Playwright; no browser is ever downloaded), and the servers
-# the tests start privately under the state folder (jobs/platform/servers.py): postgresql
+# the tests start privately under the state folder (tooling/servers.py): postgresql
 # (MLflow's and Airflow's backend store, Feast's SQL registry) and redis-server (Feast's online
 # store), and Prometheus, its Pushgateway and Alertmanager (metrics and alerts,
-# jobs/platform/observability.py; `make run` installs these too where it can, and runs without
+# tooling/observability.py; `make run` installs these too where it can, and runs without
 # them where it cannot). Installing them starts no system service: the tests never use one.
 OBSERVABILITY_PACKAGES := prometheus prometheus-pushgateway prometheus-alertmanager
 SYSTEM_PACKAGES := docker-compose chromium postgresql redis-server $(OBSERVABILITY_PACKAGES)

@@ -60,8 +60,8 @@ def busy_cpu_seconds() -> float:
 def run_backfill(name: str, dag_id: str, start: dt.date, end: dt.date) -> dict:
     from jobs.common.settings import Settings
     from jobs.lakehouse import source
-    from jobs.platform import demo, services
-    from jobs.platform.airflow_api import AirflowAPI
+    from tooling import demo, services
+    from tooling.airflow_api import AirflowAPI
 
     platform_env(name)
     settings = Settings()

@@ -170,7 +170,7 @@ def _descendants(pid: int) -> list[int]:
 
 def run_case(case: str, backend: str, rows: int = 0) -> dict:
     from jobs.common.settings import Settings
-    from jobs.platform import services
+    from tooling import services
 
     # The day runs as the platform does; Spark's generated code pays off at millions of rows
     # (Settings.spark_codegen), so the writes have it, as the scale benchmarks do.

@@ -46,7 +46,7 @@ from jobs.common.spark import get_spark  # noqa: E402
 from jobs.features import materialize, store, training  # noqa: E402
 from jobs.lakehouse import tables as tb  # noqa: E402
 from jobs.pipeline import run_stage  # noqa: E402
-from jobs.platform import services  # noqa: E402
+from tooling import services  # noqa: E402
 
 console = Console()
 DAYS = [dt.date(2013, 3, 1), dt.date(2013, 3, 2), dt.date(2013, 3, 3)]

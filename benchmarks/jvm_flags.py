@@ -38,7 +38,7 @@ from rich.table import Table  # noqa: E402
 
 from jobs.common.settings import Settings  # noqa: E402
 from jobs.pipeline import LAKEHOUSE_STAGES, run_stage  # noqa: E402
-from jobs.platform import services  # noqa: E402
+from tooling import services  # noqa: E402
 
 console = Console()
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -89,7 +89,7 @@ def one_run(extra_options: str, days: int) -> dict[str, float]:
         wall = time.perf_counter() - started
         cpu, jit = jvm_cpu(pid)
     finally:
-        from jobs.platform.demo import release_spark
+        from tooling.demo import release_spark
 
         release_spark()
         services.down(settings)

@@ -43,8 +43,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from jobs.common.settings import Settings  # noqa: E402
-from jobs.platform import demo, services  # noqa: E402
-from jobs.platform.airflow_api import AirflowAPI  # noqa: E402
+from tooling import demo, services  # noqa: E402
+from tooling.airflow_api import AirflowAPI  # noqa: E402
 
 console = Console()
 FIRST_ACTION = """

@@ -45,8 +45,8 @@ from jobs.common.spark import get_spark  # noqa: E402
 from jobs.lakehouse import bronze  # noqa: E402
 from jobs.lakehouse import tables as tb  # noqa: E402
 from jobs.pipeline import release, run_stage  # noqa: E402
-from jobs.platform import services  # noqa: E402
 from jobs.quality import gates  # noqa: E402
+from tooling import services  # noqa: E402
 
 console = Console()
 DAY = dt.date(2013, 3, 1)

@@ -83,7 +83,7 @@ class Peaks:
     """Peak RSS (MB) of the client, the driver and the largest executor over a block."""
 
     def __init__(self, settings):
-        from jobs.platform import services
+        from tooling import services
 
         self.driver = _jvms(services.pid_of(settings, "spark-connect"))
         workers = [
@@ -235,7 +235,7 @@ def measure(settings, spark, flights: int, has_model: bool) -> list[dict]:
 def main() -> None:
     from jobs.common.settings import Settings
     from jobs.common.spark import get_spark
-    from jobs.platform import services
+    from tooling import services
 
     history_days = int(os.environ.get("HISTORY_DAYS", "27"))
     history_flights = int(os.environ.get("HISTORY_FLIGHTS", "1000000"))

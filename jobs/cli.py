@@ -93,7 +93,7 @@ def services_up(
 ) -> None:
     """Start Spark Connect (and Airflow, Prometheus) in the background; waits until they
     answer."""
-    from jobs.platform import airflow_login, services
+    from tooling import airflow_login, services
 
     settings = Settings()
     started = services.up(settings, airflow=airflow, observability=observability)
@@ -105,7 +105,7 @@ def services_up(
 @services_app.command("down")
 def services_down() -> None:
     """Stop everything `services up` started."""
-    from jobs.platform import services
+    from tooling import services
 
     stopped = services.down(Settings())
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
@@ -117,7 +117,7 @@ def services_exec(name: str = typer.Argument(..., help="spark-connect")) -> None
     exactly as `services up` would (what a container runs)."""
     import os
 
-    from jobs.platform import services
+    from tooling import services
 
     if name != "spark-connect":
         raise typer.BadParameter(f"unknown service {name!r}; expected spark-connect")
@@ -127,7 +127,7 @@ def services_exec(name: str = typer.Argument(..., help="spark-connect")) -> None
 
 @services_app.command("status")
 def services_status() -> None:
-    from jobs.platform import services
+    from tooling import services
 
     for name, pid in services.status(Settings()).items():
         console.print(f"{name:15s} {'running, pid ' + str(pid) if pid else 'stopped'}")
@@ -140,7 +140,7 @@ def demo(
     keep_running: bool = typer.Option(False, help="Leave Airflow running afterwards"),
 ) -> None:
     """Backfill the daily DAG through Airflow's scheduler over a window, then summarise."""
-    from jobs.platform import demo as demo_run
+    from tooling import demo as demo_run
 
     settings = Settings()
     demo_run.run(
@@ -336,7 +336,7 @@ def monitoring_ui(port: int = typer.Option(8001), host: str = typer.Option("127.
 @app.command()
 def summary(start: str = typer.Option(...), end: str = typer.Option(...)) -> None:
     """Rows per layer per day and quarantined counts by reason, from the Delta tables."""
-    from jobs.platform import report
+    from tooling import report
 
     report.print_summary(Settings(), _date(start), _date(end), console)
 

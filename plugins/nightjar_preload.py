@@ -6,7 +6,7 @@ task: pandas, pyarrow, the Spark Connect client and delta-rs cost ~1.5 s per tas
 Great Expectations several seconds more.
 Only the scheduler preloads (the API server, DAG processor and triggerer do not run tasks), and
 only when Airflow loads plugins eagerly (``[core] lazy_load_plugins = False``, which
-``jobs/platform/airflow_env.py`` sets). Importing is all it does: no Spark session or gRPC
+``tooling/airflow_env.py`` sets). Importing is all it does: no Spark session or gRPC
 channel is opened before the fork.
 """
 

@@ -66,7 +66,7 @@ SERVERS = ("postgres", "redis", "s3")
 def fresh_state(settings) -> None:
     """Start from nothing: stop what an interrupted run left behind, drop its state (Airflow
     DB, lakehouse, servers' data), so every run sees the same fresh platform."""
-    from jobs.platform import servers, services
+    from tooling import servers, services
 
     services.down(settings)
     for name in SERVERS:
@@ -77,7 +77,7 @@ def fresh_state(settings) -> None:
 def _server(settings, name):
     """A private server for this run (started once, stopped at the end); a test that needs
     one this machine cannot start fails saying how to install it."""
-    from jobs.platform import servers
+    from tooling import servers
 
     try:
         with servers.running(settings, name) as server:
@@ -88,26 +88,26 @@ def _server(settings, name):
 
 @pytest.fixture(scope="session")
 def postgres(settings, fresh_state):
-    """The run's private PostgreSQL (jobs/platform/servers.py), on its own port."""
+    """The run's private PostgreSQL (tooling/servers.py), on its own port."""
     yield from _server(settings, "postgres")
 
 
 @pytest.fixture(scope="session")
 def redis_server(settings, fresh_state):
-    """The run's private Redis (jobs/platform/servers.py), on its own port."""
+    """The run's private Redis (tooling/servers.py), on its own port."""
     yield from _server(settings, "redis")
 
 
 @pytest.fixture(scope="session")
 def object_store(settings, fresh_state):
-    """The run's private S3 server (versitygw, jobs/platform/servers.py), on its own port."""
+    """The run's private S3 server (versitygw, tooling/servers.py), on its own port."""
     yield from _server(settings, "s3")
 
 
 @pytest.fixture(scope="session")
 def spark(settings, fresh_state):
     from jobs.common.spark import get_spark
-    from jobs.platform import services
+    from tooling import services
 
     services.up(settings, airflow=False)
     session = get_spark(settings)

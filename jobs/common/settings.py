@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     s3_secret_key: str | None = None
     s3_region: str = "us-east-1"
     s3_port: int = Field(
-        default=19000, description="Port of the private S3 server (jobs/platform/servers.py)."
+        default=19000, description="Port of the private S3 server (tooling/servers.py)."
     )
 
     # --- Spark -----------------------------------------------------------------------------
@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     airflow_port: int = 8080
     airflow_host: str = "127.0.0.1"
 
-    # --- private servers (jobs/platform/servers.py: tests, local production-like runs) -------
+    # --- private servers (tooling/servers.py: tests, local production-like runs) -------
     postgres_port: int = Field(default=15432, description="Port of the private PostgreSQL.")
     redis_port: int = Field(default=16379, description="Port of the private Redis.")
 
@@ -202,7 +202,16 @@ class Settings(BaseSettings):
         default=0.5, gt=0, lt=1, description="Probability above which a flight is flagged."
     )
     search_trials: int = Field(
-        default=0, ge=0, description="Random hyperparameter search trials (0: defaults only)."
+        default=0,
+        ge=0,
+        description="Optuna hyperparameter search trials of a weekly or manual training, the "
+        "first of them the defaults (0: defaults only, no search). Request-triggered trainings "
+        "(drift, performance, bootstrap) never search.",
+    )
+    search_timeout_seconds: float | None = Field(
+        default=1800,
+        gt=0,
+        description="Time budget of the search: no trial starts after it (None: trials only).",
     )
     promote_min_roc_auc: float = Field(
         default=0.6, description="A challenger below this ROC AUC is never promoted."

@@ -9,7 +9,7 @@ import pytest
 
 from jobs.common.settings import Settings
 from jobs.common.spark import INTERPRETED, SHARED_SESSION_WINDOW_S, shared_session_url, sql_conf
-from jobs.platform import services
+from tooling import services
 
 
 def params(url: str) -> dict[str, str]:

@@ -16,8 +16,6 @@ from jobs.lakehouse import source
 from jobs.lakehouse import tables as tb
 from jobs.observability.metrics import day_seconds
 from jobs.pipeline import LAKEHOUSE_STAGES, STAGES, run_stage
-from jobs.platform import demo, observability, services
-from jobs.platform.airflow_api import AirflowAPI
 from tests.alert_receiver import AlertReceiver, MailReceiver
 from tests.conftest import TEST_STATE
 from tests.lakehouse.snapshot import (
@@ -26,6 +24,8 @@ from tests.lakehouse.snapshot import (
     lakehouse_content,
     snapshot,
 )
+from tooling import demo, observability, services
+from tooling.airflow_api import AirflowAPI
 
 pytestmark = pytest.mark.airflow
 DAG_ID = "nightjar_daily"

@@ -14,10 +14,10 @@ import pytest
 from jobs.common.delta import open_tables
 from jobs.lakehouse import tables as tb
 from jobs.pipeline import LAKEHOUSE_STAGES, run_stage
-from jobs.platform import demo, services
-from jobs.platform.airflow_api import AirflowAPI
 from tests.conftest import TEST_STATE
 from tests.lakehouse.snapshot import assert_same_lakehouse, lakehouse_content, restrict_to
+from tooling import demo, services
+from tooling.airflow_api import AirflowAPI
 
 pytestmark = pytest.mark.airflow
 DAG_ID = "nightjar_history"

@@ -29,11 +29,11 @@ from jobs.common.delta.snapshot import read_arrow
 from jobs.lakehouse import tables as tb
 from jobs.monitoring import retrain
 from jobs.monitoring.monitor import MONITORING_METRICS
-from jobs.platform import demo, observability, services
-from jobs.platform.airflow_api import AirflowAPI
 from jobs.scoring.predictions import PREDICTIONS
 from jobs.training import registry
 from tests.conftest import TEST_STATE
+from tooling import demo, observability, services
+from tooling.airflow_api import AirflowAPI
 
 pytestmark = pytest.mark.airflow
 START, END = dt.date(2013, 1, 1), dt.date(2013, 1, 10)

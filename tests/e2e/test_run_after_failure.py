@@ -1,5 +1,5 @@
 """`make run` after a failed night, through real Airflow: the demo driver runs the failed night
-again, says so, and the window ends green (jobs/platform/demo.py).
+again, says so, and the window ends green (tooling/demo.py).
 
 A platform of its own (state folder, the embedded SQLite metadata DB `make run` uses) shares the
 test session's Spark Connect server. The upstream export of the window's first night comes with
@@ -21,9 +21,9 @@ import pytest
 from jobs.common.delta.snapshot import read_arrow
 from jobs.lakehouse import source
 from jobs.lakehouse import tables as tb
-from jobs.platform import demo, services
-from jobs.platform.airflow_api import AirflowAPI
 from tests.conftest import TEST_STATE
+from tooling import demo, services
+from tooling.airflow_api import AirflowAPI
 
 pytestmark = pytest.mark.airflow
 START, END = dt.date(2013, 1, 1), dt.date(2013, 1, 2)

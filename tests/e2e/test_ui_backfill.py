@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from jobs.platform import services
-from jobs.platform.airflow_api import AirflowAPI, admin_password
 from tests.conftest import TEST_STATE
+from tooling import services
+from tooling.airflow_api import AirflowAPI, admin_password
 
 pytestmark = pytest.mark.airflow
 DAG_ID = "nightjar_daily"

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from jobs.platform import observability, services
-from jobs.platform.observability import CONFIG_DIR
+from tooling import observability, services
+from tooling.observability import CONFIG_DIR
 
 pytestmark = pytest.mark.skipif(not shutil.which("promtool"), reason=observability.missing_hint())
 

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from jobs.common.settings import Settings
-from jobs.platform import services
 from tests.conftest import PORT_OFFSET, TEST_STATE
+from tooling import services
 
 
 def running(pid: int) -> bool:

@@ -207,13 +207,15 @@ def test_the_tasks_push_metrics_that_prometheus_scrapes_and_grafana_shows(config
 
 
 @mock.patch.dict(os.environ)  # a Settings with object storage exports its AWS_* variables
-def test_the_stack_keeps_its_data_in_one_bucket_configured_like_the_tests(config):
+def test_the_stack_keeps_its_data_in_one_bucket_configured_like_the_tests(
+    config, monkeypatch, tmp_path
+):
     """The jobs and the Connect server read the same NIGHTJAR_S3_* settings the object-storage
     tests use; every library's S3 configuration is derived from them, none is written twice.
     The Connect server's credentials stay in its environment (AWS_*, read by S3A's default
-    provider chain): as settings they would be `--conf` arguments of its spark-submit."""
+    provider chain), and its configuration is a properties file, not `--conf` arguments."""
     from jobs.common.settings import Settings
-    from jobs.platform.services import spark_connect_service
+    from tooling.services import spark_connect_service
 
     services = config["services"]
     scheduler = services["airflow-scheduler"]["environment"]
@@ -226,14 +228,17 @@ def test_the_stack_keeps_its_data_in_one_bucket_configured_like_the_tests(config
     assert connect["command"] == ["nightjar", "services", "exec", "spark-connect"]
     env = {k: str(v) for k, v in connect["environment"].items()}
     for key in ("NIGHTJAR_S3_ACCESS_KEY", "NIGHTJAR_S3_SECRET_KEY"):  # the suite's own
-        os.environ.pop(key, None)
-    os.environ.update(env)
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("NIGHTJAR_STATE_DIR", str(tmp_path))  # the properties file goes there
     settings = Settings()
     assert settings.lakehouse == "s3://nightjar/lakehouse"
     assert settings.mlflow_artifacts == "s3://nightjar/mlflow"
     service = spark_connect_service(settings)
     command = service.command
-    confs = dict(c.split("=", 1) for c in command[command.index("--name") + 3 :: 2])
+    properties = command[command.index("--properties-file") + 1]
+    confs = dict(line.split(" ", 1) for line in Path(properties).read_text().splitlines())
     assert command[command.index("--master") + 1] == "spark://spark-master:7077"
     assert confs["spark.connect.grpc.binding.address"] == "0.0.0.0"
     assert confs["spark.hadoop.fs.s3a.endpoint"] == "http://minio:9000"
@@ -626,7 +631,7 @@ def test_every_ui_the_make_targets_start_listens_on_loopback_only(tmp_path):
     from jobs import cli
     from jobs.common.settings import Settings
     from jobs.features import store
-    from jobs.platform import airflow_env, services
+    from tooling import airflow_env, services
 
     settings = Settings(state_dir=tmp_path)
     assert airflow_env.airflow_env(settings, base={})["AIRFLOW__API__HOST"] == "127.0.0.1"

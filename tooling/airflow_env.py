@@ -59,7 +59,7 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         # Airflow's own metrics, tagged InfluxDB-style, to the StatsD exporter
-        # (jobs/platform/observability.py), which Prometheus scrapes
+        # (tooling/observability.py), which Prometheus scrapes
         "AIRFLOW__METRICS__STATSD_ON": str(settings.metrics_enabled),
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(settings.statsd_port),

@@ -6,10 +6,10 @@
   (a master and worker JVMs whose executors run the tasks) that the Connect server drives.
 * ``api-server``, ``scheduler``, ``dag-processor``, ``triggerer``: Airflow 3's components.
 * ``pushgateway``, ``alertmanager``, ``prometheus``: metrics and alerts, on request
-  (``jobs/platform/observability.py``).
+  (``tooling/observability.py``).
 
 Pid files and logs live in ``<state_dir>/run``. A pid file names its process by pid, start time
-and boot (``jobs/platform/process.py``), and is acted on only while that process (or what it
+and boot (``tooling/process.py``), and is acted on only while that process (or what it
 started) runs: a pid the kernel has since given to another process is never signalled. Each
 service leads a session of its own, so stopping one stops what it started too, even once the
 service itself has crashed.
@@ -33,8 +33,8 @@ from pathlib import Path
 
 from jobs.common.settings import Settings
 from jobs.common.spark import java_home, static_conf
-from jobs.platform import process
-from jobs.platform.airflow_env import airflow_env
+from tooling import process
+from tooling.airflow_env import airflow_env
 
 BIN = Path(sys.executable).parent
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -325,12 +325,12 @@ def up(
     """Start what is not running; ``spark=False`` when a Spark Connect server is already up at
     ``settings.spark_connect_port`` under another state folder (a second platform in tests).
     Services named in ``defer`` are left for the caller to start. ``observability``: also
-    Prometheus, its Pushgateway and Alertmanager (``jobs/platform/observability.py``), first,
+    Prometheus, its Pushgateway and Alertmanager (``tooling/observability.py``), first,
     so the first task's metrics have somewhere to go."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     services = [s for s in all_services(settings, airflow, spark) if s.name not in defer]
     if observability:
-        from jobs.platform import observability as obs
+        from tooling import observability as obs
 
         if obs.available():
             watching = obs.all_services(settings)
@@ -442,7 +442,7 @@ def restart_dead(settings: Settings, airflow: bool = True) -> list[str]:
 def down(settings: Settings, names: tuple[str, ...] | None = None) -> list[str]:
     """Stop the services (default: all of them) at once (one at a time, their shutdowns added
     up to seconds); returns the names of those that were running."""
-    from jobs.platform.observability import NAMES as OBSERVABILITY
+    from tooling.observability import NAMES as OBSERVABILITY
 
     names = names or (*(s.name for s in reversed(all_services(settings))), *OBSERVABILITY)
     with ThreadPoolExecutor(len(names)) as pool:

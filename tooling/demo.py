@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from jobs.common.dates import check_in_range
 from jobs.common.settings import Settings
 from jobs.lakehouse import source
-from jobs.platform import airflow_login, report, services
-from jobs.platform.airflow_api import AirflowAPI
+from tooling import airflow_login, report, services
+from tooling.airflow_api import AirflowAPI
 
 DAG_ID = "nightjar_daily"
 TRAINING_DAG_ID = "nightjar_training"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobs.common.settings import Settings
-from jobs.platform.airflow_api import admin_password
+from tooling.airflow_api import admin_password
 
 
 def instructions(settings: Settings) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from jobs.common.settings import PROJECT_ROOT, Settings
-from jobs.platform import services
+from tooling import services
 
 CONFIG_DIR = PROJECT_ROOT / "observability"
 RULES = CONFIG_DIR / "rules.yml"

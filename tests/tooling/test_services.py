@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from jobs.common.settings import Settings
-from jobs.platform import services
-from tests.platform.test_process_ownership import gone
+from tests.tooling.test_process_ownership import gone
+from tooling import services
 
 # Like an Airflow component whose SystemExit Python ignored: the first SIGTERM is lost.
 MISSES_THE_FIRST_SIGTERM = textwrap.dedent(
@@ -136,7 +136,7 @@ def test_a_cluster_setting_starts_a_master_and_workers_that_the_connect_server_d
 def test_generated_secrets_and_what_airflow_writes_are_for_their_owner_only(tmp_path):
     """The API and JWT secrets are created 0600; Airflow's components (the admin password file
     they generate, their logs, their tasks' files) run with umask 0o077."""
-    from jobs.platform.airflow_env import airflow_env
+    from tooling.airflow_env import airflow_env
 
     settings = Settings(state_dir=tmp_path)
     airflow_env(settings)
@@ -162,7 +162,7 @@ def test_generated_secrets_and_what_airflow_writes_are_for_their_owner_only(tmp_
 def test_no_secret_is_in_a_local_services_arguments(settings, tmp_path):
     """Every process's arguments are public (`ps`): the S3 keys reach Spark in a 0600
     properties file and the S3 server in its environment."""
-    from jobs.platform import servers
+    from tooling import servers
 
     secret = "s3-secret-do-not-show"
     local = settings.model_copy(

@@ -191,7 +191,7 @@ def print_lifecycle(settings: Settings, start: dt.date, end: dt.date, console: C
 
 
 def where_to_look(settings: Settings) -> str:
-    from jobs.platform import observability
+    from tooling import observability
 
     if observability.available():
         urls = observability.urls(settings)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.common.settings import Settings
-from jobs.platform import services
+from tooling import services
 
 INSTALL_HINT = "install it with `make system-deps` (as root: apt-get install {package})"
 
