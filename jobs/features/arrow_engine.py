@@ -9,7 +9,10 @@ table or Redis hashes as Feast's ``SqliteOnlineStore`` / ``RedisOnlineStore``, s
 read path (``get_online_features``, the SDK, ``feast ui``) reads them unchanged.
 
 Writes replace what is stored, as the stock stores do (SQLite always, Redis with
-``skip_dedup``; without it a row is skipped when the stored timestamp is as new). Anything this
+``skip_dedup``; without it a row is skipped when the stored timestamp is as new). Each view's
+write is followed by the removal of its online values older than its TTL as of the window's end
+(``jobs.features.online_expiry``: Feast's online reads ignore the TTL), so the online store
+serves what a point-in-time join at that instant returns; the stock engine does not. Anything this
 module cannot encode exactly (a value type, an online store, a store option) raises naming the
 view and column: it never writes approximate bytes and never falls back silently.
 
@@ -41,6 +44,8 @@ from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _tabl
 from feast.repo_config import FeastConfigBaseModel
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from jobs.features import online_expiry
 
 ENGINE = "jobs.features.arrow_engine.ArrowMaterializationEngine"
 REDIS_CHUNK = 20_000  # rows per pipelined Redis round trip
@@ -229,14 +234,27 @@ def _datetime(micros: int) -> dt.datetime:
 
 # --- the engine ---------------------------------------------------------------------------------
 class ArrowOutputNode(LocalOutputNode):
-    """The local engine's output node, writing the online store per column."""
+    """The local engine's output node, writing the online store per column, then removing the
+    view's online values older than its TTL as of the window's end (``online_expiry``)."""
+
+    def __init__(self, name, feature_view, as_of: dt.datetime, inputs=None):
+        super().__init__(name, feature_view, inputs=inputs)
+        self.as_of = as_of
 
     def execute(self, context):
         table = self.get_single_table(context).data
         output = ArrowTableValue(data=table)
         context.node_outputs[self.name] = output
-        if table.num_rows and self.feature_view.online:
-            write_online(context.repo_config, context.online_store, self.feature_view, table)
+        if self.feature_view.online:
+            written = None
+            if table.num_rows:
+                written = write_online(
+                    context.repo_config, context.online_store, self.feature_view, table
+                )
+            # also when the window had no row: older values age out
+            online_expiry.expire(
+                context.repo_config, context.online_store, self.feature_view, self.as_of, written
+            )
         if table.num_rows and self.feature_view.offline:
             context.offline_store.offline_write_batch(
                 config=context.repo_config,
@@ -249,7 +267,9 @@ class ArrowOutputNode(LocalOutputNode):
 
 class ArrowFeatureBuilder(LocalFeatureBuilder):
     def build_output_nodes(self, view, input_node):
-        node = ArrowOutputNode("output", self.dag_root.view, inputs=[input_node])
+        node = ArrowOutputNode(
+            "output", self.dag_root.view, self.task.end_time, inputs=[input_node]
+        )
         self.nodes.append(node)
         return node
 
@@ -269,8 +289,10 @@ class ArrowMaterializationEngine(LocalComputeEngine):
             return LocalMaterializationJob(job_id, MaterializationJobStatus.ERROR, error=e)
 
 
-def write_online(config, online_store, view, table: pa.Table) -> None:
-    """Write the latest row per entity of ``view`` (Feast's dedup already ran) online."""
+def write_online(config, online_store, view, table: pa.Table):
+    """Write the latest row per entity of ``view`` (Feast's dedup already ran) online. Redis:
+    returns the keys written and their event times (UTC microseconds), which the TTL expiry
+    then need not read back (``online_expiry.expire``)."""
     if isinstance(online_store, SqliteOnlineStore):
         with _gc_paused():
             return _write_sqlite(config, online_store, view, table)
@@ -416,7 +438,9 @@ def _bulk(values: pa.Array) -> pa.Array:
     )
 
 
-def _write_redis(config, online_store: RedisOnlineStore, view, table: pa.Table) -> None:
+def _write_redis(
+    config, online_store: RedisOnlineStore, view, table: pa.Table
+) -> tuple[pa.Array, np.ndarray]:
     store = config.online_store
     if store.redis_type == RedisType.redis_cluster:
         raise UnsupportedForArrowWrite(
@@ -473,6 +497,7 @@ def _write_redis(config, online_store: RedisOnlineStore, view, table: pa.Table) 
         raise
     finally:
         client.connection_pool.release(conn)
+    return keys, event
 
 
 def _newer_than_stored(client, keys: pa.Array, ts_field: bytes, event: np.ndarray) -> np.ndarray:

@@ -97,6 +97,28 @@ def gold_spec(entity):
     return tb.gold_stats(entity, WINDOWS)
 
 
+def test_an_entity_that_stops_flying_keeps_a_row_with_zero_counts_for_the_longest_window(built):
+    """Every plane with a flight in the longest window has a row as of the day, and only those;
+    a plane whose flights are all older than a window counts 0 in it (its rates are undefined:
+    null), not its last day's figures. After the longest window it has no row, and the views'
+    TTL expires its last one in both Feast paths (tests/features/test_online_ttl.py)."""
+    lake, tables = built
+    day = DAYS[-1]
+    got = tables.read(gold_spec("plane"), partitions={"as_of_date": [day]}).toPandas()
+    got = got.set_index("tailnum")
+    src = source_flights(DAYS)
+    src = src[src.tailnum != "NA"]
+    assert set(got.index) == set(src.tailnum)
+    last = src.assign(date=src.day.astype(int)).groupby("tailnum").date.max()
+    only_first = last[last == DAYS[0].day].index  # flew on 07-01, not on 07-02 or 07-03
+    assert len(only_first) > 10
+    rows, flown = got.loc[only_first], src[src.tailnum.isin(only_first)].groupby("tailnum")
+    assert (rows.flights_1d == 0).all() and (rows.flights_2d == 0).all()
+    assert rows.disrupted_rate_1d.isna().all() and rows.avg_dep_delay_2d.isna().all()
+    assert rows.flights_3d.to_dict() == flown.size().to_dict()
+    assert rows.disrupted_rate_3d.to_dict() == pytest.approx(flown.disrupted.mean().to_dict())
+
+
 def test_aggregates_never_use_a_later_day(spark, built):
     """Day 2's stored aggregates were computed before day 3 landed; recomputing them with day 3
     in silver must give the same values (it would not if any aggregate used a later day)."""
