@@ -12,6 +12,12 @@
    process so its peak memory is its own: fit time and peak memory.
 
 Results go to .state/bench-training/training.json.
+
+`--search [TRIALS [SECONDS]]` (default 25 trials, 900 s) measures the Optuna search instead, on
+the same holdout split, without building or registering anything: the defaults under seeds 42, 1
+and 2 (the seed-to-seed noise), then the search at seed 42; test ROC AUC and seconds of each, in
+search.json. ``NIGHTJAR_BENCH_STATE`` may name another state folder that holds 2013 through gold
+(its Feast registry is re-applied there).
 """
 
 from __future__ import annotations

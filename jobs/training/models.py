@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,13 +27,6 @@ DEFAULT_PARAMS = {
     # (unweighted) rises from the first tree on small windows and would stop training at once
     "eval_metric": "auc",
 }
-SEARCH_SPACE = {
-    "max_depth": [3, 4, 5, 6, 8],
-    "learning_rate": [0.02, 0.05, 0.1],
-    "min_child_weight": [1, 5, 20],
-    "subsample": [0.7, 0.8, 1.0],
-    "colsample_bytree": [0.6, 0.8, 1.0],
-}
 # The baseline: what a planner knows from the timetable alone.
 BASELINE_FEATURES = ["flight_schedule__sched_dep_hour", "flight_schedule__day_of_week", "carrier"]
 
@@ -44,14 +36,22 @@ class Trained:
     model: xgb.XGBClassifier
     params: dict
     trials: list[dict] = field(default_factory=list)
+    study: object | None = None  # the Optuna study, when there was a search
 
 
-def _fit(split: Split, features: list[str], params: dict, seed: int) -> xgb.XGBClassifier:
+def _fit(
+    split: Split, features: list[str], params: dict, seed: int, callbacks: list | None = None
+) -> xgb.XGBClassifier:
     y = split.train[LABEL].astype(int)
     # class imbalance: weight the disrupted minority up to balance the classes
     scale = float((y == 0).sum()) / max(int((y == 1).sum()), 1)
     model = xgb.XGBClassifier(
-        **params, scale_pos_weight=scale, random_state=seed, n_jobs=2, verbosity=0
+        **params,
+        scale_pos_weight=scale,
+        random_state=seed,
+        n_jobs=2,
+        verbosity=0,
+        callbacks=callbacks,
     )
     model.fit(
         split.train[features],
@@ -62,20 +62,29 @@ def _fit(split: Split, features: list[str], params: dict, seed: int) -> xgb.XGBC
     return model
 
 
-def train_xgboost(split: Split, features: list[str], seed: int, search_trials: int = 0) -> Trained:
-    """XGBoost with early stopping on the validation days' ROC AUC; with ``search_trials``, a
-    bounded random search keeps the parameters with the best validation ROC AUC."""
-    best = Trained(_fit(split, features, DEFAULT_PARAMS, seed), dict(DEFAULT_PARAMS))
-    rng = random.Random(seed)
-    trials = [{"params": dict(DEFAULT_PARAMS), "validation_auc": best.model.best_score}]
-    for _ in range(search_trials):
-        params = {**DEFAULT_PARAMS, **{k: rng.choice(v) for k, v in SEARCH_SPACE.items()}}
-        model = _fit(split, features, params, seed)
-        trials.append({"params": params, "validation_auc": model.best_score})
-        if model.best_score > best.model.best_score:
-            best = Trained(model, params)
-    best.trials = trials
-    return best
+def train_xgboost(
+    split: Split,
+    features: list[str],
+    seed: int,
+    search_trials: int = 0,
+    search_timeout_seconds: float | None = None,
+) -> Trained:
+    """XGBoost with early stopping on the validation days' ROC AUC; with ``search_trials``, an
+    Optuna search (``jobs.training.search``) of at most that many trials, the first of them the
+    defaults, within ``search_timeout_seconds``, keeps the parameters with the best validation
+    ROC AUC."""
+    if search_trials <= 0:
+        return Trained(_fit(split, features, DEFAULT_PARAMS, seed), dict(DEFAULT_PARAMS))
+    from jobs.training import search
+
+    found = search.search(
+        lambda params, callbacks: _fit(split, features, params, seed, callbacks),
+        DEFAULT_PARAMS,
+        seed,
+        search_trials,
+        search_timeout_seconds,
+    )
+    return Trained(found.model, found.params, found.trials, found.study)
 
 
 def train_baseline(split: Split, seed: int):

@@ -18,6 +18,13 @@ from jobs.monitoring import retrain
 from jobs.training import labeled, train
 
 
+def searches(requests: list[dict]) -> bool:
+    """Whether a training run serving ``requests`` searches hyperparameters (the setting
+    ``search_trials``): a weekly or manual run, which serves no request, does; a run for drift,
+    a performance drop or the bootstrap trains the current parameters at once."""
+    return not requests
+
+
 @dataclass(frozen=True)
 class Served:
     result: train.Result
@@ -46,6 +53,8 @@ def train_pending(
             end = labeled.newest(settings)
         except NightjarError as exc:  # e.g. a weekly run before any data: nothing to train on
             raise StageSkipped(str(exc)) from exc
-    result = train.run(settings, end, window_days or planned_window, trigger=trigger)
+    result = train.run(
+        settings, end, window_days or planned_window, trigger=trigger, search=searches(requests)
+    )
     retrain.mark_served(settings, requests, run_id, result)
     return Served(result, trigger, [r["request_id"] for r in requests])

@@ -91,6 +91,8 @@ def run(
     import mlflow
     from mlflow.models import infer_signature
 
+    from jobs.training.search import log_search
+
     seed = settings.training_seed if seed is None else seed
     window = Window.ending(end, window_days or labeled.default_window(settings, end), settings)
     client = tracking.client(settings)
@@ -167,7 +169,7 @@ def run(
         mlflow.log_dict({"delta_versions": data.delta_versions}, "inputs.json")
         tracking.log_delta_inputs(settings, data.delta_versions)  # the run's Datasets
         mlflow.log_dict({"trials": trained.trials}, "search_trials.json")
-        tracking.log_search(trained)  # a nested run per trial, the study's plots
+        log_search(trained.trials, trained.study)  # a nested run per trial, the study's plots
         drift_reference = reference.sample(
             parts.train,
             features,
