@@ -290,10 +290,14 @@ def predictions_top(
     date: str = typer.Option(..., "--date", "-d", help="flight date (tomorrow of a run)"),
     n: int = typer.Option(20, help="how many flights"),
 ) -> None:
-    """The champion's highest-risk flights scheduled on a date."""
+    """The champion's highest-risk flights scheduled on a date, and why: for the riskiest
+    flagged ones, the features that raise or lower their risk most, with their values."""
     from jobs.scoring.lineage import top_risk
 
-    console.print(top_risk(Settings(), _date(date), n).to_string(index=False))
+    frame = top_risk(Settings(), _date(date), n)
+    table = frame.drop(columns="why").to_string(index=False).splitlines()
+    lines = [f"{row}  {why}".rstrip() for row, why in zip(table, ["why", *frame.why], strict=True)]
+    console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)
 
 
 @predictions_app.command("lineage")

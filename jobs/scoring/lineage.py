@@ -27,11 +27,47 @@ def predictions(settings: Settings, flight_date: dt.date) -> pd.DataFrame:
 
 
 def top_risk(settings: Settings, flight_date: dt.date, n: int = 20) -> pd.DataFrame:
-    """The champion's ``n`` highest-risk flights scheduled on ``flight_date``."""
+    """The champion's ``n`` highest-risk flights scheduled on ``flight_date``, each with why
+    (:func:`explain`)."""
     frame = predictions(settings, flight_date)
-    frame = frame[frame.role == "champion"]
+    frame = frame[frame.role == "champion"].nlargest(n, "probability")
     columns = ["flight_id", "carrier", "route", "sched_dep_utc", "probability", "flagged"]
-    return frame.nlargest(n, "probability")[columns].reset_index(drop=True)
+    top = frame[columns].reset_index(drop=True)
+    reasons = frame["reasons"] if "reasons" in frame else [None] * len(frame)
+    return top.assign(why=[explain(r) for r in reasons])
+
+
+def feature_label(name: str) -> str:
+    """``origin_stats__cancel_rate_7d`` -> ``origin_stats cancel_rate_7d``."""
+    return name.replace("__", " ", 1)
+
+
+def number(value: float | None) -> str:
+    if value is None or pd.isna(value):
+        return "missing"
+    if float(value).is_integer() or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2g}" if abs(value) < 1 else f"{value:.3g}"
+
+
+def explain(reasons) -> str:
+    """A prediction's reasons as one line: the features that raise its risk, then those that
+    lower it, each with its value, e.g. "raised by origin_stats cancel_rate_7d 0.31,
+    flight_schedule sched_dep_hour 17; lowered by plane_stats flights_28d 3". Empty for a
+    flight without reasons (not among the riskiest flagged flights, or scored before reasons were
+    stored)."""
+    if reasons is None or len(reasons) == 0:
+        return ""
+    parts = []
+    for label, sign in (("raised by", 1), ("lowered by", -1)):
+        named = [
+            f"{feature_label(r['feature'])} {number(r['value'])}"
+            for r in reasons
+            if r["contribution"] * sign > 0
+        ]
+        if named:
+            parts.append(f"{label} {', '.join(named)}")
+    return "; ".join(parts)
 
 
 def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[dict]:
@@ -55,6 +91,8 @@ def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[di
                     "flight_date": str(row["flight_date"]),
                     "probability": row["probability"],
                     "flagged": bool(row["flagged"]),
+                    "reasons": None if row.get("reasons") is None else list(row["reasons"]),
+                    "why": explain(row.get("reasons")),
                     "role": row["role"],
                     "scored_by": row["_run_id"],
                     "logical_ts": str(row["logical_ts"]),

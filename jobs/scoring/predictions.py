@@ -1,6 +1,12 @@
 """The scoring tables: the predictions, one row per scheduled flight and scoring model, and the
 features each feature service served for them."""
 
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -8,26 +14,48 @@ from pyspark.sql.pandas.types import from_arrow_schema
 from jobs.common.delta import TableSpec
 from jobs.common.schema import struct
 
+if TYPE_CHECKING:
+    from jobs.common.delta import DeltaTables
+
+log = logging.getLogger(__name__)
+
+# Why a flight is risky: its features with the largest contributions to the model's margin (the
+# log-odds), XGBoost's own SHAP values (``pred_contribs``), largest absolute contribution first;
+# at most three. ``value`` is the feature as served (null: missing); a positive ``contribution``
+# pushes the risk up. Null for a flight without reasons: only the riskiest flagged flights have
+# them (``jobs.scoring.score.REASONS_PER_TASK``).
+REASON = T.StructType(
+    [
+        T.StructField("feature", T.StringType()),
+        T.StructField("value", T.DoubleType()),
+        T.StructField("contribution", T.DoubleType()),
+    ]
+)
+REASONS = T.StructField("reasons", T.ArrayType(REASON), nullable=True)
+TOP_REASONS = 3
+
+_COLUMNS = struct(
+    "flight_id string",
+    "flight_date date",
+    "carrier string",
+    "origin string",
+    "route string",
+    "sched_dep_utc timestamp",
+    "probability double",
+    "flagged boolean",  # probability >= the model's decision threshold
+    "threshold double",
+    "role string",  # champion | shadow (an unpromoted challenger)
+    "model_name string",
+    "model_version string",
+    "mlflow_run_id string",
+    "feature_service string",
+    "logical_ts timestamp",  # the scoring run's logical date (end of D), never now()
+    "_run_id string",
+)
 PREDICTIONS = TableSpec(
     name="ml.predictions",
-    schema=struct(
-        "flight_id string",
-        "flight_date date",
-        "carrier string",
-        "origin string",
-        "route string",
-        "sched_dep_utc timestamp",
-        "probability double",
-        "flagged boolean",  # probability >= the model's decision threshold
-        "threshold double",
-        "role string",  # champion | shadow (an unpromoted challenger)
-        "model_name string",
-        "model_version string",
-        "mlflow_run_id string",
-        "feature_service string",
-        "logical_ts timestamp",  # the scoring run's logical date (end of D), never now()
-        "_run_id string",
-    ),
+    # reasons last: a table written before they existed gets the column appended (migrate)
+    schema=T.StructType([*_COLUMNS.fields, REASONS]),
     partition_by=("flight_date",),
     key=("flight_id", "role"),
     description="Disruption risk of each flight scheduled for D+1, scored by run D",
@@ -56,3 +84,46 @@ def served_features(feature_service: str, features: pa.Schema | None = None) -> 
         description=f"Features served by {feature_service} to the flights scored for a date",
         run_metadata=("_run_id",),
     )
+
+
+def migrate(tables: DeltaTables, run_id: str | None = None) -> bool:
+    """Bring an ``ml.predictions`` written before reasons were stored to this schema: the
+    ``reasons`` column is appended, in a commit that only changes the table's metadata (no data
+    file is rewritten; the rows already there read null). Returns whether it did. A table of
+    any other shape is left alone, for the write's own layout check to refuse."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    uri = tables.uri(PREDICTIONS)
+
+    def columns() -> list[str]:
+        return [field.name for field in DeltaTable(uri).schema().fields]
+
+    try:
+        if columns() != _COLUMNS.names:  # already migrated, or not ours to change
+            return False
+    except TableNotFoundError:
+        return False
+    try:
+        if tables.backend_name == "spark":  # the Delta writer that writes the table
+            tables.spark.sql(
+                f"ALTER TABLE delta.`{uri}` ADD COLUMNS "
+                f"(`{REASONS.name}` {REASONS.dataType.simpleString()})"
+            )
+        else:
+            from deltalake import CommitProperties
+            from deltalake.schema import Field
+
+            from jobs.common.delta.base import commit_metadata
+
+            _, metadata = commit_metadata(run_id, "add_reasons")
+            DeltaTable(uri).alter.add_columns(
+                Field.from_json(json.dumps(REASONS.jsonValue())),
+                commit_properties=CommitProperties(custom_metadata={"userMetadata": metadata}),
+            )
+    except Exception:
+        if REASONS.name not in columns():
+            raise
+        return False  # a concurrent scoring run (a backfill's) added it first
+    log.info("%s: added the %s column (older rows read null)", PREDICTIONS.name, REASONS.name)
+    return True

@@ -9,6 +9,8 @@ trained with, at the flights' prediction time (the end of D): the training path,
 no training/serving skew. The served features are kept in ``ml.served_features__<service>``
 (partition D+1), and scoring is a Spark ``mapInArrow`` over that partition's files, so the same
 code scales out on a cluster; D+1's partition of ``ml.predictions`` is replaced in one commit.
+The riskiest flagged flights (``REASONS_PER_TASK`` per file) also get their reasons, computed in
+the same pass: the three features that contribute most to their risk (XGBoost's SHAP values).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from jobs.common.settings import Settings
 from jobs.features.store import feature_store
 from jobs.features.training import ENTITY_COLUMNS
 from jobs.lakehouse import tables as tb
-from jobs.scoring.predictions import PREDICTIONS, served_features
+from jobs.scoring.predictions import PREDICTIONS, migrate, served_features
 from jobs.training import registry, tracking
 
 log = logging.getLogger(__name__)
@@ -140,16 +142,40 @@ def served_files(settings: Settings, feature_service: str, flight_date: dt.date)
     return table.file_uris(file_pruning_predicate=[("flight_date", "=", flight_date)])
 
 
-def score(spark: SparkSession, files: list[str], model: ScoringModel) -> DataFrame:
-    """(flight_id, probability) for every row of the feature ``files``, predicted on Spark's
-    workers, one task per file.
+# The flagged flights each scoring task explains, its riskiest first (the top of `make top-risk`).
+# Reasons are exact SHAP values (``pred_contribs``), ~300 predictions' worth of work per row at
+# depth 6, ~2 ms with 300 trees (`make bench-scoring`): a warm scorer takes ~0.15 s for a day's
+# ~1,000 flights, so ten of them are what keeps scoring with reasons at 80% of its speed without;
+# a night's 200-350 flagged flights would take longer than scoring all of them. XGBoost's
+# approximation (``approx_contribs``, Saabas' method, 4 predictions' worth) names other top three
+# features for most flights, so it is not used. Each task keeps its own riskiest, so the night's
+# REASONS_PER_TASK riskiest flagged flights are always among those explained.
+REASONS_PER_TASK = 10
+
+
+def score(
+    spark: SparkSession, files: list[str], model: ScoringModel, reasons: int = REASONS_PER_TASK
+) -> DataFrame:
+    """(flight_id, probability, reasons) for every row of the feature ``files``, predicted on
+    Spark's workers, one task per file.
 
     Each task reads its file itself (Arrow, from wherever the lakehouse lives) and predicts with
     one XGBoost thread, as Spark already runs a task per core. The features never pass through
     the JVM: moving 67 columns of every row from Spark's rows into Arrow for a Python worker cost
     more than the prediction (`make bench-scoring`). Values are float32, as XGBoost compares
-    them; nulls become NaN, its missing value."""
+    them; nulls become NaN, its missing value.
+
+    In the same pass, the task explains its ``reasons`` riskiest flagged flights (probability at
+    or above the model's threshold): the three features with the largest absolute SHAP
+    contributions to the margin, from the same booster and trees as the probability (see
+    ``predictions.REASON``); the other rows' reasons are null. ``reasons=0`` explains none."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    from jobs.scoring.predictions import REASONS, TOP_REASONS
+
     raw, features, iterations = model.booster, model.features, model.iterations
+    threshold, top = model.threshold, TOP_REASONS
+    reason_type = to_arrow_type(REASONS.dataType)
 
     def predict(batches):
         import numpy as np
@@ -162,31 +188,134 @@ def score(spark: SparkSession, files: list[str], model: ScoringModel) -> DataFra
         booster = xgb.Booster()
         booster.load_model(bytearray(raw))
         booster.set_param({"nthread": 1})
+        names = np.array(features, dtype=object)
+
+        def riskiest(p, ids):
+            """Which ``reasons`` rows are the riskiest (ties: by flight id, so a re-run that
+            reads the rows in another order explains the same flights)."""
+            return np.lexsort((ids, -p))[:reasons]
+
+        def explain(n, positions, matrix, values):
+            """The reasons column of a file's ``n`` rows: lists for the rows at ``positions``
+            (their features: float32 ``matrix``, as served ``values``), null elsewhere."""
+            if len(positions) == 0:
+                return pa.nulls(n, reason_type)
+            ordered = np.argsort(positions)  # the list array's elements go in row order
+            positions, matrix, values = positions[ordered], matrix[ordered], values[ordered]
+            data = xgb.DMatrix(
+                matrix,
+                missing=np.nan,
+                feature_names=features,
+                feature_types=booster.feature_types,
+                nthread=1,
+            )
+            contribs = booster.predict(data, pred_contribs=True, iteration_range=(0, iterations))
+            contribs = contribs[:, :-1]  # the last column is the bias
+            order = np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :top]
+            picked = np.take_along_axis(contribs, order, axis=1)
+            shown = picked != 0  # a feature the trees never used here is no reason
+            counts = np.zeros(n, np.int32)
+            counts[positions] = shown.sum(axis=1)
+            row = np.broadcast_to(np.arange(len(positions))[:, None], order.shape)[shown]
+            which = order[shown]
+            value = values[row, which]
+            element = pa.StructArray.from_arrays(
+                [
+                    pa.array(names[which], pa.string()),
+                    pa.array(value, pa.float64(), mask=np.isnan(value)),
+                    pa.array(picked[shown], pa.float64()),
+                ],
+                fields=list(reason_type.value_type),
+            )
+            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+            explained = np.zeros(n, bool)
+            explained[positions] = True
+            return pa.ListArray.from_arrays(
+                pa.array(offsets), element, type=reason_type, mask=pa.array(~explained)
+            )
+
+        def score_file(uri):
+            """The file's rows with their probabilities (and reasons)."""
+            filesystem, path = pafs.FileSystem.from_uri(uri)
+            held = []  # with reasons, the file's rows wait for its riskiest to be explained
+            n = 0
+            positions = np.empty(0, np.int64)
+            risk = np.empty(0, np.float64)
+            flights = np.empty(0, str)
+            kept = np.empty((0, len(features)), np.float32)
+            kept_values = np.empty((0, len(features)), np.float64)
+            with filesystem.open_input_file(path) as file:
+                reader = pq.ParquetFile(file)
+                for rows in reader.iter_batches(
+                    batch_size=100_000, columns=["flight_id", *features], use_threads=False
+                ):
+                    matrix = np.empty((rows.num_rows, len(features)), np.float32)
+                    for i, name in enumerate(features):
+                        values = rows.column(name)
+                        if values.type != pa.float32():
+                            values = pc.cast(values, pa.float32())
+                        if values.null_count:
+                            values = pc.fill_null(values, np.nan)
+                        matrix[:, i] = values.to_numpy()
+                    p = booster.inplace_predict(matrix, iteration_range=(0, iterations))
+                    p = p.astype(np.float64)
+                    if not reasons:
+                        yield pa.RecordBatch.from_arrays(
+                            [
+                                rows.column("flight_id"),
+                                pa.array(p),
+                                pa.nulls(len(p), reason_type),
+                            ],
+                            names=["flight_id", "probability", "reasons"],
+                        )
+                        continue
+                    start, n = n, n + len(p)
+                    held.append((rows.column("flight_id"), p))
+                    risky = np.flatnonzero(p >= threshold)  # flagged, as run() flags it
+                    if len(risky) > reasons:  # those that can be among the riskiest, ties too
+                        cut = np.partition(p[risky], len(risky) - reasons)[len(risky) - reasons]
+                        risky = risky[p[risky] >= cut]
+                    if len(risky) == 0:
+                        continue
+                    ids = np.array(rows.column("flight_id").take(risky).to_pylist(), str)
+                    first = riskiest(p[risky], ids)
+                    risky, ids = risky[first], ids[first]
+                    served = np.column_stack(
+                        [
+                            pc.cast(rows.column(name).take(risky), pa.float64()).to_numpy(
+                                zero_copy_only=False
+                            )
+                            for name in features
+                        ]
+                    )
+                    positions = np.concatenate([positions, risky + start])
+                    risk = np.concatenate([risk, p[risky]])
+                    flights = np.concatenate([flights, ids])
+                    kept = np.concatenate([kept, matrix[risky]])
+                    kept_values = np.concatenate([kept_values, served])
+                    if len(positions) > reasons:
+                        keep = riskiest(risk, flights)
+                        positions, risk, flights = positions[keep], risk[keep], flights[keep]
+                        kept, kept_values = kept[keep], kept_values[keep]
+            if not held:
+                return
+            why = explain(n, positions, kept, kept_values)
+            start = 0
+            for ids, p in held:
+                yield pa.RecordBatch.from_arrays(
+                    [ids, pa.array(p), why.slice(start, len(p))],
+                    names=["flight_id", "probability", "reasons"],
+                )
+                start += len(p)
+
         for batch in batches:
             for index in batch.column("id").to_pylist():
-                filesystem, path = pafs.FileSystem.from_uri(files[index])
-                with filesystem.open_input_file(path) as file:
-                    reader = pq.ParquetFile(file)
-                    for rows in reader.iter_batches(
-                        batch_size=100_000, columns=["flight_id", *features], use_threads=False
-                    ):
-                        matrix = np.empty((rows.num_rows, len(features)), np.float32)
-                        for i, name in enumerate(features):
-                            values = rows.column(name)
-                            if values.type != pa.float32():
-                                values = pc.cast(values, pa.float32())
-                            if values.null_count:
-                                values = pc.fill_null(values, np.nan)
-                            matrix[:, i] = values.to_numpy()
-                        p = booster.inplace_predict(matrix, iteration_range=(0, iterations))
-                        yield pa.RecordBatch.from_arrays(
-                            [rows.column("flight_id"), pa.array(p, pa.float64())],
-                            names=["flight_id", "probability"],
-                        )
+                yield from score_file(files[index])
 
     # one partition per file: a range, so no shuffle is needed to spread the files
     return spark.range(0, len(files), 1, max(len(files), 1)).mapInArrow(
-        predict, "flight_id string, probability double"
+        predict,
+        f"flight_id string, probability double, reasons {REASONS.dataType.simpleString()}",
     )
 
 
@@ -235,6 +364,7 @@ def run(
             f"scored {data.num_rows} rows for {len(flights)} flights x {len(models)} models; "
             "nothing written"
         )
+    migrate(tables, run_id)  # a table from before reasons were stored gets their column
     tables.overwrite_partitions(PREDICTIONS, data, {"flight_date": [tomorrow]}, run_id=run_id)
     summary = {m.role: f"{m.name} v{m.version}" for m in models}
     log.info("scored %d flights of %s with %s", len(flights), tomorrow, summary)

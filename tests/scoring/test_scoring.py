@@ -8,6 +8,7 @@ flights have labels to compare with."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import mlflow
 import numpy as np
@@ -152,6 +153,19 @@ def test_the_scorer_reads_every_file_in_its_own_task(spark, models, tmp_path):
     direct = booster.inplace_predict(matrix, iteration_range=(0, model.iterations))
     assert got.index.is_unique and len(got) == len(frame)
     np.testing.assert_allclose(got.loc[frame.flight_id].to_numpy(), direct, rtol=1e-6)
+    # each task explains its own riskiest flagged flights, up to the limit (so the night's five
+    # riskiest are explained too); ties go to the first flight id
+    capped = score.score(spark, files, model, reasons=5).toPandas().set_index("flight_id")
+    np.testing.assert_allclose(capped.probability.loc[got.index], got, rtol=0)
+    explained = set(capped.index[capped.reasons.notna()])
+    for rows in np.array_split(np.arange(len(frame)), 3):  # each file's rows, in their order
+        risk = got.loc[frame.flight_id.iloc[rows]]
+        flagged = risk[risk >= model.threshold]
+        assert len(flagged) > 5
+        ranked = flagged.rename("p").rename_axis("flight").reset_index()
+        ranked = ranked.sort_values(["p", "flight"], ascending=[False, True])
+        assert explained & set(risk.index) == set(ranked.flight[:5])
+    assert len(explained) == 15
 
 
 def test_rescoring_a_day_replaces_exactly_its_partition(spark, models, night):
@@ -257,3 +271,86 @@ def test_a_missing_model_version_is_an_input_error(settings, tmp_path):
     with pytest.raises(NightjarError, match=f"{store.model_name} v7 cannot be loaded") as caught:
         score.load(client, store, "7", "champion")
     assert not tracking.transient(caught.value.__cause__)
+
+
+def logit(p):
+    return np.log(p / (1 - p))
+
+
+def test_the_riskiest_flagged_flights_store_their_three_largest_shap_contributions(
+    spark, models, night
+):
+    """The night's riskiest flagged flights (one file: REASONS_PER_TASK of them) have reasons:
+    the three features with the largest absolute SHAP contributions, as recomputed here from the
+    registered model over the training path's features; with all the other features'
+    contributions and the bias they add up to the model's margin, the logit of the stored
+    probability. The other flights have none."""
+    settings, tables, champion, _ = models
+    score.run(spark, tables, settings, DAYS[2], "r5", night)
+    assert len(score.served_files(settings, FEATURE_SERVICE, DAYS[3])) == 1
+    scored = partition(settings, DAYS[3])
+    for role in ("champion", "shadow"):
+        rows = scored[scored.role == role]
+        explained = rows.reasons.notna()
+        assert explained.sum() == min(score.REASONS_PER_TASK, rows.flagged.sum())
+        assert rows.flagged[explained].all()
+        unexplained = rows.probability[~explained & rows.flagged]
+        assert rows.probability[explained].min() >= max(unexplained, default=0)
+    stored = scored[scored.role == "champion"].set_index("flight_id")
+    assert stored.flagged.sum() > score.REASONS_PER_TASK  # so the choice is tested
+    model = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{champion.version}")
+    booster = model.get_booster()
+    trees = model.best_iteration + 1  # what predict_proba uses; the booster holds more
+    assert booster.num_boosted_rounds() > trees
+    names = booster.feature_names
+    features = training_set(settings, DAYS[3], DAYS[3]).frame.set_index("flight_id")
+    features = features.loc[stored.index, names]
+    contribs = booster.predict(
+        xgb.DMatrix(features, missing=np.nan), pred_contribs=True, iteration_range=(0, trees)
+    )
+    checked = 0
+    for i, (flight, row) in enumerate(stored.iterrows()):
+        if row.reasons is None:
+            continue
+        shap, bias = contribs[i, :-1], contribs[i, -1]
+        top = np.argsort(-np.abs(shap), kind="stable")[:3]
+        assert [r["feature"] for r in row.reasons] == [names[j] for j in top], flight
+        np.testing.assert_allclose(
+            [r["contribution"] for r in row.reasons], shap[top], rtol=1e-5, atol=1e-6
+        )
+        served = features.loc[flight, [names[j] for j in top]].to_numpy(float)
+        values = np.array([np.nan if r["value"] is None else r["value"] for r in row.reasons])
+        np.testing.assert_allclose(values, served, rtol=1e-12)
+        stored_sum = sum(r["contribution"] for r in row.reasons)
+        others = np.delete(shap, top).sum()
+        assert stored_sum + others + bias == pytest.approx(logit(row.probability), abs=1e-4)
+        checked += 1
+    assert checked == score.REASONS_PER_TASK
+
+
+def test_top_risk_names_each_flights_reasons(spark, models, night, monkeypatch):
+    """`make top-risk` (nightjar predictions top): a line per flight that names the features
+    behind its risk, with their values, as raising or lowering it."""
+    from typer.testing import CliRunner
+
+    from jobs import cli
+
+    settings, tables, _, _ = models
+    score.run(spark, tables, settings, DAYS[2], "r6", night)
+    monkeypatch.setattr(cli, "Settings", lambda: settings)
+    result = CliRunner().invoke(cli.app, ["predictions", "top", "--date", str(DAYS[3]), "--n", "5"])
+    assert result.exit_code == 0, result.output
+    stored = partition(settings, DAYS[3]).query("role == 'champion'")
+    top = stored.nlargest(5, "probability")
+    assert top.flagged.all()
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert list(lines) == top.flight_id.tolist()
+    for flight, reasons in zip(top.flight_id, top.reasons, strict=True):
+        line = lines[flight]
+        up = re.search(r"raised by (.*?)(; lowered by |$)", line)
+        down = re.search(r"lowered by (.*)$", line)
+        up, down = up.group(1) if up else "", down.group(1) if down else ""
+        assert len(reasons) == 3
+        for reason in reasons:
+            named = f"{lineage.feature_label(reason['feature'])} {lineage.number(reason['value'])}"
+            assert named in (up if reason["contribution"] > 0 else down), line
