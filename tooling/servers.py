@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.common.settings import Settings
+from jobs.common.settings import PROJECT_ROOT, Settings
 from tooling import services
 
 INSTALL_HINT = "install it with `make system-deps` (as root: apt-get install {package})"
@@ -169,7 +169,7 @@ def redis_service(settings: Settings) -> services.Service:
     return services.Service("redis", command, dict(os.environ), settings.redis_port)
 
 
-VERSITYGW = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "versitygw"
+VERSITYGW = PROJECT_ROOT / ".tools" / "bin" / "versitygw"
 
 
 def s3_service(settings: Settings) -> services.Service:

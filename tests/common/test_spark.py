@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
@@ -28,7 +29,8 @@ def test_clients_in_one_window_join_one_session_and_the_next_window_opens_anothe
     assert len({params(u)["session_id"] for u in (first, later, other)}) == 3
     # a window is shorter than the idle timeout `nightjar services` gives its server
     command = services.spark_connect_service(Settings()).command
-    timeout = next(c for c in command if "defaultSessionTimeout=" in c).split("=")[1]
+    properties = Path(command[command.index("--properties-file") + 1]).read_text().splitlines()
+    timeout = next(p for p in properties if "defaultSessionTimeout " in p).split(" ")[1]
     assert timeout.endswith("m") and int(timeout[:-1]) * 60 > SHARED_SESSION_WINDOW_S
 
 
