@@ -75,7 +75,7 @@ PLAUSIBLE = {
         "arr_delay": (-1440, 4320),
         "air_time": (1, 1440),
         "distance": (1, 12_000),  # miles; the longest flight ever scheduled is ~9,500
-        "flight": (1, 9999),
+        "flight": (1, 99_999_999),  # an identifier, positive (the scale generator renumbers)
         "hour": (0, 23),
         "minute": (0, 59),
     },
