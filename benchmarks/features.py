@@ -5,7 +5,7 @@ printed and saved to .state/bench-features/features.json.
    by the daily DAG's task into the SQLite and the Redis online store.
 2. 1M feature rows (synthetic planes: 1,000,000 tail numbers with statistics for one day,
    written to gold.plane_stats) materialized into each store, by the configured engine
-   (jobs/features/arrow_engine.py) and, into a fresh store of the same kind, by Feast's stock
+   (jobs/adapters/feast_arrow_engine.py) and, into a fresh store of the same kind, by Feast's stock
    local engine, so the ratio is visible.
 3. Historical retrieval of the flight_disruption_v1 service for 100,000 entity rows (real keys
    of 2013-03-02..03 at their prediction times, repeated).

@@ -9,8 +9,8 @@ the drift share) and for writing its HTML report, after a warm-up (Evidently's i
 once per process); peak memory is the process's high-water mark.
 For comparison, the same report built from Evidently's stock ``ValueDrift`` (and its scipy
 ``wasserstein`` test) is timed on the same frames: ``measure`` differs only in the metric class and
-the numeric test's implementation (``jobs.monitoring.column_drift``), and both give the same drift
-scores (checked here).
+the numeric test's implementation (``jobs.adapters.evidently_column_drift``), and both give the
+same drift scores (checked here).
 Target: <= 30 s for 1M rows. Saves .state/bench-monitoring/monitoring.json.
 """
 

@@ -3,7 +3,8 @@
 - ``stages/``: one page per stage, from the stage registry (``jobs/stages.py``) and the
   docstring of the module each stage runs;
 - ``configuration.md``: every setting, from ``jobs/common/settings.py``;
-- the architecture picture on the overview (``<!-- architecture -->``), from the registry.
+- the architecture picture on the overview (``<!-- architecture -->``), from the registry;
+- the table of library adapters (``<!-- adapters -->``), from each adapter module's docstring.
 """
 
 from __future__ import annotations
@@ -108,6 +109,40 @@ def architecture() -> str:
     return "\n".join(lines)
 
 
+# The modules that replace a library's stock behaviour: jobs/adapters/, and the delta-rs backend
+ADAPTERS = (*sorted(ROOT.glob("jobs/adapters/[!_]*.py")), ROOT / "jobs/common/delta/rs.py")
+ADAPTER_FIELDS = ("Replaces", "Why", "Written for", "Back to stock")
+
+
+def adapter_fields(path: Path) -> dict[str, str]:
+    """The ``- Replaces:``, ``- Why:``, ``- Written for:`` and ``- Back to stock:`` items of a
+    module's docstring (each may run over indented lines), as Markdown."""
+    fields: dict[str, str] = {}
+    current = None
+    for line in ast.get_docstring(ast.parse(path.read_text())).splitlines():
+        field = next((f for f in ADAPTER_FIELDS if line.startswith(f"- {f}:")), None)
+        if field:
+            current = field
+            fields[field] = line.removeprefix(f"- {field}:").strip()
+        elif current and line.startswith("  "):
+            fields[current] += " " + line.strip()
+        else:
+            current = None
+    if missing := [f for f in ADAPTER_FIELDS if f not in fields]:
+        raise ValueError(f"{path.relative_to(ROOT)}'s docstring does not say {missing}")
+    return {k: v.replace("``", "`").replace("|", "\\|") for k, v in fields.items()}
+
+
+def adapters_table() -> str:
+    rows = []
+    for path in ADAPTERS:
+        fields = adapter_fields(path)
+        cells = [f"`{path.relative_to(ROOT)}`", *(fields[f] for f in ADAPTER_FIELDS)]
+        rows.append("| " + " | ".join(cells) + " |")
+    header = "| module | replaces | why (measured) | written for | back to stock |"
+    return "\n".join([header, "|---|---|---|---|---|", *rows])
+
+
 def on_files(files, config):
     generated = {"configuration.md": configuration_page(), "stages/index.md": stages_index()}
     generated |= {f"stages/{s.name}.md": stage_page(s) for s in stages.STAGES}
@@ -117,4 +152,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-    return markdown.replace("<!-- architecture -->", architecture())
+    markdown = markdown.replace("<!-- architecture -->", architecture())
+    if "<!-- adapters -->" in markdown:
+        markdown = markdown.replace("<!-- adapters -->", adapters_table())
+    return markdown

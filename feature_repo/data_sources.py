@@ -1,7 +1,7 @@
 """Data sources: the gold Delta tables, read at their current snapshot.
 
 ``DeltaFormat`` marks each source as a Delta table; Nightjar's offline store
-(``jobs.features.offline_store``) reads the files the Delta log lists as live, never the
+(``jobs.adapters.feast_offline_store``) reads the files the Delta log lists as live, never the
 folder's parquet files (the folder also holds files that corrections have removed).
 Paths come from the platform's settings, so the repository follows ``NIGHTJAR_LAKEHOUSE_URI``.
 """

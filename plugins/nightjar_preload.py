@@ -45,8 +45,8 @@ PRELOAD = (
     "feast.infra.passthrough_provider",
     "feast.infra.online_stores.redis",
     "ibis.backends.duckdb",  # Feast's point-in-time joins (sqlglot's dialects with it)
-    "jobs.features.offline_store",
-    "jobs.features.arrow_engine",
+    "jobs.adapters.feast_offline_store",
+    "jobs.adapters.feast_arrow_engine",
     "mlflow",
     # imported by the first client of a sqlite/SQL tracking store: 1.5 s per task, alembic included
     "mlflow.store.tracking.sqlalchemy_store",
@@ -67,7 +67,7 @@ PRELOAD = (
     "plotly.validators.bar",
     "plotly.validators.scatter",
     "narwhals._pandas_like.dataframe",
-    "jobs.monitoring.column_drift",
+    "jobs.adapters.evidently_column_drift",
     "jobs.training.train",
     # every stage's module, as jobs/stages.py declares them
     *dict.fromkeys(stage.module for stage in stages.STAGES),

@@ -29,6 +29,9 @@ def test_the_site_builds_strictly_with_a_page_per_stage_and_every_setting(tmp_pa
     configuration = (tmp_path / "configuration" / "index.html").read_text()
     for name in Settings.model_fields:
         assert f"NIGHTJAR_{name.upper()}" in configuration, name
+    adapters = (tmp_path / "adapters" / "index.html").read_text()
+    for module in (ROOT / "jobs" / "adapters").glob("[!_]*.py"):
+        assert f"jobs/adapters/{module.name}" in adapters
     overview = (tmp_path / "index.html").read_text()
     assert "request_retrain --&gt; " not in overview  # the last stage leads nowhere
     assert all(f"{a} --&gt; {b}" in overview for a, b in pairwise(stages.NAMES))

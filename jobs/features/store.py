@@ -55,7 +55,7 @@ def feast_env(settings: Settings) -> dict[str, str]:
     }
     if registry_config["registry_type"] == "file":  # rewritten atomically (registry_store.py)
         registry_config["registry_store_type"] = (
-            "jobs.features.registry_store.AtomicFileRegistryStore"
+            "jobs.adapters.feast_registry_store.AtomicFileRegistryStore"
         )
     if settings.feast_online_store == "redis":
         # skip_dedup: a re-materialized correction carries the same timestamp as the value it

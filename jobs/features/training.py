@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from jobs.adapters.feast_offline_store import pinned_versions
 from jobs.common.dates import check_in_range
 from jobs.common.delta.snapshot import read_arrow
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
-from jobs.features.offline_store import pinned_versions
 from jobs.features.store import FEATURE_SERVICE, feature_store
 from jobs.lakehouse import tables as tb
 

@@ -4,7 +4,8 @@ training reference.
 One method per column type for every day, so a feature's score is comparable across days (and
 across row counts: Evidently's default switches from a K-S p-value to a distance at 1,000 rows):
 normed Wasserstein distance for numbers, Jensen-Shannon distance for categories. The metric and
-the numeric test are Evidently's, computed without its columns² x rows copying (``column_drift``).
+the numeric test are Evidently's, computed without its columns² x rows copying
+(``jobs.adapters.evidently_column_drift``).
 
 A column drifts when its distance reaches its threshold: ``Settings.drift_threshold``, or, for a
 calibrated model, the largest distance any single training day had from the rest of the training
@@ -59,7 +60,7 @@ def distance(reference: pd.Series, current: pd.Series) -> float:
     from evidently.legacy.calculations.stattests import get_stattest
     from evidently.legacy.core import ColumnType
 
-    from jobs.monitoring.column_drift import normed_wasserstein
+    from jobs.adapters.evidently_column_drift import normed_wasserstein
 
     if is_numeric(reference):  # the registered test's own function, without the pandas overhead
         ref, cur = reference.to_numpy(float), current.to_numpy(float)
@@ -113,7 +114,7 @@ def measure(
     they are left out of the share and reported with a NaN score."""
     from evidently import Report
 
-    from jobs.monitoring.column_drift import WASSERSTEIN, ColumnDrift, DriftDataset
+    from jobs.adapters.evidently_column_drift import WASSERSTEIN, ColumnDrift, DriftDataset
 
     comparable = [c for c in features if reference[c].notna().any() and current[c].notna().any()]
     columns = [*comparable, PROBABILITY]

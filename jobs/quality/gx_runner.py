@@ -73,7 +73,7 @@ def load_suite(name: str) -> dict[str, Any]:
 
 def _cached_view(root: Path) -> dict[str, str]:
     return {
-        "module_name": "jobs.quality.docs_view",
+        "module_name": "jobs.adapters.gx_docs_view",
         "class_name": "CachedJinjaPageView",
         "cache_dir": str(root / "jinja_cache"),
     }
@@ -106,7 +106,7 @@ def _context(settings: Settings):
                 "class_name": "SiteBuilder",
                 "store_backend": filesystem("data_docs"),
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                # pages rendered with compiled templates cached on disk (docs_view)
+                # pages rendered with templates compiled once, cached on disk (gx_docs_view)
                 "site_section_builders": {
                     section: {"view": _cached_view(root)}
                     for section in ("expectations", "validations")

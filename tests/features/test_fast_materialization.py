@@ -1,6 +1,7 @@
-"""The column-wise materialization engine (jobs/features/arrow_engine.py) against Feast's stock
-local engine: the same window written by each must give byte-identical online stores (SQLite
-rows, Redis hashes) and the same ``get_online_features`` answers, for every feature view."""
+"""The column-wise materialization engine (jobs/adapters/feast_arrow_engine.py) against Feast's
+stock local engine: the same window written by each must give byte-identical online stores
+(SQLite rows, Redis hashes) and the same ``get_online_features`` answers, for every feature
+view."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
+from jobs.adapters import feast_arrow_engine
 from jobs.common.dates import end_of_day_utc
 from jobs.common.delta.snapshot import read_arrow
-from jobs.features import arrow_engine, store
+from jobs.features import store
 from jobs.lakehouse import tables as tb
 from tests.feature_lake import DAYS
 
@@ -35,7 +37,7 @@ def window(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 def feature_store(settings, engine: str):
     fs = store.feature_store(settings)
-    assert fs.config.batch_engine_config["type"] == arrow_engine.ENGINE  # the configured one
+    assert fs.config.batch_engine_config["type"] == feast_arrow_engine.ENGINE  # the configured one
     if engine == "stock":
         fs.config.batch_engine_config = "local"  # Feast's own writer, for the reference copy
     return fs
@@ -134,7 +136,7 @@ ENCODER_CASES = {
 @pytest.mark.parametrize("case", ENCODER_CASES)
 def test_values_serialize_to_the_bytes_feast_writes(case):
     value_type, values = ENCODER_CASES[case]
-    column = arrow_engine.EncodedColumn("v", "c", pa.chunked_array([values]), value_type)
+    column = feast_arrow_engine.EncodedColumn("v", "c", pa.chunked_array([values]), value_type)
     ours = np.asarray(column.values.to_pylist(), dtype=object)[column.indices].tolist()
     feast = python_values_to_proto_values(values.to_numpy(zero_copy_only=False), value_type)
     assert ours == [v.SerializeToString() for v in feast]
@@ -142,7 +144,7 @@ def test_values_serialize_to_the_bytes_feast_writes(case):
 
 def test_entity_keys_serialize_like_feast():
     table = pa.table({"tailnum": ["N1", "ABCDEFG", "é"], "n": pa.array([1, -2, 3])})
-    ours = arrow_engine.entity_keys(
+    ours = feast_arrow_engine.entity_keys(
         table, {"tailnum": ValueType.STRING, "n": ValueType.INT64}, "v"
     ).to_pylist()
     feast = [
@@ -169,8 +171,10 @@ def test_entity_keys_serialize_like_feast():
     ],
 )
 def test_an_unsupported_column_fails_naming_the_view_and_column(value_type, values):
-    with pytest.raises(arrow_engine.UnsupportedForArrowWrite, match="'plane_stats'.*'seats'"):
-        arrow_engine.EncodedColumn("plane_stats", "seats", pa.chunked_array([values]), value_type)
+    with pytest.raises(feast_arrow_engine.UnsupportedForArrowWrite, match="'plane_stats'.*'seats'"):
+        feast_arrow_engine.EncodedColumn(
+            "plane_stats", "seats", pa.chunked_array([values]), value_type
+        )
 
 
 # --- SQLite ------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_online_equals_offline_as_of_features_after_materializing_a_day(feast_la
 def test_a_retrieval_reads_its_event_time_window_only_and_serves_the_same(feast_lake, monkeypatch):
     """The offline store reads a feature table's rows in the query's window ([earliest entity
     time - TTL, latest]), not its whole history, and serves what a whole read serves."""
-    from jobs.features import offline_store
+    from jobs.adapters import feast_offline_store
 
     lake, _ = feast_lake
     uri = lake.table_uri(CARRIER_STATS.name)
@@ -135,12 +135,12 @@ def test_a_retrieval_reads_its_event_time_window_only_and_serves_the_same(feast_
 
     read = []
     monkeypatch.setattr(
-        offline_store, "read_arrow", lambda *a, **k: read.append(k) or read_arrow(*a, **k)
+        feast_offline_store, "read_arrow", lambda *a, **k: read.append(k) or read_arrow(*a, **k)
     )
     _, windowed = online_and_offline(lake, DAYS[2])
     ttl = store.feature_store(lake).get_feature_view("carrier_stats").ttl
     assert read and all(k["between"][1:] == (high - ttl, high) for k in read)
-    monkeypatch.setattr(offline_store, "_entity_window", lambda *_: (None, None))
+    monkeypatch.setattr(feast_offline_store, "_entity_window", lambda *_: (None, None))
     _, whole_read = online_and_offline(lake, DAYS[2])
     assert windowed["carrier_stats__flights_28d"].notna().all()
     pd.testing.assert_frame_equal(windowed, whole_read)

@@ -1,5 +1,5 @@
 """Online equals offline for every flight of a scored day, TTL included
-(jobs/features/online_expiry.py), in SQLite and in Redis.
+(jobs/adapters/feast_online_expiry.py), in SQLite and in Redis.
 
 The online store is loaded as the daily DAG loads it, night after night (03-01 .. 03-04); the
 flights scored the night of 03-04 are 03-05's, whose prediction time is the end of 03-04. For

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from jobs.adapters import evidently_column_drift
 from jobs.common.delta.snapshot import read_arrow
 from jobs.lakehouse import tables as tb
-from jobs.monitoring import column_drift, drift, monitor, performance, reference
+from jobs.monitoring import drift, monitor, performance, reference
 from jobs.scoring import score
 from jobs.scoring.predictions import PREDICTIONS
 from jobs.training import tracking, train
@@ -148,7 +149,7 @@ def test_the_sort_based_wasserstein_distance_is_scipys():
         (np.array([2.0, 2.0]), np.array([2.0])),
     ]
     for u, v in samples:
-        assert column_drift.wasserstein_distance(u, v) == pytest.approx(
+        assert evidently_column_drift.wasserstein_distance(u, v) == pytest.approx(
             wasserstein_distance(u, v), rel=1e-12
         )
 
@@ -160,7 +161,7 @@ def test_the_drift_dataset_defers_evidentlys_column_statistics_and_gives_the_sam
     frame = pd.DataFrame({"x": rng.normal(size=500), "c": rng.choice(["a", "b"], 500)})
     frame.loc[::9, "x"] = np.nan
     spec = drift.definition(frame, ["x", "c"])
-    deferred = column_drift.DriftDataset(frame, data_definition=spec)
+    deferred = evidently_column_drift.DriftDataset(frame, data_definition=spec)
     assert set(deferred._dataset_stats.column_stats.values()) == {None}  # nothing computed yet
     stock = PandasDataset(frame, data_definition=spec).stats()
     assert deferred.stats() == stock
@@ -192,7 +193,9 @@ def test_column_drift_scores_and_plots_what_stock_value_drift_does_less_the_inde
         return [m["value"] for m in snapshot.dict()["metrics"]], snapshot
 
     stock, stock_snapshot = run(ValueDrift, "wasserstein")
-    ours, ours_snapshot = run(column_drift.ColumnDrift, column_drift.WASSERSTEIN)
+    ours, ours_snapshot = run(
+        evidently_column_drift.ColumnDrift, evidently_column_drift.WASSERSTEIN
+    )
     assert ours == pytest.approx(stock, rel=1e-12) and ours[0] > 0.3
     # the same widgets, one per column with its distribution plot, less the numeric column's
     # "DATA DRIFT" tab (the current rows' mean over their row index)
@@ -348,7 +351,7 @@ def test_the_distribution_figure_is_the_one_evidently_draws():
             subplots=False,
             to_json=False,
         ).to_plotly_json()
-        ours = column_drift.distribution_figure(current, reference, colors)
+        ours = evidently_column_drift.distribution_figure(current, reference, colors)
         as_json = partial(json.dumps, cls=PlotlyJSONEncoder, sort_keys=True)
         assert as_json(ours) == as_json(stock)
         assert ours["data"][1]["y"].tolist() == pytest.approx(list(y_cur / y_cur.sum() * 100))

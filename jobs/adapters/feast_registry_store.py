@@ -5,7 +5,14 @@ A task reading the registry at that moment parses an empty or partial file: `mak
 `score` task fail with "Feature service flight_disruption_v1 does not exist" while a
 `materialize` task recorded its interval in the registry. This store writes a temporary file
 beside the registry and renames it over the old one, so a reader sees one whole version or
-the other (``feature_store.yaml`` selects it through ``registry_store_type``).
+the other.
+
+- Replaces: Feast's ``FileRegistryStore`` (the file registry's writer).
+- Why: a ``score`` task read a half-written registry during ``materialize`` (``make run``);
+  ``tests/features/test_feature_store.py`` reads while 200 rewrites run.
+- Written for: Feast 0.67.
+- Back to stock: drop ``registry_store_type`` from the registry configuration
+  (``jobs/features/store.py``, ``feast_env``).
 """
 
 from __future__ import annotations

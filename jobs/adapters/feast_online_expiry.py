@@ -16,13 +16,22 @@ Feast 0.67 has no mechanism that does this:
   event time is not the wall clock: a backfill writes a year of days in minutes, and a day's
   features are stamped with that day's end, whenever they are written.
 
-So every materialization through ``jobs.features.arrow_engine`` (the daily task, ``nightjar
+So every materialization through ``jobs.adapters.feast_arrow_engine`` (the daily task, ``nightjar
 feast materialize``, ``FeatureStore.materialize``) ends, per feature view, by removing the
 online values stamped before ``end of the window - ttl``: Feast's historical retrieval keeps a
 value with ``event_ts >= entity time - ttl``, so the boundary value stays. Removed values read
 as nulls through Feast's unchanged read path, as the point-in-time join returns them, and the
 store no longer grows with every day's flights. SQLite stores whole seconds, so the comparison
 is to the second.
+
+- Replaces: nothing: it adds the expiry by event time that Feast's online reads lack.
+- Why: correctness: the online store serves what a point-in-time join returns
+  (``tests/features/test_online_ttl.py``, every flight of a day in SQLite and Redis); it also
+  bounds the store's size.
+- Written for: Feast 0.67's SQLite table and Redis hash layouts (private helpers of the stock
+  stores, pinned by the same tests).
+- Back to stock: it runs only inside ``feast_arrow_engine``; the stock engine (``batch_engine:
+  type: local``) does not expire anything.
 """
 
 from __future__ import annotations

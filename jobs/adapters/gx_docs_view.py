@@ -3,6 +3,12 @@
 GX builds a new Jinja environment for every page it renders, so each gate compiled the same ~18
 templates again (0.14 s of a 0.2 s page). Every task is a new process, so the cache has to live
 on disk: a folder under the state directory, filled by the first page rendered.
+
+- Replaces: GX's ``DefaultJinjaPageView`` for the Data Docs pages of the quality gates.
+- Why: template compilation was 0.14 s of a 0.2 s page.
+- Written for: Great Expectations 1.x (``great_expectations.render.view``).
+- Back to stock: remove the ``view`` override (``_cached_view``) in
+  ``jobs/quality/gx_runner.py``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,17 @@ stale values. Its DuckDB store reads Delta through DuckDB's delta extension, whi
 at run time (not possible offline). This store is Feast's DuckDB store (ibis point-in-time joins)
 with one change: a ``DeltaFormat`` source is read with delta-rs, from the files the Delta log
 lists as live in the table's current version. Other sources are read as the DuckDB store reads
-them.
+them. Each query reads only its event-time window of a table (``_WINDOW`` below), and a training
+run can pin the Delta versions it reads (:func:`pinned_versions`).
+
+- Replaces: Feast's file offline store (``type: file``) for ``DeltaFormat`` sources.
+- Why: correctness: the stock store returned values a Delta correction had replaced; reading
+  only the query's window took a day's ``materialize`` from 1.05 to 0.63 CPU-s and ``score``
+  from 1.4 to 0.93 CPU-s at 52 days of history (``feature_repo/README.md``).
+- Written for: Feast 0.67 (its DuckDB store and ibis point-in-time joins) and deltalake 1.x.
+- Back to stock: none that reads Delta offline; ``offline_store: type: duckdb`` in
+  ``feature_repo/feature_store.yaml`` would read the tables through DuckDB's delta extension,
+  which it downloads at run time.
 """
 
 from __future__ import annotations
@@ -32,8 +42,8 @@ from jobs.common.delta.snapshot import read_arrow
 
 
 class DeltaOfflineStoreConfig(feast_duckdb.DuckDBOfflineStoreConfig):
-    type: Literal["jobs.features.offline_store.DeltaOfflineStore"] = (
-        "jobs.features.offline_store.DeltaOfflineStore"
+    type: Literal["jobs.adapters.feast_offline_store.DeltaOfflineStore"] = (
+        "jobs.adapters.feast_offline_store.DeltaOfflineStore"
     )
 
 

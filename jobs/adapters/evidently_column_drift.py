@@ -21,7 +21,17 @@ Evidently collects them (min, max, mean, std, quartiles, infinities) for every c
 dataset, for its dataset-summary metrics; no drift metric reads them, and at 1M rows x 68
 columns they were 40% of the drift report.
 
-``make bench-monitoring`` times these against stock ``ValueDrift`` side by side."""
+``make bench-monitoring`` times these against stock ``ValueDrift`` side by side.
+
+- Replaces: Evidently's ``ValueDrift`` metric and its column statistics, and SciPy's
+  ``wasserstein_distance`` inside Evidently's ``wasserstein`` test.
+- Why: columns² x rows copies, 60% of the time at 200k rows x 68 columns; the distance ~4x
+  faster at 1M rows (``make bench-monitoring``); ``tests/monitoring/test_monitoring.py`` holds the
+  values and plots equal to Evidently's.
+- Written for: Evidently 0.7 (its ``legacy`` stat-test registry and widgets).
+- Back to stock: no setting (the figures are the same); ``jobs.monitoring.drift`` would build
+  its report from ``ValueDrift`` and the registered ``wasserstein`` test instead.
+"""
 
 from __future__ import annotations
 
