@@ -178,8 +178,8 @@ bench-quality: setup  ## benchmark: validation time per day-run and on 1M silver
 	NIGHTJAR_SPARK_CODEGEN=true $(BIN)/python -m benchmarks.quality
 
 .PHONY: bench-chaos
-bench-chaos: setup  ## crash harness: SIGKILL each writing stage (and the Spark Connect server) at seeded random points, check every table and the bookkeeping, re-run, compare with a clean run (KILLS=20 per target, STAGES=all; hours)
-	$(BIN)/python -m benchmarks.chaos $(if $(KILLS),--kills $(KILLS)) $(if $(STAGES),--stages $(STAGES)) $(if $(SEED),--seed $(SEED))
+bench-chaos: setup  ## crash harness: SIGKILL each writing stage (and the Spark Connect server) at seeded random points, check every table and the bookkeeping, re-run, compare with a clean run (KILLS=20 per target, STAGES=all, SEED=31; hours: STOP_AFTER=minutes stops it, the same command again goes on)
+	$(BIN)/python -m benchmarks.chaos $(if $(KILLS),--kills $(KILLS)) $(if $(STAGES),--stages $(STAGES)) $(if $(SEED),--seed $(SEED)) $(if $(STOP_AFTER),--stop-after $(STOP_AFTER))
 
 clean: stop  ## remove all runtime state (lakehouse, landing, Airflow DB, logs)
 	rm -rf $(NIGHTJAR_STATE_DIR) .pytest_cache .ruff_cache

@@ -60,17 +60,29 @@ A **lost request** is a retrain request the clean run recorded that the re-run's
 one that stays pending after a re-run training, or one whose Asset event no re-run carries (a
 request a killed ``request_retrain`` recorded must come back from the re-run, which re-emits it).
 
+**Kept and resumed.** The clean run is kept under ``reference/`` with its :func:`code_key`
+(a digest of the code under test, the quality suites, the services' set-up and the lock, not
+the commit): a later call on the same code reuses it (``--rebuild-reference`` rebuilds it).
+Each kill's result is saved as it ends, to ``kills/<code key>/seed-<seed>/<target>/<i>.json``
+(the control run to ``control.json``): a later call with the same seed on the same code goes on
+where an earlier one stopped (``--stop-after`` minutes, an interruption), since kill ``i`` of a
+target always draws from its own generator (``seed/target/i``), and counts every kill kept;
+kills run in rounds (kill ``i`` of every target, then ``i + 1``), so a call stopped early has
+covered the targets alike. ``--fresh`` discards the kept kills of this seed and code.
+
 Prints, per target: kills, kills that landed mid-write (some of the step's outputs committed,
-not all), corrupt tables, duplicate keys, inconsistencies after the kill (healed by the re-run
-or not), lost requests, re-runs equal to the clean run, leftovers, wall time; and one control
-re-run per target without a kill (a re-run that differs without a kill is not the crash's
-doing). Saved to ``.state/bench-chaos/chaos.json``, each kill as it ends to
-``.state/bench-chaos/kills.jsonl``, each process's output under ``.state/bench-chaos/logs``.
+not all), kills after which the process had finished anyway, corrupt tables, duplicate keys,
+inconsistencies after the kill (healed by the re-run or not), lost requests, re-runs equal to
+the clean run, leftovers, wall time; and one control re-run per target without a kill (a
+re-run that differs without a kill is not the crash's doing). Saved to
+``.state/bench-chaos/chaos.json``, each process's output under ``.state/bench-chaos/logs``.
+
+The steps run this checkout's code (its folder leads ``PYTHONPATH``), so the harness can run
+from a worktree pinned at a commit while the main checkout changes.
 
     make bench-chaos                                   # 20 kills per target (hours)
     .venv/bin/python -m benchmarks.chaos --kills 2 --stages silver,training
-    .venv/bin/python -m benchmarks.chaos --reuse-reference   # skip rebuilding the clean run
-    .venv/bin/python -m benchmarks.chaos --resume            # go on after an interruption
+    .venv/bin/python -m benchmarks.chaos --stop-after 120     # then the same again goes on
 """
 
 from __future__ import annotations
@@ -127,18 +139,42 @@ WRITE_WINDOW_SHARE = 0.5  # of the kills drawn within the step's writes, the res
 CLEAN_TRIES, CLEAN_RETRY_S = 3, 30  # a clean step that fails is tried again, as a task is
 
 
-def code_version() -> str:
-    """The commit and a digest of the uncommitted changes to the code under test (jobs/,
-    dags/, feature_repo/): a result is only about the code it ran."""
+CODE_PATHS = ("jobs", "dags", "feature_repo")
+# what a result depends on besides the harness: the code under test, the quality suites, the
+# services' set-up, the locked libraries
+REFERENCE_PATHS = (*CODE_PATHS, "expectations", "plugins", "tooling", "uv.lock", "pyproject.toml")
+# what the kept content of a clean step depends on in the harness (bump on a change to
+# content() or what it reads)
+CONTENT_FORMAT = 2
 
-    def git(*args: str) -> bytes:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True).stdout
 
-    paths = ("jobs", "dags", "feature_repo")
-    digest = hashlib.sha1(git("diff", "HEAD", "--", *paths))
-    for name in sorted(git("ls-files", "--others", "--exclude-standard", "--", *paths).split()):
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True).stdout
+
+
+def _tree_digest(paths: tuple[str, ...]) -> str:
+    """A digest of ``paths`` as the working tree has them: their committed trees, the
+    uncommitted changes to them and their untracked files (not which commit holds them)."""
+    digest = hashlib.sha1()
+    for path in paths:
+        digest.update(path.encode() + b"=" + _git("rev-parse", f"HEAD:{path}").strip() + b"\n")
+    digest.update(_git("diff", "HEAD", "--", *paths))
+    for name in sorted(_git("ls-files", "--others", "--exclude-standard", "--", *paths).split()):
         digest.update(name + (ROOT / name.decode()).read_bytes())
-    return f"{git('rev-parse', '--short', 'HEAD').decode().strip()}+{digest.hexdigest()[:10]}"
+    return digest.hexdigest()[:12]
+
+
+def code_version() -> str:
+    """The commit and a digest of the code under test (jobs/, dags/, feature_repo/, committed
+    or not): a result is only about the code it ran."""
+    return f"{_git('rev-parse', '--short', 'HEAD').decode().strip()}+{_tree_digest(CODE_PATHS)}"
+
+
+def code_key() -> str:
+    """What a clean reference and the kills' results are kept under: the same for any commit
+    whose code under test, quality suites, services and libraries are the same (a commit that
+    changes only the harness or the docs keeps them)."""
+    return f"{_tree_digest(REFERENCE_PATHS)}-c{CONTENT_FORMAT}"
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -228,6 +264,10 @@ def configure(state: Path, port: int) -> None:
     )
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # the steps (nightjar's console script) run this checkout's code, even where the venv's
+    # editable install points at another checkout (a worktree pinned at a commit)
+    paths = [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
 def copy_state(source: Path, target: Path) -> None:
@@ -973,6 +1013,7 @@ class Harness:
         manifest = {
             "built_s": round(time.perf_counter() - began),
             "code": code_version(),
+            "code_key": code_key(),
             "targets": self.targets,
             "steps": steps,
             "settings": SETTINGS_ENV,
@@ -1073,7 +1114,9 @@ def one_kill(
             record["clean_wall_s"] = round(rerun.wall_s, 1)
         else:
             record["rerun_output"] = rerun.output[-1500:]
-    record["after_rerun"] = inspect(settings)
+    # a process that finished was not re-run: the state checked after the kill is the state
+    # after it, checked once
+    record["after_rerun"] = inspect(settings) if ran.rc != 0 else record["after_kill"]
     expected = pickle.loads(h.after(step.name).read_bytes())
     try:
         record["differences"] = differences(expected, content(settings))
@@ -1145,11 +1188,12 @@ def print_table(rows: list[dict], kills: int, seed: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"SIGKILL at random points: {kills} per target, seed {seed}")
+    table = Table(title=f"SIGKILL at random points: {kills} per target asked, seed {seed}")
     columns = (
         ("target", "target"),
         ("kills", "kills"),
         ("mid-write", "killed_mid_write"),
+        ("finished first", "finished_before_kill"),
         ("corrupt tables", "corrupt_tables"),
         ("duplicate keys", "duplicate_keys"),
         ("inconsistent after kill", "inconsistent_after_kill"),
@@ -1180,6 +1224,46 @@ def print_table(rows: list[dict], kills: int, seed: int) -> None:
     Console(width=200).print(table)
 
 
+class Results:
+    """The kills' results as they complete, one file each: ``kills/<code key>/seed-<seed>/
+    <target>/<index>.json`` (and ``control.json``). A later call with the same seed, on the
+    same code, goes on where an earlier one stopped: kill ``i`` of a target draws from its own
+    generator (``seed/target/i``), so the kills done and those still to do are one run's."""
+
+    def __init__(self, state: Path, key: str, seed: int):
+        self.folder = state / "kills" / key / f"seed-{seed}"
+
+    def path(self, target: str, kill: int | str) -> Path:
+        name = kill if isinstance(kill, str) else f"{kill:03d}"
+        return self.folder / target / f"{name}.json"
+
+    def get(self, target: str, kill: int | str) -> dict | None:
+        path = self.path(target, kill)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, target: str, kill: int | str, record: dict) -> None:
+        path = self.path(target, kill)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(record, default=str, indent=1))
+        partial.replace(path)  # a result is whole or absent, whenever this process dies
+
+    def kills(self, target: str) -> list[dict]:
+        folder = self.folder / target
+        found = sorted(folder.glob("[0-9]*.json")) if folder.exists() else []
+        return [json.loads(p.read_text()) for p in found]
+
+    def others(self) -> int:
+        """Kills kept for other code (not counted here)."""
+        kept = self.folder.parent.parent
+        mine = self.folder.parent
+        return sum(1 for p in kept.glob("*/seed-*/*/[0-9]*.json") if p.parent.parent.parent != mine)
+
+
+def harness_version() -> str:
+    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="kills per target (default 20)")
@@ -1193,15 +1277,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument(
-        "--reuse-reference",
+        "--rebuild-reference",
         action="store_true",
-        help="reuse the clean run of an earlier call (same targets) instead of rebuilding it",
+        help="rebuild the clean run even where one for the same code is kept",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard the kills kept for this seed and code instead of going on with them",
     )
     parser.add_argument("--no-control", action="store_true", help="skip the control re-runs")
     parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="go on with an interrupted run (same options): the kills in kills.jsonl are kept",
+        "--stop-after",
+        type=float,
+        metavar="MINUTES",
+        help="start no kill after this many minutes (the next call goes on from there)",
     )
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.stages.split(",") if t.strip()]
@@ -1213,56 +1303,52 @@ def main(argv: list[str] | None = None) -> None:
     h = Harness(args.state, args.port, targets)
     from tooling import services
 
-    began, code = time.perf_counter(), code_version()
+    began, code, key = time.perf_counter(), code_version(), code_key()
+    deadline = None if args.stop_after is None else began + args.stop_after * 60
+    results = Results(args.state, key, args.seed)
+    if args.fresh:
+        shutil.rmtree(results.folder, ignore_errors=True)
     try:
         manifest = h.manifest()
-        if not (
-            (args.reuse_reference or args.resume)
-            and set(killed_steps(targets)) <= set(manifest.get("steps", {}))
-        ):
+        kept = set(killed_steps(targets)) <= set(manifest.get("steps", {}))
+        if args.rebuild_reference or not kept or manifest.get("code_key") != key:
             manifest = h.build_reference()
         else:
+            print(f"the clean run kept for this code ({key}, built {manifest['built_s']} s) is "
+                  "reused", flush=True)  # fmt: skip
             ensure_spark(h.settings)
-        journal = args.state / "kills.jsonl"
-        done: dict[str, dict] = {}  # an interrupted run's kills and controls (--resume)
-        if args.resume and journal.exists():
-            for line in journal.read_text().splitlines():
-                entry = json.loads(line)
-                done.setdefault(entry["target"], {})[entry["kill"]] = entry
-        else:
-            journal.write_text("")
-        rows, records = [], {}
+        controls: dict[str, dict | None] = {}
         for target in targets:
-            control_run = done.get(target, {}).get("control")
+            control_run = results.get(target, "control")
             if control_run is None and not args.no_control:
                 control_run = {"target": target, "kill": "control", **control(h, target, manifest)}
-                with journal.open("a") as out:
-                    out.write(json.dumps(control_run, default=str) + "\n")
+                results.put(target, "control", control_run)
             if control_run and control_run["differences"]:
                 print(
                     f"{target}: the control re-run (no kill) DIFFERS: {control_run['differences']}"
                 )
-            known = (
-                {difference_key(d) for d in control_run["differences"]} if control_run else set()
-            )
-            kills, walls = [], {}
-            for index in range(args.kills):
-                if index in done.get(target, {}):  # resumed: done before the interruption
-                    record = done[target][index]
+            controls[target] = control_run
+        walls: dict[str, dict[str, list[float]]] = {t: {} for t in targets}
+        for index in range(args.kills):  # kill i of every target, then kill i + 1: a call
+            for target in targets:  # stopped early has them all about as often
+                record = results.get(target, index)
+                if record is not None:  # done by an earlier call: its clean wall time counts
                     if record.get("clean_wall_s"):
                         reference = manifest["steps"][record["step"]]["wall_s"]
-                        walls.setdefault(record["step"], [reference]).append(record["clean_wall_s"])
-                    kills.append(record)
+                        seen = walls[target].setdefault(record["step"], [reference])
+                        seen.append(record["clean_wall_s"])
                     continue
-                # one generator per kill: a resumed run draws what the whole run would have
+                if deadline is not None and time.perf_counter() > deadline:
+                    continue
+                # one generator per kill: a later call draws what one whole run would have
                 rng = random.Random(f"{args.seed}/{target}/{index}")
-                record = one_kill(h, target, index, rng, manifest, walls)
+                record = one_kill(h, target, index, rng, manifest, walls[target])
+                known = {difference_key(d) for d in (controls[target] or {}).get("differences", [])}
                 record["unexplained_differences"] = [
                     d for d in record["differences"] if difference_key(d) not in known
                 ]
-                kills.append(record)
-                with journal.open("a") as out:
-                    out.write(json.dumps(record, default=str) + "\n")
+                record["code"], record["harness"] = code, harness_version()
+                results.put(target, index, record)
                 problems = {
                     phase: {k: len(v) for k, v in record[phase].items() if v}
                     for phase in ("after_kill", "after_rerun")
@@ -1271,17 +1357,26 @@ def main(argv: list[str] | None = None) -> None:
                     f"{target} #{index}: {record['step']}, killed at {record['delay_s']} s "
                     f"({record['process']}, {record['progress']} written); re-run "
                     f"{record['rerun']}, {'equal' if record['equal'] else 'DIFFERS'}; "
-                    f"{problems}; lost requests {len(record['lost_requests'])}",
+                    f"{problems}; lost requests {len(record['lost_requests'])}; "
+                    f"{record['wall_s']} s",
                     flush=True,
                 )
                 for line in record["differences"][:5]:
                     print(f"    differs: {line}", flush=True)
-            records[target] = {"kills": kills, "control": control_run}
-            rows.append(summarize(target, kills, control_run))
     finally:
         services.down(h.settings)
+    records, rows = {}, []
+    for target in targets:  # every kill kept for this seed and code, this call's or earlier
+        kills = results.kills(target)
+        records[target] = {"kills": kills, "control": controls.get(target)}
+        rows.append(summarize(target, kills, controls.get(target)))
     print_table(rows, args.kills, args.seed)
-    results = {
+    if others := results.others():
+        print(f"({others} kill(s) kept for other code are not counted)")
+    harnesses = sorted({k.get("harness", "?") for r in records.values() for k in r["kills"]})
+    if len(harnesses) > 1:
+        print(f"the kills counted ran under {len(harnesses)} versions of the harness")
+    output = {
         "kills_per_target": args.kills,
         "seed": args.seed,
         "wall_s": round(time.perf_counter() - began),
@@ -1293,14 +1388,17 @@ def main(argv: list[str] | None = None) -> None:
             }
         },
         "code": code,
+        "code_key": key,
         "code_at_end": code_version(),
+        "harness_versions": harnesses,
+        "results": str(results.folder),
         "summary": rows,
         "targets": records,
     }
     out = args.state / "chaos.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    if results["code_at_end"] != code:
-        print(f"the code under test changed during the run ({code} -> {results['code_at_end']})")
+    out.write_text(json.dumps(output, indent=2, default=str))
+    if output["code_at_end"] != code:
+        print(f"the code under test changed during the run ({code} -> {output['code_at_end']})")
     print(f"saved {out}")
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import PORT_OFFSET, ROOT, TEST_STATE
 
-pytestmark = pytest.mark.skipif(
+needs_chaos = pytest.mark.skipif(
     os.environ.get("NIGHTJAR_CHAOS") != "1",
     reason="the crash harness takes ~10 minutes: NIGHTJAR_CHAOS=1 runs it",
 )
@@ -31,7 +31,7 @@ def results() -> dict:
     state = TEST_STATE / "chaos"
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.chaos", "--kills", KILLS, "--stages", STAGES]
-        + ["--state", str(state), "--port", str(15402 + PORT_OFFSET), "--seed", "7"],
+        + ["--state", str(state), "--port", str(15402 + PORT_OFFSET), "--seed", "7", "--fresh"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -41,6 +41,7 @@ def results() -> dict:
     return json.loads((state / "chaos.json").read_text())
 
 
+@needs_chaos
 def test_every_kill_leaves_readable_tables_and_unique_keys(results):
     for row in results["summary"]:
         assert row["kills"] == int(KILLS)
@@ -48,6 +49,7 @@ def test_every_kill_leaves_readable_tables_and_unique_keys(results):
         assert row["duplicate_keys"] == 0, row
 
 
+@needs_chaos
 def test_every_rerun_heals_the_bookkeeping_and_equals_the_clean_run(results):
     for target, record in results["targets"].items():
         for kill in record["kills"]:
@@ -57,5 +59,26 @@ def test_every_rerun_heals_the_bookkeeping_and_equals_the_clean_run(results):
         assert record["control"]["differences"] == [], target
 
 
+@needs_chaos
 def test_no_retrain_request_is_lost(results):
     assert all(row["lost_requests"] == 0 for row in results["summary"])
+
+
+def test_kept_results_are_whole_per_seed_target_and_kill(tmp_path):
+    """A result is kept whole under its seed, target and kill index, for the code it ran: a
+    later call finds what an earlier one did, another seed or other code does not."""
+    from benchmarks.chaos import Results
+
+    kept = Results(tmp_path, "code-a", 31)
+    kept.put("silver", 3, {"kill": 3, "equal": True})
+    kept.put("silver", 0, {"kill": 0, "equal": False})
+    kept.put("silver", "control", {"kill": "control", "differences": []})
+    again = Results(tmp_path, "code-a", 31)
+    assert again.get("silver", 3) == {"kill": 3, "equal": True}
+    assert again.get("silver", 1) is None
+    assert [k["kill"] for k in again.kills("silver")] == [0, 3]  # the control is not a kill
+    assert again.get("silver", "control")["differences"] == []
+    assert Results(tmp_path, "code-a", 7).kills("silver") == []
+    other = Results(tmp_path, "code-b", 31)
+    assert other.kills("silver") == [] and other.others() == 2
+    assert not list(tmp_path.rglob("*.partial"))
