@@ -1,18 +1,15 @@
 """The Assets the Nightjar DAGs share (this file defines no DAG; Airflow puts the DAG folder on
-the import path, so the DAG files import it)."""
+the import path, so the DAG files import it). The gold tables' names come from
+``jobs/lakehouse/gold_tables.py``, which the table catalog reads too and which imports nothing."""
 
 from airflow.sdk import Asset
 
-GOLD_TABLES = [
-    "flights",
-    "scheduled_flights",
-    "carrier_stats",
-    "origin_stats",
-    "route_stats",
-    "plane_stats",
-    "origin_weather_daily",
+from jobs.lakehouse import gold_tables
+
+GOLD_ASSETS = [
+    Asset(name=table, uri=f"nightjar://lakehouse/{table.replace('.', '/')}")
+    for table in gold_tables.PUBLISHED
 ]
-GOLD_ASSETS = [Asset(name=f"gold.{t}", uri=f"nightjar://lakehouse/gold/{t}") for t in GOLD_TABLES]
 
 # Emitted by the daily DAG's retraining policy; schedules nightjar_training.
 RETRAIN_REQUEST = Asset(

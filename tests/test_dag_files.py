@@ -11,9 +11,16 @@ from jobs import stages
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = {"pyspark", "pandas", "jobs", "deltalake", "feast", "mlflow", "xgboost", "evidently"}
-# The Deadline Alert's callback, checked by Airflow at parse time, and the stage registry: they
-# import nothing at load.
-LIGHT = {"jobs", "jobs.observability", "jobs.observability.deadline", "jobs.stages"}
+# The Deadline Alert's callback, checked by Airflow at parse time, the stage registry and the
+# gold tables' names: they import nothing at load.
+LIGHT = {
+    "jobs",
+    "jobs.observability",
+    "jobs.observability.deadline",
+    "jobs.stages",
+    "jobs.lakehouse",
+    "jobs.lakehouse.gold_tables",
+}
 
 
 ONE_AT_A_TIME = {stage.name: 1 for stage in stages.STAGES if stage.one_at_a_time}
@@ -90,3 +97,26 @@ def test_the_tasks_take_the_spark_endpoint_from_the_airflow_connection_when_ther
     monkeypatch.setenv("AIRFLOW_CONN_NIGHTJAR_SPARK", "sc://spark-connect:15002")
     nightjar_stages.use_spark_connection()
     assert Settings().spark_remote == "sc://spark-connect:15002"
+
+
+def test_the_gold_assets_are_the_table_catalogs_published_gold_tables(monkeypatch):
+    """The daily DAG's gold Assets and the catalog's gold TableSpecs take their names from one
+    declaration (jobs/lakehouse/gold_tables.py), which a DAG file may import."""
+    from jobs.common.settings import Settings
+    from jobs.lakehouse import gold_tables
+    from jobs.lakehouse import tables as tb
+
+    monkeypatch.syspath_prepend(str(ROOT / "dags"))
+    import nightjar_assets
+
+    windows = Settings().rolling_windows_days
+    catalog = [
+        tb.GOLD_FLIGHTS,
+        tb.GOLD_SCHEDULED_FLIGHTS,
+        *(tb.gold_stats(entity, windows) for entity in tb.ENTITY_KEYS),
+        tb.GOLD_WEATHER,
+    ]
+    assert [asset.name for asset in nightjar_assets.GOLD_ASSETS] == [t.name for t in catalog]
+    assert nightjar_assets.GOLD_ASSETS[0].uri == "nightjar://lakehouse/gold/flights"
+    assert tb.GOLD_ENTITY_DAILY.name == gold_tables.ENTITY_DAILY  # gold's own, no Asset
+    assert tb.ENTITY_KEYS == gold_tables.ENTITY_KEYS
