@@ -8,17 +8,27 @@ was trained with.
 import feature_views as fv
 from feast import FeatureService
 
+V1_VIEWS = [
+    fv.flight_schedule,
+    fv.carrier_stats,
+    fv.origin_stats,
+    fv.route_stats,
+    fv.plane_stats,
+    fv.origin_weather,
+]
+
 flight_disruption_v1 = FeatureService(
     name="flight_disruption_v1",
-    features=[
-        fv.flight_schedule,
-        fv.carrier_stats,
-        fv.origin_stats,
-        fv.route_stats,
-        fv.plane_stats,
-        fv.origin_weather,
-    ],
+    features=V1_VIEWS,
     description="Features of the nightly disruption-risk model (departure delayed >= 15 min "
     "or cancelled), as of the evening before the flight",
     tags={"model": "disruption", "version": "1"},
+)
+
+flight_disruption_v2 = FeatureService(
+    name="flight_disruption_v2",
+    features=[*V1_VIEWS, fv.flight_timetable],
+    description="v1 and what tomorrow's timetable and the calendar say about each flight "
+    "(congestion at its origin, its plane's legs and turn, days to a holiday)",
+    tags={"model": "disruption", "version": "2"},
 )

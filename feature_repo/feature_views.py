@@ -14,9 +14,11 @@ from feast import FeatureView, Field
 from feast.types import Float64, Int32, Int64, String
 
 from jobs.common.settings import Settings
+from jobs.lakehouse.tables import TIMETABLE_FEATURES
 
 TTL = timedelta(days=2)
 WINDOWS = (1, *Settings().rolling_windows_days)
+FEAST_TYPES = {"int": Int32, "long": Int64, "double": Float64, "string": String}
 
 
 def _stats_fields() -> list[Field]:
@@ -60,6 +62,24 @@ flight_schedule = FeatureView(
     source=src.scheduled_flights,
     online=True,
     description="Timetable attributes of a flight, known the evening before it departs",
+    tags={"layer": "gold", "table": "gold.scheduled_flights"},
+)
+flight_timetable = FeatureView(
+    name="flight_timetable",
+    entities=[entities.flight],
+    ttl=TTL,
+    schema=[
+        Field(name="flight_id", dtype=String),
+        *[
+            Field(name=f.name, dtype=FEAST_TYPES[f.dataType.simpleString()])
+            for f in TIMETABLE_FEATURES
+        ],
+    ],
+    source=src.scheduled_flights,
+    online=True,
+    description="What the flight's whole timetable says about it: departures scheduled at its "
+    "origin around its hour, its plane's legs that day and its place among them, the scheduled "
+    "turn before it, days to the nearest US holiday. Known the evening before it departs",
     tags={"layer": "gold", "table": "gold.scheduled_flights"},
 )
 carrier_stats = _stats_view("carrier_stats", entities.carrier, src.carrier_stats, "carrier")

@@ -2,7 +2,8 @@
 
 * ``gold.flights`` (flight_date = D) and ``gold.scheduled_flights`` (flight_date = D+1, no label):
   one row per flight with its prediction time, the instant day D closed (midnight New York time
-  before the flight's day).
+  before the flight's day). The scheduled flights also carry what D+1's whole timetable says
+  about each flight (``tables.TIMETABLE_FEATURES``): known when it lands with D.
 * ``gold.<entity>_stats`` for carrier, origin, route and plane: trailing 1/7/28-day disruption
   statistics as of day D, computed only from flights on or before D; ``event_ts`` = end of D.
 * ``gold.origin_weather_daily``: day D's weather per origin; ``event_ts`` = end of D.
@@ -21,7 +22,8 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pandas.tseries.holiday import USFederalHolidayCalendar
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.common.dates import OPERATING_TZ, as_days, span
@@ -38,7 +40,9 @@ def end_of_day(day: Column) -> Column:
     return F.to_utc_timestamp(F.date_add(day, 1).cast("timestamp"), OPERATING_TZ)
 
 
-def flight_rows(silver: DataFrame, settings: Settings, with_label: bool) -> DataFrame:
+def flight_rows(
+    silver: DataFrame, settings: Settings, with_label: bool, extra: Sequence[str] = ()
+) -> DataFrame:
     local_dep = F.from_utc_timestamp("sched_dep_utc", OPERATING_TZ)
     cols = [
         "flight_id",
@@ -57,6 +61,7 @@ def flight_rows(silver: DataFrame, settings: Settings, with_label: bool) -> Data
         "distance",
         "plane_year",
         "plane_seats",
+        *extra,
     ]
     if with_label:
         disrupted = F.col("is_cancelled") | (
@@ -68,6 +73,72 @@ def flight_rows(silver: DataFrame, settings: Settings, with_label: bool) -> Data
             F.coalesce(disrupted, F.lit(False)).alias("is_disrupted"),
         ]
     return silver.select(*cols)
+
+
+def days_to_holiday(days: Sequence[dt.date]) -> Column:
+    """Days from ``flight_date`` (one of ``days``) to the nearest US federal holiday, before or
+    after it: a calendar fact, known in advance."""
+    holidays = (
+        USFederalHolidayCalendar()
+        .holidays(f"{min(days).year - 1}-01-01", f"{max(days).year + 1}-12-31")
+        .date
+    )
+    nearest = {d: min(abs((d - h).days) for h in holidays) for d in days}
+    pairs = [F.lit(x) for d, n in nearest.items() for x in (d, n)]
+    return F.element_at(F.create_map(*pairs), F.col("flight_date")).cast("int")
+
+
+def timetable_features(timetable: DataFrame, days: Sequence[dt.date]) -> DataFrame:
+    """``timetable`` (silver.schedule: whole days of a timetable, ``days``) with
+    ``tables.TIMETABLE_FEATURES``, computed from those rows alone: no outcome and no other
+    day's timetable, so every value is known when the timetable lands."""
+    hour = F.hour(F.from_utc_timestamp("sched_dep_utc", OPERATING_TZ)).alias("_hour")
+    rows = timetable.select("*", hour)
+    slot = ["flight_date", "origin", "_hour"]
+    in_hour = rows.groupBy(*slot).agg(F.count(F.lit(1)).cast("int").alias("origin_hour_departures"))
+    # each hour's departures count towards itself and the hours either side
+    around = (
+        in_hour.select(
+            "flight_date",
+            "origin",
+            F.explode(F.sequence(F.col("_hour") - 1, F.col("_hour") + 1)).alias("_hour"),
+            "origin_hour_departures",
+        )
+        .groupBy(*slot)
+        .agg(F.sum("origin_hour_departures").cast("int").alias("origin_3h_departures"))
+    )
+    # a leg's scheduled arrival, placed in UTC by its destination's time zone (HHMM local,
+    # after midnight when earlier than the departure)
+    local_arrival = F.try_make_timestamp(
+        F.year("flight_date"),
+        F.month("flight_date"),
+        F.dayofmonth("flight_date"),
+        F.floor(F.col("sched_arr_time") / 100).cast("int"),
+        (F.col("sched_arr_time") % 100).cast("int"),
+        F.lit(0),
+    )
+    arrival = F.to_utc_timestamp(local_arrival, F.col("dest_tz"))
+    arrival = F.when(
+        arrival < F.col("sched_dep_utc"), arrival + F.make_interval(days=F.lit(1))
+    ).otherwise(arrival)
+    plane_day = Window.partitionBy("flight_date", "tailnum")
+    legs = plane_day.orderBy("sched_dep_utc", "flight_id")
+    has_plane = F.col("tailnum").isNotNull()
+    previous_arrival = F.lag(arrival).over(legs)
+    turn = (F.unix_seconds("sched_dep_utc") - F.unix_seconds(previous_arrival)) / 60
+    return (
+        rows.join(in_hour, slot, "left")
+        .join(around, slot, "left")
+        .select(
+            *timetable.columns,
+            "origin_hour_departures",
+            "origin_3h_departures",
+            F.when(has_plane, F.count(F.lit(1)).over(plane_day)).cast("int").alias("plane_legs"),
+            F.when(has_plane, F.row_number().over(legs)).cast("int").alias("plane_leg_number"),
+            F.when(has_plane, turn).cast("double").alias("sched_turn_minutes"),
+            days_to_holiday(days).alias("days_to_holiday"),
+        )
+    )
 
 
 def entity_daily(flights: DataFrame) -> DataFrame:
@@ -223,9 +294,13 @@ def run(
         (
             tb.GOLD_SCHEDULED_FLIGHTS,
             flight_rows(
-                tables.read(tb.SILVER_SCHEDULE, partitions={"flight_date": tomorrows}),
+                timetable_features(
+                    tables.read(tb.SILVER_SCHEDULE, partitions={"flight_date": tomorrows}),
+                    tomorrows,
+                ),
                 settings,
                 False,
+                extra=tb.TIMETABLE_FEATURES.names,
             ),
             {"flight_date": tomorrows},
         ),
@@ -251,6 +326,12 @@ def run(
             {"flight_date": days},
         )
     )
+    # a scheduled_flights from before the timetable features gets their columns (older days
+    # read null until gold runs for them again)
+    if added := tables.add_new_columns(
+        tb.GOLD_SCHEDULED_FLIGHTS, tb.TIMETABLE_FEATURES.names, run_id
+    ):
+        log.info("%s: added %s", tb.GOLD_SCHEDULED_FLIGHTS.name, added)
     counts = {}
     for spec, frame, partitions in outputs:
         per_flight = spec in (tb.GOLD_FLIGHTS, tb.GOLD_SCHEDULED_FLIGHTS)

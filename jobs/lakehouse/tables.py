@@ -213,9 +213,21 @@ GOLD_FLIGHTS = TableSpec(
     description="One row per operated flight: prediction time (end of the previous day), "
     "schedule attributes and the label (disrupted = cancelled or dep_delay >= 15 min)",
 )
+# What tomorrow's whole timetable says about each of its flights (gold.timetable_features):
+# known when the timetable lands with day D, so fair to use for D+1's predictions.
+_TIMETABLE_FEATURE_COLUMNS = [
+    "origin_hour_departures int",  # departures scheduled at the origin in the flight's hour
+    "origin_3h_departures int",  # ... in its hour and the hours either side
+    "plane_legs int",  # the plane's departures that day (null: no tail number)
+    "plane_leg_number int",  # this flight's place among them, 1 = the first
+    "sched_turn_minutes double",  # since the plane's previous leg is scheduled to arrive
+    "days_to_holiday int",  # to the nearest US federal holiday, either way
+]
+TIMETABLE_FEATURES = struct(*_TIMETABLE_FEATURE_COLUMNS)
+
 GOLD_SCHEDULED_FLIGHTS = TableSpec(
     name="gold.scheduled_flights",
-    schema=struct(*_GOLD_FLIGHT_COLUMNS),
+    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_TIMETABLE_FEATURE_COLUMNS),
     partition_by=("flight_date",),
     key=("flight_id",),
     description="Tomorrow's flights to score: written by run D for flight_date D+1, no label",

@@ -3,7 +3,6 @@ features each feature service served for them."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -88,42 +87,8 @@ def served_features(feature_service: str, features: pa.Schema | None = None) -> 
 
 def migrate(tables: DeltaTables, run_id: str | None = None) -> bool:
     """Bring an ``ml.predictions`` written before reasons were stored to this schema: the
-    ``reasons`` column is appended, in a commit that only changes the table's metadata (no data
-    file is rewritten; the rows already there read null). Returns whether it did. A table of
-    any other shape is left alone, for the write's own layout check to refuse."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    uri = tables.uri(PREDICTIONS)
-
-    def columns() -> list[str]:
-        return [field.name for field in DeltaTable(uri).schema().fields]
-
-    try:
-        if columns() != _COLUMNS.names:  # already migrated, or not ours to change
-            return False
-    except TableNotFoundError:
-        return False
-    try:
-        if tables.backend_name == "spark":  # the Delta writer that writes the table
-            tables.spark.sql(
-                f"ALTER TABLE delta.`{uri}` ADD COLUMNS "
-                f"(`{REASONS.name}` {REASONS.dataType.simpleString()})"
-            )
-        else:
-            from deltalake import CommitProperties
-            from deltalake.schema import Field
-
-            from jobs.common.delta.base import commit_metadata
-
-            _, metadata = commit_metadata(run_id, "add_reasons")
-            DeltaTable(uri).alter.add_columns(
-                Field.from_json(json.dumps(REASONS.jsonValue())),
-                commit_properties=CommitProperties(custom_metadata={"userMetadata": metadata}),
-            )
-    except Exception:
-        if REASONS.name not in columns():
-            raise
-        return False  # a concurrent scoring run (a backfill's) added it first
-    log.info("%s: added the %s column (older rows read null)", PREDICTIONS.name, REASONS.name)
-    return True
+    ``reasons`` column is appended (the rows already there read null). Returns whether it
+    did."""
+    if added := tables.add_new_columns(PREDICTIONS, [REASONS.name], run_id):
+        log.info("%s: added %s (older rows read null)", PREDICTIONS.name, added)
+    return bool(added)

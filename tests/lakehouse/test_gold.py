@@ -179,3 +179,150 @@ def test_weather_summary_matches_the_source(built):
         assert got.loc[origin, "precip_total"] == pytest.approx(row.precip)
         assert got.loc[origin, "visib_min"] == pytest.approx(row.visib)
         assert got.loc[origin, "n_obs"] == row.n
+
+
+def test_timetable_features_on_a_hand_made_timetable(spark):
+    """Two planes' legs on Independence Day: departures per origin hour and hour either side,
+    each plane's legs and their order, and the turn since the previous leg is due to arrive
+    (arrival local to the destination: Chicago is an hour behind New York)."""
+    ny, chicago = "America/New_York", "America/Chicago"
+    rows = [  # flight_id, origin, tailnum, local departure, sched_arr_time, dest_tz
+        ("a", "EWR", "N1", "06:00", 730, chicago),  # arrives 08:30 New York time
+        ("b", "EWR", "N1", "10:00", 1130, chicago),  # 90 minutes after a's arrival
+        ("c", "EWR", "N2", "10:30", 1200, ny),
+        ("d", "EWR", None, "11:10", 1300, ny),  # no tail number: no plane features
+        ("e", "JFK", "N1", "23:00", 30, chicago),  # arrives after midnight
+    ]
+    day = dt.date(2013, 7, 4)
+    frame = spark.createDataFrame(
+        pd.DataFrame(
+            {
+                "flight_id": [r[0] for r in rows],
+                "flight_date": [day] * len(rows),
+                "origin": [r[1] for r in rows],
+                "tailnum": [r[2] for r in rows],
+                # EDT: UTC-4
+                "sched_dep_utc": [
+                    pd.Timestamp(f"2013-07-04 {r[3]}") + pd.Timedelta(hours=4) for r in rows
+                ],
+                "sched_arr_time": [r[4] for r in rows],
+                "dest_tz": [r[5] for r in rows],
+            }
+        )
+    )
+    got = gold.timetable_features(frame, [day]).toPandas().set_index("flight_id")
+    assert got.origin_hour_departures.to_dict() == {"a": 1, "b": 2, "c": 2, "d": 1, "e": 1}
+    assert got.origin_3h_departures.to_dict() == {"a": 1, "b": 3, "c": 3, "d": 3, "e": 1}
+    assert got.plane_legs.drop("d").to_dict() == {"a": 3, "b": 3, "c": 1, "e": 3}
+    assert pd.isna(got.plane_legs["d"]) and pd.isna(got.plane_leg_number["d"])
+    assert got.plane_leg_number[["a", "b", "e", "c"]].tolist() == [1, 2, 3, 1]
+    assert pd.isna(got.sched_turn_minutes["a"]) and pd.isna(got.sched_turn_minutes["c"])
+    assert got.sched_turn_minutes["b"] == 90.0
+    assert got.sched_turn_minutes["e"] == pytest.approx(23 * 60 - (11 * 60 + 30 + 60))
+    assert set(got.days_to_holiday) == {0}  # the Fourth of July
+
+
+def timetable_features_from_the_landed_file(lake, landed_on):
+    """The timetable features recomputed with pandas from the one file landed with
+    ``landed_on`` (schedule.csv: the next day's timetable), and nothing else."""
+    from jobs.lakehouse import landing
+
+    t = pd.read_csv(
+        landing.landing_file(lake, landed_on, "schedule"), dtype=str, keep_default_na=False
+    )
+    airports = source.table("airports").set_index("faa").tzone
+    local = pd.to_datetime(t.year + "-" + t.month + "-" + t.day)
+    dep, arr = t.sched_dep_time.astype(int), t.sched_arr_time.astype(int)
+    t["hour"] = dep // 100
+    t["dep_utc"] = (
+        (local + pd.to_timedelta(dep // 100 * 60 + dep % 100, unit="min"))
+        .dt.tz_localize("America/New_York")
+        .dt.tz_convert("UTC")
+    )
+    arrival_local = local + pd.to_timedelta(arr // 100 * 60 + arr % 100, unit="min")
+    arr_utc = pd.Series(
+        pd.to_datetime(
+            [
+                a.tz_localize(airports[d]).tz_convert("UTC") if d in airports else pd.NaT
+                for a, d in zip(arrival_local, t.dest, strict=True)
+            ],
+            utc=True,
+        ),
+        index=t.index,
+    )
+    t["arr_utc"] = arr_utc.where(arr_utc >= t.dep_utc, arr_utc + pd.Timedelta(days=1))
+    t["flight_id"] = local.dt.strftime("%Y%m%d") + "-" + t.carrier + "-" + t.flight + "-" + t.origin
+    per_hour = t.groupby(["origin", "hour"]).size()
+    t["origin_hour_departures"] = [per_hour[(o, h)] for o, h in zip(t.origin, t.hour, strict=True)]
+    t["origin_3h_departures"] = [
+        sum(per_hour.get((o, x), 0) for x in (h - 1, h, h + 1))
+        for o, h in zip(t.origin, t.hour, strict=True)
+    ]
+    planes = t[t.tailnum != "NA"].sort_values(["dep_utc", "flight_id"])
+    by_plane = planes.groupby("tailnum")
+    planes = planes.assign(
+        plane_legs=by_plane.flight_id.transform("size"),
+        plane_leg_number=by_plane.cumcount() + 1,
+        sched_turn_minutes=(planes.dep_utc - by_plane.arr_utc.shift()).dt.total_seconds() / 60,
+    )
+    return t.set_index("flight_id").join(
+        planes.set_index("flight_id")[["plane_legs", "plane_leg_number", "sched_turn_minutes"]]
+    )
+
+
+def test_each_timetable_feature_comes_from_the_timetable_landed_the_day_before(built):
+    """Leak test: every timetable feature of the flights of D+1 equals what the one file landed
+    with D (D+1's timetable, no outcome) says, for every flight; gold wrote them before any
+    outcome of D+1 existed, and writing them again after D+1's flights have landed changes
+    nothing."""
+    lake, tables = built
+    tomorrow = DAYS[-1] + dt.timedelta(days=1)  # nothing of it has landed but its timetable
+    got = tables.read(tb.GOLD_SCHEDULED_FLIGHTS, partitions={"flight_date": [tomorrow]}).toPandas()
+    expected = timetable_features_from_the_landed_file(lake, DAYS[-1]).loc[got.flight_id]
+    got = got.set_index("flight_id")
+    assert len(got) > 700
+    for feature in tb.TIMETABLE_FEATURES.names:
+        if feature == "days_to_holiday":
+            assert set(got[feature]) == {0}  # 2013-07-04
+            continue
+        pd.testing.assert_series_equal(
+            got[feature].astype(float), expected[feature].astype(float), check_names=False
+        )
+    assert got.sched_turn_minutes.notna().sum() > 100
+
+
+def test_timetable_features_do_not_change_once_the_day_has_flown(spark, built):
+    """Run D-1's gold again after D's flights (their outcomes) and D's own timetable of D+1 have
+    landed: D's scheduled flights, features included, are unchanged."""
+    lake, tables = built
+    day = DAYS[1]
+    before = tables.read(tb.GOLD_SCHEDULED_FLIGHTS, partitions={"flight_date": [day]}).toPandas()
+    run_stage("gold", DAYS[0], "again", lake, spark=spark)
+    after = tables.read(tb.GOLD_SCHEDULED_FLIGHTS, partitions={"flight_date": [day]}).toPandas()
+    pd.testing.assert_frame_equal(
+        before.sort_values("flight_id", ignore_index=True),
+        after.sort_values("flight_id", ignore_index=True),
+    )
+
+
+def test_a_scheduled_flights_table_from_before_the_timetable_features_gets_their_columns(tables):
+    """What gold does first on a lakehouse an older version wrote: the columns are appended in
+    a metadata-only commit, the old rows read null, and a second call does nothing."""
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    from jobs.common.delta import TableSpec
+
+    spec = tb.GOLD_SCHEDULED_FLIGHTS
+    added = tb.TIMETABLE_FEATURES.names
+    old = TableSpec(spec.name, T.StructType(spec.schema.fields[: -len(added)]), spec.partition_by)
+    row = {f.name: None for f in old.schema} | {
+        "flight_id": "20130704-UA-1-EWR",
+        "flight_date": dt.date(2013, 7, 4),
+    }
+    tables.append(old, pa.Table.from_pylist([row], schema=old.arrow_schema))
+    assert tables.add_new_columns(spec, added, "r") == added
+    assert tables.add_new_columns(spec, added, "r") == []
+    got = tables.read(spec).toPandas()
+    assert list(got.columns) == spec.columns
+    assert got.loc[0, "flight_id"] == "20130704-UA-1-EWR" and got[added].isna().all(axis=None)

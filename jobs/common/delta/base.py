@@ -202,6 +202,46 @@ class DeltaTables(abc.ABC):
                     return entry["version"]
         return self.version(spec)
 
+    def add_new_columns(
+        self, spec: TableSpec, added: Sequence[str], run_id: str | None = None
+    ) -> list[str]:
+        """Bring a table written before ``spec`` appended the columns ``added`` (its last ones)
+        to ``spec``: they are added in a commit that changes the table's metadata alone (no data
+        file is rewritten; the rows already there read null). Returns the columns added. A
+        missing table, or one of any other shape, is left alone, for the write's own layout
+        check."""
+        from deltalake import CommitProperties, DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+        from deltalake.schema import Field
+
+        uri = self.uri(spec)
+
+        def columns() -> list[str]:
+            return [f.name for f in DeltaTable(uri).schema().fields]
+
+        try:
+            have = columns()
+        except TableNotFoundError:
+            return []
+        new = spec.schema.fields[len(spec.columns) - len(added) :]
+        if [f.name for f in new] != list(added) or have != spec.columns[: -len(added)]:
+            return []  # already this shape, or not ours to change
+        try:
+            if self.backend_name == "spark":  # the Delta writer that writes the table
+                added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in new)
+                self.spark.sql(f"ALTER TABLE delta.`{uri}` ADD COLUMNS ({added})")
+            else:
+                metadata = commit_metadata(run_id, "add_columns")[1]
+                DeltaTable(uri).alter.add_columns(
+                    [Field.from_json(json.dumps(f.jsonValue())) for f in new],
+                    commit_properties=CommitProperties(custom_metadata={"userMetadata": metadata}),
+                )
+        except Exception:
+            if columns() != spec.columns:
+                raise
+            return []  # a concurrent run (a backfill's) added them first
+        return [f.name for f in new]
+
     # --- shared checks -----------------------------------------------------------------------
     @staticmethod
     def check_layout(
