@@ -21,35 +21,25 @@ import json
 import os
 import shutil
 import time
-from pathlib import Path
 
 import psutil
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import ROOT, isolate
+
 STATE = ROOT / ".state" / "bench-backfill"
 YEAR = (dt.date(2013, 1, 1), dt.date(2013, 12, 31))
 DAILY_DAYS = int(os.environ.get("DAILY_DAYS", "14"))
-PORTS = {"NIGHTJAR_SPARK_CONNECT_PORT": "25012", "NIGHTJAR_AIRFLOW_PORT": "28092"}
 LAKEHOUSE_TASKS = ("land", "bronze", "silver", "check_silver", "gold", "check_gold", "materialize")
 LAKEHOUSE_LAYERS = ("bronze", "silver", "gold", "quality")
 console = Console()
 
 
 def platform_env(name: str) -> None:
-    """This variant's own state folder (Airflow's too) and the benchmark's ports."""
-    state = STATE / name
-    os.environ.update(
-        {
-            **PORTS,
-            "NIGHTJAR_STATE_DIR": str(state),
-            "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{PORTS['NIGHTJAR_SPARK_CONNECT_PORT']}",
-            "AIRFLOW_HOME": str(state / "airflow"),
-            # the lakehouse and the features only: no first model is requested
-            "NIGHTJAR_INITIAL_TRAINING_DAYS": "1000",
-        }
-    )
+    """This variant's own state folder (Airflow's too) and the benchmark's ports; the
+    lakehouse and the features only: no first model is requested."""
+    isolate("backfill", 25012, platform=name, initial_training_days=1000)
 
 
 def busy_cpu_seconds() -> float:
@@ -95,7 +85,7 @@ def run_backfill(name: str, dag_id: str, start: dt.date, end: dt.date) -> dict:
 def same_tables(daily_root: str, history_root: str) -> list[str]:
     """Every table of the daily lakehouse against the same partitions of the history's; returns
     the tables compared (raises on the first difference)."""
-    from tests.lakehouse.snapshot import assert_same_lakehouse, lakehouse_content, restrict_to
+    from tooling.lakehouse_diff import assert_same_lakehouse, lakehouse_content, restrict_to
 
     daily = {
         name: frame

@@ -32,16 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-delta"
-PORT = "25022"
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE / "platform"),
-        "NIGHTJAR_SPARK_CONNECT_PORT": PORT,
-        "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{PORT}",
-    }
-)
+from benchmarks.harness import ROOT, isolate  # noqa: E402
+
+STATE = isolate("delta", 25022, platform="platform")
 
 # delta-rs-executors: the delta-rs backend with Spark's executors writing the files
 # (delta_rs_write_path=executors); ratios are to delta-rs collecting the rows.

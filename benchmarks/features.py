@@ -17,20 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-features"
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE),
-        "NIGHTJAR_SPARK_CONNECT_PORT": "25022",
-        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25022",
-    }
-)
+from benchmarks.harness import isolate
+
+STATE = isolate("features", 25022)
 
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402

@@ -22,16 +22,9 @@ import statistics
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-jvm"
-PORT = "25012"
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE / "lakehouse"),
-        "NIGHTJAR_SPARK_CONNECT_PORT": PORT,
-        "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{PORT}",
-    }
-)
+from benchmarks.harness import isolate
+
+STATE = isolate("jvm", 25012, platform="lakehouse")
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -1,4 +1,5 @@
-"""`make bench`: the lakehouse's speed figures, printed and saved to .state/bench/lakehouse.json.
+"""`make bench`: the lakehouse's speed figures, printed and saved to
+.state/bench-lakehouse/lakehouse.json.
 
 1. Per-task Spark overhead, task start to first Spark action done: (a) inside the Airflow tasks
    of the backfill below (forked from the scheduler, which preloads the job stack), read from
@@ -23,21 +24,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench"
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE),
-        "NIGHTJAR_SPARK_CONNECT_PORT": "25002",
-        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25002",
-        "NIGHTJAR_AIRFLOW_PORT": "28080",
-        "AIRFLOW_HOME": str(STATE / "airflow"),
-        # Each Spark task logs how long after its start its first Spark action was done.
-        "NIGHTJAR_MEASURE_TASK_OVERHEAD": "1",
-    }
-)
+from benchmarks.harness import ROOT, isolate
+
+# Each Spark task logs how long after its start its first Spark action was done.
+STATE = isolate("lakehouse", 25002, measure_task_overhead=1)
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -40,19 +40,10 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-lifecycle"
+from benchmarks.harness import ROOT, isolate
+
+STATE = isolate("lifecycle", 25022, platform="state")
 TARGET_S = 480
-ENV = {
-    "NIGHTJAR_STATE_DIR": str(STATE / "state"),
-    "AIRFLOW_HOME": str(STATE / "state" / "airflow"),
-    "NIGHTJAR_SPARK_CONNECT_PORT": "25022",
-    "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25022",
-    "NIGHTJAR_AIRFLOW_PORT": "28090",
-    "NIGHTJAR_PROMETHEUS_PORT": "29090",
-    "NIGHTJAR_PUSHGATEWAY_PORT": "29091",
-    "NIGHTJAR_ALERTMANAGER_PORT": "29093",
-}
 LIFECYCLE = re.compile(r"lifecycle of (\d+) days: (\d+)s")
 # a row of the summary's retrain-request table: day, rule, ..., served by, outcome
 DECISION = re.compile(r"│ (\d{4}-\d\d-\d\d) │ (\w+)\s+│.*│ (v\d+)\s+│ (\w+)\s+│")
@@ -82,7 +73,7 @@ def one_run(neighbour_duty: float, metrics: bool = True) -> dict:
     began = time.perf_counter()
     done = subprocess.run(
         [str(Path(sys.executable).with_name("nightjar")), "demo"],
-        env={**os.environ, **ENV, "NIGHTJAR_METRICS_ENABLED": str(metrics).lower()},
+        env={**os.environ, "NIGHTJAR_METRICS_ENABLED": str(metrics).lower()},
         cwd=ROOT,
         capture_output=True,
         text=True,

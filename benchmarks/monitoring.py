@@ -19,18 +19,19 @@ from __future__ import annotations
 import json
 import resource
 import time
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from rich.console import Console
-from rich.table import Table
+from benchmarks.harness import isolate
 
-from jobs.common.settings import Settings
-from jobs.monitoring import drift
+STATE = isolate("monitoring", 25072)
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-monitoring"
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from jobs.common.settings import Settings  # noqa: E402
+from jobs.monitoring import drift  # noqa: E402
+
 FEATURES = [f"f{i:02d}" for i in range(67)]
 SIZES = {"one day": 1_000, "1M rows": 1_000_000}
 console = Console(width=120)

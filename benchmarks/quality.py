@@ -18,21 +18,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import shutil
 import statistics
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-quality"
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE),
-        "NIGHTJAR_SPARK_CONNECT_PORT": "25012",
-        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25012",
-    }
-)
+from benchmarks.harness import isolate
+
+STATE = isolate("quality", 25012)
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402

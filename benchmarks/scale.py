@@ -30,25 +30,21 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-scale"
-PORT = 25042
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE / "platform"),
-        "NIGHTJAR_SPARK_CONNECT_PORT": str(PORT),
-        "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{PORT}",
-        "NIGHTJAR_SPARK_MASTER_PORT": str(PORT + 10),
-        "NIGHTJAR_SPARK_WORKERS": "2",
-        "NIGHTJAR_SPARK_WORKER_CORES": "1",
-        "NIGHTJAR_SPARK_WORKER_MEMORY": os.environ.get("WORKER_MEMORY", "5g"),
-        "NIGHTJAR_SPARK_SHUFFLE_PARTITIONS": "8",
-        "NIGHTJAR_SPARK_CODEGEN": "true",
-        "NIGHTJAR_DELTA_RS_WRITE_PATH": "executors",
-        "NIGHTJAR_QUALITY_ENGINE": "spark",
-        "NIGHTJAR_S3_ENDPOINT": "",
-        "NIGHTJAR_SPARK_CONNECT_IDLE_TIMEOUT_MINUTES": "120",
-    }
+from benchmarks.harness import isolate
+
+STATE = isolate(
+    "scale",
+    25042,
+    platform="platform",
+    spark_workers=2,
+    spark_worker_cores=1,
+    spark_worker_memory=os.environ.get("WORKER_MEMORY", "5g"),
+    spark_shuffle_partitions=8,
+    spark_codegen="true",
+    delta_rs_write_path="executors",
+    quality_engine="spark",
+    s3_endpoint="",
+    spark_connect_idle_timeout_minutes=120,
 )
 
 SCALE_DAY = dt.date(2013, 6, 28)

@@ -23,20 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = ROOT / ".state" / "bench-scoring"
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE),
-        "NIGHTJAR_SPARK_CONNECT_PORT": "25042",
-        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25042",
-    }
-)
+from benchmarks.harness import isolate
+
+STATE = isolate("scoring", 25042)
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402

@@ -18,14 +18,10 @@ from jobs.observability.metrics import day_seconds
 from jobs.pipeline import LAKEHOUSE_STAGES, STAGES, run_stage
 from tests.alert_receiver import AlertReceiver, MailReceiver
 from tests.conftest import TEST_STATE
-from tests.lakehouse.snapshot import (
-    assert_same,
-    assert_same_lakehouse,
-    lakehouse_content,
-    snapshot,
-)
+from tests.lakehouse.snapshot import assert_same, snapshot
 from tooling import demo, observability, services
 from tooling.airflow_api import AirflowAPI
+from tooling.lakehouse_diff import assert_same_lakehouse, lakehouse_content
 
 pytestmark = pytest.mark.airflow
 DAG_ID = "nightjar_daily"

@@ -15,9 +15,9 @@ from jobs.common.delta import open_tables
 from jobs.lakehouse import tables as tb
 from jobs.pipeline import LAKEHOUSE_STAGES, run_stage
 from tests.conftest import TEST_STATE
-from tests.lakehouse.snapshot import assert_same_lakehouse, lakehouse_content, restrict_to
 from tooling import demo, services
 from tooling.airflow_api import AirflowAPI
+from tooling.lakehouse_diff import assert_same_lakehouse, lakehouse_content, restrict_to
 
 pytestmark = pytest.mark.airflow
 DAG_ID = "nightjar_history"

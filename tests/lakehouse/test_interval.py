@@ -15,7 +15,7 @@ from jobs.common.errors import NightjarError
 from jobs.lakehouse import tables as tb
 from jobs.pipeline import INTERVAL_STAGES, run_stage
 from jobs.quality.gates import QUALITY_RESULTS
-from tests.lakehouse.snapshot import assert_same_lakehouse, lakehouse_content
+from tooling.lakehouse_diff import assert_same_lakehouse, lakehouse_content
 
 BEFORE = day_range(dt.date(2013, 1, 28), dt.date(2013, 1, 29))  # built day by day in both
 INTERVAL = day_range(dt.date(2013, 1, 30), dt.date(2013, 2, 2))  # crosses into February

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from jobs.lakehouse import frames
 from jobs.pipeline import run_stage
-from tests.lakehouse.snapshot import assert_same_lakehouse, lakehouse_content
+from tooling.lakehouse_diff import assert_same_lakehouse, lakehouse_content
 
 DAYS = [dt.date(2013, 5, 1), dt.date(2013, 5, 2)]
 

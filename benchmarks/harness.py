@@ -1,0 +1,69 @@
+"""One set-up for every benchmark's state and ports.
+
+A benchmark runs the real platform (Spark Connect, Airflow, the metrics stack) beside whatever
+else the machine runs: a ``make airflow``, the tests, another benchmark. :func:`isolate` gives
+it a folder and a block of ports of its own, in the environment, before anything reads the
+settings: call it at the top of the benchmark, before importing ``jobs`` (``Settings()`` reads
+the environment each time, and the processes the benchmark starts inherit it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The settings of the servers a benchmark may start, each on `port + its index`: a benchmark's
+# block is len(PORTS) ports, so bases ten apart never meet.
+PORTS = (
+    "spark_connect_port",
+    "spark_master_port",
+    "airflow_port",
+    "prometheus_port",
+    "pushgateway_port",
+    "alertmanager_port",
+    "postgres_port",
+    "redis_port",
+    "s3_port",
+)
+
+
+def isolate(
+    name: str,
+    port: int,
+    *,
+    folder: str | Path | None = None,
+    platform: str = "",
+    drop_caller: bool = False,
+    **settings: object,
+) -> Path:
+    """Point this process and those it starts at the benchmark ``name``'s own state and ports;
+    returns its folder (``.state/bench-<name>`` unless ``folder`` names another), where it
+    keeps its results.
+
+    The platform's state folder (``NIGHTJAR_STATE_DIR``, Airflow's home inside it) is that
+    folder, or its sub-folder ``platform``. The servers' ports are ``port`` onwards (``PORTS``;
+    the tasks reach Spark Connect on ``port``). ``settings`` adds ``NIGHTJAR_<NAME>`` values
+    (``spark_codegen="true"``); ``drop_caller`` first removes every ``NIGHTJAR_`` variable the
+    caller set, for a benchmark whose figures must not depend on the caller's environment."""
+    folder = Path(folder or ROOT / ".state" / f"bench-{name}").resolve()
+    state = folder / platform if platform else folder
+    if drop_caller:
+        for variable in [v for v in os.environ if v.startswith("NIGHTJAR_")]:
+            del os.environ[variable]
+    os.environ.update(
+        {
+            "NIGHTJAR_STATE_DIR": str(state),
+            "AIRFLOW_HOME": str(state / "airflow"),
+            **{f"NIGHTJAR_{setting.upper()}": str(port + i) for i, setting in enumerate(PORTS)},
+            "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{port}",
+            **{f"NIGHTJAR_{setting.upper()}": str(value) for setting, value in settings.items()},
+        }
+    )
+    # nothing in ~, as the Makefile and the tests have it
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    # the processes it starts import jobs, tooling and benchmarks from this checkout
+    paths = [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return folder
