@@ -20,7 +20,7 @@ def test_every_benchmark_sets_its_state_and_ports_through_the_harness():
             continue
         source = path.read_text()
         assert "isolate(" in source, path.name
-        assert "NIGHTJAR_STATE_DIR" not in source and "_PORT\"" not in source, path.name
+        assert "NIGHTJAR_STATE_DIR" not in source and '_PORT"' not in source, path.name
 
 
 def test_isolate_gives_the_settings_a_folder_and_a_block_of_ports(tmp_path):
