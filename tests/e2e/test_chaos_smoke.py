@@ -82,3 +82,34 @@ def test_kept_results_are_whole_per_seed_target_and_kill(tmp_path):
     other = Results(tmp_path, "code-b", 31)
     assert other.kills("silver") == [] and other.others() == 2
     assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_a_table_is_read_again_only_when_its_files_change(tmp_path):
+    """The harness's content of a lakehouse equals lakehouse_content's, whether a table was
+    read before (same files) or not (a commit since)."""
+    import pandas as pd
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from benchmarks.chaos import lakehouse_frames
+    from tests.lakehouse.snapshot import lakehouse_content
+
+    lakehouse = tmp_path / "lakehouse"
+    for name in ("silver/flights", "gold/flights"):
+        write_deltalake(str(lakehouse / name), pa.table({"id": [3, 1, 2], "x": [0.5, 0.1, 0.2]}))
+
+    def same() -> None:
+        expected, got = lakehouse_content(str(lakehouse)), lakehouse_frames(str(lakehouse))
+        assert list(got) == list(expected)
+        for name in expected:
+            pd.testing.assert_frame_equal(got[name], expected[name])
+
+    same()
+    got = lakehouse_frames(str(lakehouse))
+    got["gold.flights"].loc[0, "x"] = 9.0  # a caller's change does not reach the kept frame
+    same()
+    write_deltalake(
+        str(lakehouse / "gold/flights"), pa.table({"id": [4], "x": [0.4]}), mode="append"
+    )
+    same()
+    assert len(lakehouse_frames(str(lakehouse))["gold.flights"]) == 4
