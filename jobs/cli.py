@@ -163,18 +163,6 @@ def feast(ctx: typer.Context) -> None:
     feast_cli(list(ctx.args), Settings())
 
 
-@app.command("feast-env")
-def feast_env() -> None:
-    """Print the environment feature_repo/feature_store.yaml needs, as shell exports:
-    eval "$(nightjar feast-env)" lets the plain feast CLI and FeatureStore(repo_path=...) work."""
-    import shlex
-
-    from jobs.features.store import feast_env as env
-
-    for name, value in env(Settings()).items():
-        typer.echo(f"export {name}={shlex.quote(value)}")
-
-
 @app.command("training-set")
 def training_set(
     start: str = typer.Option(..., help="first flight date"),

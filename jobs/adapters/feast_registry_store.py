@@ -11,8 +11,8 @@ the other.
 - Why: a ``score`` task read a half-written registry during ``materialize`` (``make run``);
   ``tests/features/test_feature_store.py`` reads while 200 rewrites run.
 - Written for: Feast 0.67.
-- Back to stock: drop ``registry_store_type`` from the registry configuration
-  (``jobs/features/store.py``, ``feast_env``).
+- Back to stock: drop ``registry_store_type`` from the registry in
+  ``feature_repo/feature_store.yaml`` (the jobs take the registry's options from that file).
 """
 
 from __future__ import annotations

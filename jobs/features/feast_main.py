@@ -1,8 +1,13 @@
-"""The ``feast`` CLI as ``nightjar feast`` runs it (``store.feast_cli``): Feast's own command
-line, after the registry has forgotten any online tables it records in another store
-(``store.forget_foreign_online_tables``), which `feast apply` would otherwise drop there."""
+"""The ``feast`` CLI as ``nightjar feast`` runs it (``store.feast_cli``):
+``python -m jobs.features.feast_main <feature_store.yaml> <feast arguments>`` runs Feast's own
+command line on ``feature_repo/`` with that configuration, after the registry has forgotten any
+online tables it records in another store (``store.forget_foreign_online_tables``), which
+`feast apply` would otherwise drop there."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from feast import FeatureStore
 from feast.cli.cli import cli
@@ -10,6 +15,9 @@ from feast.cli.cli import cli
 from jobs.features.store import FEATURE_REPO, forget_foreign_online_tables
 
 if __name__ == "__main__":
-    # feature_store.yaml is rendered from the environment store.feast_cli sets
-    forget_foreign_online_tables(FeatureStore(repo_path=str(FEATURE_REPO)))
-    cli(prog_name="feast")
+    config, args = Path(sys.argv[1]), sys.argv[2:]
+    forget_foreign_online_tables(FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=config))
+    cli(
+        ["--chdir", str(FEATURE_REPO), "--feature-store-yaml", str(config), *args],
+        prog_name="feast",
+    )

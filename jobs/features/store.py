@@ -1,24 +1,33 @@
 """Open Nightjar's Feast repository with the platform's settings.
 
-``feature_repo/feature_store.yaml`` takes its registry and online store from environment
-variables; :func:`feast_env` renders them from :class:`Settings`, and :func:`feature_store`
-and :func:`feast_cli` hand them to Feast, so the CLI and the jobs share one configuration.
+``feature_repo/feature_store.yaml`` is a plain Feast configuration whose stores are the local
+platform's defaults: a file registry and an SQLite online store under the project's
+``.state/feast/``, named relative to ``feature_repo/``. So ``cd feature_repo && feast apply``
+(``plan``, ``materialize``, ``ui``) works with the venv active and nothing else. The jobs start
+from the same file and replace its registry and online store with the settings'
+(:func:`repo_config_dict`: another state folder, a SQL registry, Redis): :func:`feature_store`
+hands the result to ``FeatureStore(config=...)`` and :func:`feast_cli` to Feast's CLI
+(``--feature-store-yaml``). With default settings the two are the same configuration (a test
+holds them equal), so the stock CLI and the jobs share one registry and one online store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 from jobs.common.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+FEATURE_STORE_YAML = FEATURE_REPO / "feature_store.yaml"
 FEATURE_SERVICE = "flight_disruption_v1"
 
 
@@ -33,58 +42,69 @@ logging.getLogger("feast.repo_config").addFilter(
 )
 
 
+def _from_repo(path: Path) -> str:
+    """``path`` as ``feature_store.yaml`` names its files: relative to ``feature_repo/``.
+
+    Feast records an SQLite online table's file as the repository folder joined to the
+    configured path, as written (``feature_repo/../.state/...``), and a ``feast apply`` that
+    finds a table recorded at another path tears it down without creating it again (Feast
+    0.67). The stock CLI on the plain file and the jobs must record the same string."""
+    return os.path.relpath(path, FEATURE_REPO)
+
+
+def _sqlite_online_store(settings: Settings) -> str:
+    return _from_repo(settings.state_dir / "feast" / "online.db")
+
+
 def online_store_path(settings: Settings) -> str | None:
-    """The SQLite online store's file (None for Redis)."""
+    """The SQLite online store's file, as Feast records it (None for Redis)."""
     if settings.feast_online_store == "redis":
         return None
-    return str(settings.state_dir / "feast" / "online.db")
+    return str(FEATURE_REPO / _sqlite_online_store(settings))
 
 
-def feast_env(settings: Settings) -> dict[str, str]:
-    """The environment ``feature_store.yaml`` is rendered with (JSON is YAML flow syntax)."""
-    feast_dir = settings.state_dir / "feast"
-    registry = settings.feast_registry or str(feast_dir / "registry.db")
-    registry_config = {
-        "registry_type": "sql" if "://" in registry else "file",
-        "path": registry,
-        "cache_ttl_seconds": 60,
-        # A daily run's `materialize` marks the views MATERIALIZING in the registry; without
-        # this, a training or scoring run reading features at that moment is refused
-        # (Feast 0.67; found by `make run`). Offline reads use the Delta snapshot anyway.
-        "serve_features_while_materializing": True,
-    }
-    if registry_config["registry_type"] == "file":  # rewritten atomically (registry_store.py)
-        registry_config["registry_store_type"] = (
-            "jobs.adapters.feast_registry_store.AtomicFileRegistryStore"
-        )
+def repo_config_dict(settings: Settings) -> dict:
+    """``feature_store.yaml`` with the registry and online store the settings name; the rest
+    of the file (adapters, registry options) as it is."""
+    config = yaml.safe_load(FEATURE_STORE_YAML.read_text())
+    registry = {**config["registry"]}
+    path = settings.feast_registry or _from_repo(settings.state_dir / "feast" / "registry.db")
+    if "://" in path:  # a SQLAlchemy URL: Feast's SQL registry, which has no file store
+        registry.pop("registry_store_type", None)
+        registry.update(registry_type="sql", path=path)
+    else:
+        registry.update(registry_type="file", path=path)
+    config["registry"] = registry
     if settings.feast_online_store == "redis":
         # skip_dedup: a re-materialized correction carries the same timestamp as the value it
         # corrects; Redis would keep the old one (jobs/features/materialize.py keeps the order)
-        online = {"type": "redis", "connection_string": settings.feast_redis, "skip_dedup": True}
+        config["online_store"] = {
+            "type": "redis",
+            "connection_string": settings.feast_redis,
+            "skip_dedup": True,
+        }
     else:
-        online = {"type": "sqlite", "path": online_store_path(settings)}
+        config["online_store"] = {"type": "sqlite", "path": _sqlite_online_store(settings)}
+    return config
+
+
+def repo_config(settings: Settings):
+    """The ``RepoConfig`` of ``feature_repo/`` under ``settings``."""
+    from feast.repo_config import RepoConfig
+
+    config = RepoConfig(**repo_config_dict(settings))
+    config.repo_path = FEATURE_REPO
+    return config
+
+
+def repo_env(settings: Settings) -> dict[str, str]:
+    """The settings the feature repository's modules read (``data_sources.py`` the lakehouse,
+    ``feature_views.py`` the rolling windows), for a Feast CLI run in another process."""
     return {
-        "NIGHTJAR_FEAST_REGISTRY_CONFIG": json.dumps(registry_config),
-        "NIGHTJAR_FEAST_ONLINE_STORE_CONFIG": json.dumps(online),
-        # the feature repo's modules read the lakehouse location from the settings
         "NIGHTJAR_STATE_DIR": str(settings.state_dir),
         "NIGHTJAR_LAKEHOUSE_URI": _absolute(settings.lakehouse),
-        **{"NIGHTJAR_ROLLING_WINDOWS_DAYS": json.dumps(list(settings.rolling_windows_days))},
+        "NIGHTJAR_ROLLING_WINDOWS_DAYS": json.dumps(list(settings.rolling_windows_days)),
     }
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class FeatureRegistryError(RuntimeError):
@@ -111,13 +131,11 @@ def feature_store(settings: Settings | None = None):
 
 
 def unchecked_feature_store(settings: Settings):
-    """The store as its registry stands. The environment is set only while Feast reads
-    ``feature_store.yaml``, so other settings are untouched."""
+    """The store as its registry stands."""
     from feast import FeatureStore
 
     (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
-    with _environment(feast_env(settings)):
-        return FeatureStore(repo_path=str(FEATURE_REPO))
+    return FeatureStore(repo_path=str(FEATURE_REPO), config=repo_config(settings))
 
 
 def registry_problems(store, settings: Settings) -> str | None:
@@ -138,9 +156,13 @@ def registry_problems(store, settings: Settings) -> str | None:
 
 def foreign_online_tables(store) -> list[str]:
     """The files of the online tables the registry records outside the store's configured
-    online store (a copied state folder's registry names the original's, by absolute path)."""
+    online store (a copied state folder's registry names the original's files)."""
     online = store.config.online_store
-    here = online.path if online.type == "sqlite" else None
+    here = None
+    if online.type == "sqlite":  # the file as Feast names it (SqliteOnlineStore._get_db_path)
+        here = online.path
+        if not Path(here).is_absolute():
+            here = str(Path(store.config.repo_path) / here)
     # the raw record: Feast's own SqliteTable objects would open (so create) each file
     recorded = store.registry.proto().infra.infra_objects
     return sorted({t.sqlite_table.path for t in recorded if t.HasField("sqlite_table")} - {here})
@@ -174,18 +196,27 @@ def feast_cli(
     args: list[str], settings: Settings | None = None, **run
 ) -> subprocess.CompletedProcess:
     """Run the ``feast`` CLI on ``feature_repo/`` with the platform's settings, as
-    ``feast_main`` runs it (never touching another store's online tables). ``feast ui``
-    listens on 127.0.0.1 unless told otherwise (Feast's default is every interface)."""
+    ``feast_main`` runs it (never touching another store's online tables): the configuration
+    is rendered into a file of its own for the run. ``feast ui`` listens on 127.0.0.1 unless
+    told otherwise (Feast's default is every interface)."""
     settings = settings or Settings()
     if args[:1] == ["ui"] and not {"-h", "--host"} & set(args):
         args = [*args, "--host", "127.0.0.1"]
-    (settings.state_dir / "feast").mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.features.feast_main", "--chdir", str(FEATURE_REPO), *args],
-        env={**os.environ, **feast_env(settings)},
-        check=True,
-        **run,
-    )
+    feast_dir = settings.state_dir / "feast"
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=feast_dir, prefix="feature_store.", suffix=".yaml", delete=False
+    ) as file:
+        yaml.safe_dump(repo_config_dict(settings), file, sort_keys=False)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "jobs.features.feast_main", file.name, *args],
+            env={**os.environ, **repo_env(settings)},
+            check=True,
+            **run,
+        )
+    finally:
+        os.unlink(file.name)
 
 
 def apply(settings: Settings | None = None) -> None:

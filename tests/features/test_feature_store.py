@@ -216,7 +216,6 @@ def test_redis_online_store_end_to_end(redis_lake):
 def test_a_registry_read_during_a_write_sees_a_whole_registry(settings, tmp_path):
     """Readers (scoring, training) parse the file registry while `materialize` rewrites it;
     Feast's own file store truncates it first, so a reader could find no feature services."""
-    import json
     import threading
 
     from feast.infra.registry.registry import get_registry_store_class_from_type
@@ -224,7 +223,7 @@ def test_a_registry_read_during_a_write_sees_a_whole_registry(settings, tmp_path
     from feast.protos.feast.core.Registry_pb2 import Registry
     from feast.repo_config import RegistryConfig
 
-    config = json.loads(store.feast_env(settings)["NIGHTJAR_FEAST_REGISTRY_CONFIG"])
+    config = store.repo_config_dict(settings)["registry"]
     store_class = get_registry_store_class_from_type(config["registry_store_type"])
     registry_store = store_class(
         RegistryConfig(registry_type="file", path=str(tmp_path / "registry.db")), tmp_path
