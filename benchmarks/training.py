@@ -28,18 +28,11 @@ import os
 import resource
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import ROOT, isolate  # noqa: E402
+
 # --search: a lakehouse of 2013 through gold may be named instead (NIGHTJAR_BENCH_STATE)
-STATE = Path(os.environ.get("NIGHTJAR_BENCH_STATE", ROOT / ".state" / "bench-training"))
-os.environ.update(
-    {
-        "NIGHTJAR_STATE_DIR": str(STATE),
-        "NIGHTJAR_SPARK_CONNECT_PORT": "25032",
-        "NIGHTJAR_SPARK_REMOTE": "sc://127.0.0.1:25032",
-    }
-)
+STATE = isolate("training", 25032, folder=os.environ.get("NIGHTJAR_BENCH_STATE"))
 
 from deltalake import DeltaTable  # noqa: E402
 from rich.console import Console  # noqa: E402

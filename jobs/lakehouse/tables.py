@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from jobs.common.delta import TableSpec
 from jobs.common.schema import strings, struct
-from jobs.lakehouse import source
+from jobs.lakehouse import gold_tables, source
 
 # --- bronze: the landed records as they came, plus ingestion metadata -------------------------
 BRONZE_META = [
@@ -206,7 +206,7 @@ _GOLD_FLIGHT_COLUMNS = [
 _LABEL_COLUMNS = ["is_cancelled boolean", "dep_delay double", "is_disrupted boolean"]
 
 GOLD_FLIGHTS = TableSpec(
-    name="gold.flights",
+    name=gold_tables.FLIGHTS,
     schema=struct(*_GOLD_FLIGHT_COLUMNS, *_LABEL_COLUMNS),
     partition_by=("flight_date",),
     key=("flight_id",),
@@ -226,19 +226,19 @@ _TIMETABLE_FEATURE_COLUMNS = [
 TIMETABLE_FEATURES = struct(*_TIMETABLE_FEATURE_COLUMNS)
 
 GOLD_SCHEDULED_FLIGHTS = TableSpec(
-    name="gold.scheduled_flights",
+    name=gold_tables.SCHEDULED_FLIGHTS,
     schema=struct(*_GOLD_FLIGHT_COLUMNS, *_TIMETABLE_FEATURE_COLUMNS),
     partition_by=("flight_date",),
     key=("flight_id",),
     description="Tomorrow's flights to score: written by run D for flight_date D+1, no label",
 )
 
-ENTITY_KEYS = {"carrier": "carrier", "origin": "origin", "route": "route", "plane": "tailnum"}
+ENTITY_KEYS = gold_tables.ENTITY_KEYS
 
 # What the trailing statistics add up, kept per day: a day's gold reads 28 days of these (a few
 # rows per entity and day) instead of 28 days of flights, so its cost follows that day's flights.
 GOLD_ENTITY_DAILY = TableSpec(
-    name="gold.entity_daily",
+    name=gold_tables.ENTITY_DAILY,
     schema=struct(
         "entity string",
         "entity_key string",
@@ -271,7 +271,7 @@ def _stats_columns(windows: tuple[int, ...]) -> list[str]:
 def gold_stats(entity: str, windows: tuple[int, ...]) -> TableSpec:
     key = ENTITY_KEYS[entity]
     return TableSpec(
-        name=f"gold.{entity}_stats",
+        name=gold_tables.STATS[entity],
         schema=struct(
             f"{key} string", "as_of_date date", "event_ts timestamp", *_stats_columns(windows)
         ),
@@ -283,7 +283,7 @@ def gold_stats(entity: str, windows: tuple[int, ...]) -> TableSpec:
 
 
 GOLD_WEATHER = TableSpec(
-    name="gold.origin_weather_daily",
+    name=gold_tables.WEATHER,
     schema=struct(
         "origin string",
         "as_of_date date",
