@@ -13,9 +13,13 @@ features as one interval (the history DAG's way), then ``score``, ``monitor`` an
 ``request_retrain`` for each of those nights; 2013-03-05 through every nightly stage (its policy
 requests the bootstrap model); training #1 (serves it); 2013-03-06 through every nightly stage;
 training #2 (a champion exists, so the challenger is compared with it). Each stage runs as the
-DAG's tasks do, in a process of its own (``nightjar stage <stage> --date D``); a training is
-``nightjar model train``, which runs what the ``nightjar_training`` DAG's task runs
-(``jobs.training.requests.train_pending``: every pending request served, then marked served).
+DAG's tasks do, in a process of its own (``nightjar stage <stage> --date D``); a training runs
+what the ``nightjar_training`` DAG's task runs when a request's Asset event starts it
+(``jobs.training.requests.train_pending(requested=True)``: every pending request served, then
+marked served; nothing to do, a skip, when none is pending, as for a retry of that task).
+``nightjar model train`` is not that: with nothing pending it trains anyway (a manual training),
+so re-run after a kill that came once the requests were served (the process printing its
+result, or exiting) it would train a second version.
 Before each killed step the state folder is copied aside; after it, the content of everything
 is kept (below) with the step's wall time and when it first wrote.
 
@@ -143,9 +147,9 @@ CODE_PATHS = ("jobs", "dags", "feature_repo")
 # what a result depends on besides the harness: the code under test, the quality suites, the
 # services' set-up, the locked libraries
 REFERENCE_PATHS = (*CODE_PATHS, "expectations", "plugins", "tooling", "uv.lock", "pyproject.toml")
-# what the kept content of a clean step depends on in the harness (bump on a change to
-# content() or what it reads)
-CONTENT_FORMAT = 2
+# what a kept clean run depends on in the harness (bump on a change to the steps' commands, to
+# content() or to what it reads)
+REFERENCE_FORMAT = 3
 
 
 def _git(*args: str) -> bytes:
@@ -174,7 +178,7 @@ def code_key() -> str:
     """What a clean reference and the kills' results are kept under: the same for any commit
     whose code under test, quality suites, services and libraries are the same (a commit that
     changes only the harness or the docs keeps them)."""
-    return f"{_tree_digest(REFERENCE_PATHS)}-c{CONTENT_FORMAT}"
+    return f"{_tree_digest(REFERENCE_PATHS)}-h{REFERENCE_FORMAT}"
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -191,12 +195,30 @@ class Step:
 
     def command(self) -> list[str]:
         nightjar = str(Path(sys.executable).with_name("nightjar"))
-        if self.stage == "training":  # serves the pending requests, as the training DAG does
-            return [nightjar, "model", "train"]
+        if self.stage == "training":  # the training DAG's task, started by a request's event
+            return [sys.executable, "-c", TRAIN_REQUESTED]
         assert self.day is not None
         command = [nightjar, "stage", self.stage]
         command += ["--date", self.day.isoformat(), "--run-id", f"scheduled__{self.day}"]
         return command + (["--end", self.end.isoformat()] if self.end else [])
+
+
+# dags/nightjar_training.py's task as a request's Asset event starts it (requested=True)
+TRAIN_REQUESTED = """
+import logging
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+from jobs.common.errors import StageSkipped
+from jobs.common.settings import Settings
+from jobs.training import requests, train
+try:
+    served = requests.train_pending(
+        Settings(), "asset_triggered__chaos", "asset_triggered run", requested=True
+    )
+except StageSkipped as skipped:
+    print(f"skipped: {skipped}")
+else:
+    print(train.describe(served.result), "served", served.request_ids)
+"""
 
 
 def timeline() -> list[Step]:
@@ -297,6 +319,26 @@ class Ran:
     output: str  # the tail of its output
 
 
+def _wait(proc, began, kill_after, spark_kill, watch) -> int | None:
+    """The step's exit status; None: killed by the harness (see :func:`run_step`)."""
+    try:
+        if watch is None:
+            return proc.wait(timeout=kill_after)
+        while (rc := proc.poll()) is None:
+            watch(time.perf_counter() - began)
+            time.sleep(0.1)
+        return rc
+    except subprocess.TimeoutExpired:
+        if spark_kill is not None:
+            spark_kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return proc.wait(timeout=SPARK_WAIT_S)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
 def run_step(
     step: Step,
     log: Path,
@@ -321,27 +363,11 @@ def run_step(
         )
         rc: int | None
         try:
-            if watch is None:
-                rc = proc.wait(timeout=kill_after)
-            else:
-                while (rc := proc.poll()) is None:
-                    watch(time.perf_counter() - began)
-                    time.sleep(0.1)
-        except subprocess.TimeoutExpired:
-            if spark_kill is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                rc = None
-            else:
-                spark_kill()
-                try:
-                    rc = proc.wait(timeout=SPARK_WAIT_S)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    rc = None
+            rc = _wait(proc, began, kill_after, spark_kill, watch)
+        except BaseException:  # the harness interrupted: the step does not outlive it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
         wall = time.perf_counter() - began
     # a killed group's children (none expected) must not outlive it
     with contextlib.suppress(ProcessLookupError):
@@ -1342,6 +1368,10 @@ def main(argv: list[str] | None = None) -> None:
     h = Harness(args.state, args.port, targets)
     from tooling import services
 
+    # SIGTERM stops it as Ctrl-C does: the step's process group killed, the services stopped,
+    # the kills done kept for the next call (a background job started without job control
+    # ignores SIGINT)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     began, code, key = time.perf_counter(), code_version(), code_key()
     deadline = None if args.stop_after is None else began + args.stop_after * 60
     results = Results(args.state, key, args.seed)
