@@ -21,13 +21,15 @@ marked served; nothing to do, a skip, when none is pending, as for a retry of th
 so re-run after a kill that came once the requests were served (the process printing its
 result, or exiting) it would train a second version.
 Before each killed step the state folder is copied aside; after it, the content of everything
-is kept (below) with the step's wall time and when it first wrote.
+is kept (below) with the step's wall time and when it first and last wrote (an output's
+fingerprint changed, polled every 0.1 s).
 
 **The kills.** For each target (``--stages``), ``--kills`` times (default 20, ``--seed``):
 restore the copy taken before the step, start the step, SIGKILL its process group after a delay
-drawn uniformly within the step's wall time (half of the kills) or within its writes (from its
-first write in the clean run to its end: the other half); the wall time is the median of the
-step's latest clean runs (the reference's, then the re-runs'), as the machine's load moves it.
+drawn uniformly within the step's wall time (half of the kills) or within its writes (from
+0.25 s before its first write in the clean run to 0.25 s after its last: the other half); the
+wall time is the median of the step's latest clean runs (the reference's, then the re-runs'),
+as the machine's load moves it, and the writes' times are scaled with it.
 Then
 
 1. *check*: every Delta table under the lakehouse opens and reads whole at its latest version
@@ -149,7 +151,7 @@ CODE_PATHS = ("jobs", "dags", "feature_repo")
 REFERENCE_PATHS = (*CODE_PATHS, "expectations", "plugins", "tooling", "uv.lock", "pyproject.toml")
 # what a kept clean run depends on in the harness (bump on a change to the steps' commands, to
 # content() or to what it reads)
-REFERENCE_FORMAT = 3
+REFERENCE_FORMAT = 4
 
 
 def _git(*args: str) -> bytes:
@@ -1035,7 +1037,7 @@ class Harness:
         order = [step.name for step in timeline()]
         last = max(order.index(name) for name in wanted)  # nothing after it is needed
         for step in timeline()[: last + 1]:
-            first_write: dict[str, float] = {}
+            first_write: dict[str, float] = {}  # "s": the first write, "last": the last
             watch = None
             if step.name in wanted:
                 copy_state(self.platform, self.before(step.name))
@@ -1043,8 +1045,10 @@ class Harness:
                 unwritten = quick_tokens(self.settings)
 
                 def watch(elapsed: float, unwritten=unwritten, first_write=first_write) -> None:
-                    if not first_write and quick_tokens(self.settings) != unwritten:
-                        first_write["s"] = elapsed
+                    now = quick_tokens(self.settings)
+                    if now != first_write.get("tokens", unwritten):
+                        first_write.setdefault("s", elapsed)
+                        first_write["last"], first_write["tokens"] = elapsed, now
 
             for attempt in range(1, CLEAN_TRIES + 1):
                 first_write.clear()
@@ -1068,6 +1072,7 @@ class Harness:
                 steps[step.name] = {
                     "wall_s": round(ran.wall_s, 1),
                     "first_write_s": round(first_write["s"], 1) if first_write else None,
+                    "last_write_s": round(first_write["last"], 1) if first_write else None,
                     "changed": changed,
                     "clean_problems": problems,
                     "output": ran.output[-600:],
@@ -1120,10 +1125,12 @@ def one_kill(
     clean = manifest["steps"][step.name]
     seen = walls.setdefault(step.name, [clean["wall_s"]])
     wall = statistics.median(seen[-5:])
-    first = clean.get("first_write_s")
-    if first is not None and rng.random() < WRITE_WINDOW_SHARE:
-        first *= wall / clean["wall_s"]
-        delay = rng.uniform(max(0.0, first - 0.5), wall)  # within the step's writes
+    first, last = clean.get("first_write_s"), clean.get("last_write_s") or clean["wall_s"]
+    within_writes = first is not None and rng.random() < WRITE_WINDOW_SHARE
+    if within_writes:
+        scale = wall / clean["wall_s"]
+        low = max(0.0, first * scale - 0.25)
+        delay = rng.uniform(low, min(wall, max(low, last * scale + 0.25)))
     else:
         delay = rng.uniform(0, wall)
     began = time.perf_counter()
@@ -1131,6 +1138,7 @@ def one_kill(
     copy_state(h.before(step.name), h.platform)
     before = tokens(settings)
     record: dict = {"target": target, "kill": index, "step": step.name, "delay_s": round(delay, 2)}
+    record["drawn_within"] = "writes" if within_writes else "step"
 
     def kill_server() -> None:
         pid = services.pid_of(settings, "spark-connect")
