@@ -156,18 +156,18 @@ def search_gain(settings: Settings, trials: int, timeout_s: float) -> dict[str, 
     return out
 
 
-def feature_gain(settings: Settings) -> dict[str, float | str]:
-    """The timetable features' worth on the holdout split (January-August, early stopping on
+def feature_gain(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float | str]:
+    """The new features' worth on the holdout split (January-August, early stopping on
     September, test October-December): test ROC AUC of XGBoost on flight_disruption_v1 and on
-    v2 (v1 + the timetable features), the same on the flights with a known tail number (a
-    cancelled flight often has none in the data: a tell that is not in the timetable a planner
-    holds), and on v2, each timetable feature's cost when removed (retrained without it) and
-    every feature's cost when shuffled in the test days (any over 0.02 is retrained without)."""
+    v2 (v1 + the timetable and weather-trend views) under three seeds; the same on the flights
+    with a known tail number (a cancelled flight often has none in the data: a tell that is not
+    in the timetable a planner holds); on v2, every feature's cost when shuffled in the test
+    days, and the cost of removing (retraining without) each one whose shuffle costs over
+    0.01."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
     from jobs.features.training import training_set
-    from jobs.lakehouse.tables import TIMETABLE_FEATURES
     from jobs.training import models
     from jobs.training.dataset import LABEL, Window, split
 
@@ -175,41 +175,37 @@ def feature_gain(settings: Settings) -> dict[str, float | str]:
     window = Window.ending(dt.date(2013, 12, 31), 365, holdout)
     out: dict[str, float | str] = {}
 
-    def test_auc(parts, features, rows=None) -> float:
-        test = parts.test if rows is None else parts.test[rows]
+    def test_auc(model, test, features) -> float:
         return float(roc_auc_score(test[LABEL].astype(int), models.predict(model, test, features)))
 
     for service in ("flight_disruption_v1", "flight_disruption_v2"):
         data = training_set(holdout, window.start, window.end, service)
         parts, features = split(data, window), data.feature_columns
-        model = models.train_xgboost(parts, features, 42).model
-        out[f"{service}_test_roc_auc"] = test_auc(parts, features)
-        out[f"{service}_known_tail_test_roc_auc"] = test_auc(
-            parts, features, parts.test.tailnum.notna()
+        known_tail = parts.test[parts.test.tailnum.notna()]
+        for seed in seeds:
+            model = models.train_xgboost(parts, features, seed).model
+            out[f"{service}_seed{seed}_test_roc_auc"] = test_auc(model, parts.test, features)
+            out[f"{service}_seed{seed}_known_tail_test_roc_auc"] = test_auc(
+                model, known_tail, features
+            )
+            console.print(out)
+        out[f"{service}_mean_test_roc_auc"] = float(
+            np.mean([out[f"{service}_seed{seed}_test_roc_auc"] for seed in seeds])
         )
-        console.print(out)
-    full = out["flight_disruption_v2_test_roc_auc"]
-    new = [f"flight_timetable__{f}" for f in TIMETABLE_FEATURES.names]
-
-    def without(dropped: str) -> float:
-        nonlocal model
-        kept = [f for f in features if f != dropped]
-        model = models.train_xgboost(parts, kept, 42).model
-        return test_auc(parts, kept)
-
+    model = models.train_xgboost(parts, features, seeds[0]).model
+    full = test_auc(model, parts.test, features)
     rng = np.random.default_rng(0)
     shuffled_cost = {}
     for feature in features:
         test = parts.test.copy()
         test[feature] = rng.permutation(test[feature].to_numpy())
-        labels = test[LABEL].astype(int)
-        shuffled_cost[feature] = full - float(
-            roc_auc_score(labels, models.predict(model, test, features))
-        )
+        shuffled_cost[feature] = full - test_auc(model, test, features)
     ranked = sorted(shuffled_cost.items(), key=lambda kv: -kv[1])
     out["shuffled_cost_top10"] = json.dumps({f: round(c, 4) for f, c in ranked[:10]})
-    for feature in dict.fromkeys([*new, *(f for f, c in ranked if c > 0.02)]):
-        out[f"removal_cost__{feature}"] = full - without(feature)
+    for feature in (f for f, cost in ranked if cost > 0.01):
+        kept = [f for f in features if f != feature]
+        without = models.train_xgboost(parts, kept, seeds[0]).model
+        out[f"removal_cost__{feature}"] = full - test_auc(without, parts.test, kept)
         console.print({feature: out[f"removal_cost__{feature}"]})
     return out
 

@@ -27,8 +27,9 @@ flight_disruption_v1 = FeatureService(
 
 flight_disruption_v2 = FeatureService(
     name="flight_disruption_v2",
-    features=[*V1_VIEWS, fv.flight_timetable],
-    description="v1 and what tomorrow's timetable and the calendar say about each flight "
-    "(congestion at its origin, its plane's legs and turn, days to a holiday)",
+    features=[*V1_VIEWS, fv.flight_timetable, fv.origin_weather_trend],
+    description="v1, what tomorrow's timetable and the calendar say about each flight "
+    "(congestion at its origin, its plane's legs and turn, days to a holiday), and where the "
+    "origin's weather was heading as the day before closed",
     tags={"model": "disruption", "version": "2"},
 )

@@ -14,7 +14,7 @@ from feast import FeatureView, Field
 from feast.types import Float64, Int32, Int64, String
 
 from jobs.common.settings import Settings
-from jobs.lakehouse.tables import TIMETABLE_FEATURES
+from jobs.lakehouse.tables import TIMETABLE_FEATURES, WEATHER_TREND_FEATURES
 
 TTL = timedelta(days=2)
 WINDOWS = (1, *Settings().rolling_windows_days)
@@ -64,17 +64,18 @@ flight_schedule = FeatureView(
     description="Timetable attributes of a flight, known the evening before it departs",
     tags={"layer": "gold", "table": "gold.scheduled_flights"},
 )
+
+
+def _fields(struct) -> list[Field]:
+    """Feast fields of the catalog's columns (jobs/lakehouse/tables.py)."""
+    return [Field(name=f.name, dtype=FEAST_TYPES[f.dataType.simpleString()]) for f in struct]
+
+
 flight_timetable = FeatureView(
     name="flight_timetable",
     entities=[entities.flight],
     ttl=TTL,
-    schema=[
-        Field(name="flight_id", dtype=String),
-        *[
-            Field(name=f.name, dtype=FEAST_TYPES[f.dataType.simpleString()])
-            for f in TIMETABLE_FEATURES
-        ],
-    ],
+    schema=[Field(name="flight_id", dtype=String), *_fields(TIMETABLE_FEATURES)],
     source=src.scheduled_flights,
     online=True,
     description="What the flight's whole timetable says about it: departures scheduled at its "
@@ -109,5 +110,17 @@ origin_weather = FeatureView(
     source=src.origin_weather,
     online=True,
     description="The origin airport's weather on the day before departure",
+    tags={"layer": "gold", "table": "gold.origin_weather_daily"},
+)
+origin_weather_trend = FeatureView(
+    name="origin_weather_trend",
+    entities=[entities.origin],
+    ttl=TTL,
+    schema=[Field(name="origin", dtype=String), *_fields(WEATHER_TREND_FEATURES)],
+    source=src.origin_weather,
+    online=True,
+    description="Where the origin's weather was heading as the day before departure closed: "
+    "the barometer's evening-minus-morning trend, the last readings, the evening's humidity "
+    "and gusts",
     tags={"layer": "gold", "table": "gold.origin_weather_daily"},
 )

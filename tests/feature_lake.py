@@ -31,3 +31,12 @@ def feast_lake(spark, settings, tmp_path_factory):
             run_stage(stage, day, "r", lake, spark=spark)
     store.apply(lake)  # the real `feast apply`, in its own process
     return lake, open_tables(spark, lake)
+
+
+def service_columns(settings, service: str = store.FEATURE_SERVICE) -> list[str]:
+    """The training set's feature columns of ``service`` (``<view>__<feature>``), from the
+    registry."""
+    projections = (
+        store.feature_store(settings).get_feature_service(service).feature_view_projections
+    )
+    return [f"{p.name}__{f.name}" for p in projections for f in p.features]

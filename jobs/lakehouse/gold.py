@@ -6,7 +6,8 @@
   about each flight (``tables.TIMETABLE_FEATURES``): known when it lands with D.
 * ``gold.<entity>_stats`` for carrier, origin, route and plane: trailing 1/7/28-day disruption
   statistics as of day D, computed only from flights on or before D; ``event_ts`` = end of D.
-* ``gold.origin_weather_daily``: day D's weather per origin; ``event_ts`` = end of D.
+* ``gold.origin_weather_daily``: day D's weather per origin, and where it was heading as the day
+  closed (the barometer's trend, the last readings); ``event_ts`` = end of D.
 * ``gold.entity_daily``: day D's counts and sums per entity, what the statistics add up.
 
 A run over days D1..Dn (one day for the daily DAG, an interval for the history DAG) reads
@@ -228,6 +229,14 @@ def entity_stats(
 def weather_daily(weather: DataFrame) -> DataFrame:
     """Per origin and day: the day's weather (every day of ``weather`` read)."""
     late = F.col("hour") >= 18  # the last six hours before the day closes
+    morning = F.col("hour").between(6, 11)
+
+    def trend(column: str) -> Column:
+        return F.avg(F.when(late, F.col(column))) - F.avg(F.when(morning, F.col(column)))
+
+    def last(column: Column) -> Column:
+        return F.max_by(column, "time_hour")
+
     out = weather.groupBy("origin", F.col("obs_date").alias("as_of_date")).agg(
         F.count(F.lit(1)).alias("n_obs"),
         F.avg("temp").alias("temp_mean"),
@@ -242,6 +251,13 @@ def weather_daily(weather: DataFrame) -> DataFrame:
         F.sum(F.when(late, F.col("precip"))).alias("precip_last6h"),
         F.min(F.when(late, F.col("visib"))).alias("visib_min_last6h"),
         F.max(F.when(late, F.col("wind_speed"))).alias("wind_speed_max_last6h"),
+        trend("pressure").alias("pressure_trend"),
+        last(F.col("pressure")).alias("pressure_last"),
+        last(F.col("temp") - F.col("dewp")).alias("temp_dewp_spread_last"),
+        F.avg(F.when(late, F.col("humid"))).alias("humid_mean_last6h"),
+        last(F.col("wind_dir")).alias("wind_dir_last"),
+        F.max(F.when(late, F.col("wind_gust"))).alias("wind_gust_max_last6h"),
+        trend("temp").alias("temp_trend"),
     )
     return out.select(
         "origin",
@@ -326,12 +342,11 @@ def run(
             {"flight_date": days},
         )
     )
-    # a scheduled_flights from before the timetable features gets their columns (older days
-    # read null until gold runs for them again)
-    if added := tables.add_new_columns(
-        tb.GOLD_SCHEDULED_FLIGHTS, tb.TIMETABLE_FEATURES.names, run_id
-    ):
-        log.info("%s: added %s", tb.GOLD_SCHEDULED_FLIGHTS.name, added)
+    # tables from before the timetable and weather-trend features get their columns (older
+    # days read null until gold runs for them again)
+    for spec in (tb.GOLD_SCHEDULED_FLIGHTS, tb.GOLD_WEATHER):
+        if added := tables.add_new_columns(spec, run_id):
+            log.info("%s: added %s", spec.name, added)
     counts = {}
     for spec, frame, partitions in outputs:
         per_flight = spec in (tb.GOLD_FLIGHTS, tb.GOLD_SCHEDULED_FLIGHTS)

@@ -231,6 +231,7 @@ GOLD_SCHEDULED_FLIGHTS = TableSpec(
     partition_by=("flight_date",),
     key=("flight_id",),
     description="Tomorrow's flights to score: written by run D for flight_date D+1, no label",
+    appended=tuple(TIMETABLE_FEATURES.names),
 )
 
 ENTITY_KEYS = gold_tables.ENTITY_KEYS
@@ -282,6 +283,20 @@ def gold_stats(entity: str, windows: tuple[int, ...]) -> TableSpec:
     )
 
 
+# Where the day's weather was heading when it closed: what a forecaster reads first (a falling
+# barometer, air near saturation). Morning = 06:00-11:59, evening = 18:00-23:59, last = the
+# day's last observation.
+_WEATHER_TREND_COLUMNS = [
+    "pressure_trend double",  # evening mean - morning mean (hPa); falling: weather coming
+    "pressure_last double",
+    "temp_dewp_spread_last double",  # temperature - dew point at the last observation
+    "humid_mean_last6h double",
+    "wind_dir_last double",
+    "wind_gust_max_last6h double",
+    "temp_trend double",  # evening mean - morning mean
+]
+WEATHER_TREND_FEATURES = struct(*_WEATHER_TREND_COLUMNS)
+
 GOLD_WEATHER = TableSpec(
     name=gold_tables.WEATHER,
     schema=struct(
@@ -301,9 +316,11 @@ GOLD_WEATHER = TableSpec(
         "precip_last6h double",
         "visib_min_last6h double",
         "wind_speed_max_last6h double",
+        *_WEATHER_TREND_COLUMNS,
     ),
     partition_by=("as_of_date",),
     key=("origin", "as_of_date"),
+    appended=tuple(WEATHER_TREND_FEATURES.names),
     description="Daily weather summary per origin airport for as_of_date; event_ts = end of day",
 )
 

@@ -59,6 +59,7 @@ PREDICTIONS = TableSpec(
     key=("flight_id", "role"),
     description="Disruption risk of each flight scheduled for D+1, scored by run D",
     run_metadata=("_run_id",),
+    appended=(REASONS.name,),
 )
 
 
@@ -89,6 +90,6 @@ def migrate(tables: DeltaTables, run_id: str | None = None) -> bool:
     """Bring an ``ml.predictions`` written before reasons were stored to this schema: the
     ``reasons`` column is appended (the rows already there read null). Returns whether it
     did."""
-    if added := tables.add_new_columns(PREDICTIONS, [REASONS.name], run_id):
+    if added := tables.add_new_columns(PREDICTIONS, run_id):
         log.info("%s: added %s (older rows read null)", PREDICTIONS.name, added)
     return bool(added)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -289,7 +291,8 @@ def publish(client, settings: Settings, version: str, run_id: str, **inputs) -> 
 
 
 def show(settings: Settings, ref: str) -> str:
-    """The card of a registered version (``3``) or alias (``@champion``), from the registry."""
+    """The whole card of a registered version (``3``) or alias (``@champion``): its run's
+    artifact (the registry's description may leave the calibration bins out to fit)."""
     from jobs.training import tracking
 
     client = tracking.client(settings)
@@ -297,6 +300,9 @@ def show(settings: Settings, ref: str) -> str:
         found = client.get_model_version_by_alias(settings.model_name, ref[1:])
     else:
         found = client.get_model_version(settings.model_name, ref)
+    if ARTIFACT in {a.path for a in client.list_artifacts(found.run_id)}:
+        with tempfile.TemporaryDirectory() as folder:
+            return Path(client.download_artifacts(found.run_id, ARTIFACT, folder)).read_text()
     return found.description or f"{settings.model_name} v{found.version} has no model card"
 
 

@@ -14,7 +14,7 @@ import urllib.request
 import pandas as pd
 
 from jobs.common.settings import PROJECT_ROOT
-from jobs.features import materialize
+from jobs.features import materialize, store
 from jobs.features.store import feast_cli, feature_store
 from tests.feature_lake import DAYS
 
@@ -86,7 +86,7 @@ def test_feast_materialize_commands_and_ui_work_on_the_repository(feast_lake):
         assert '"id":"nightjar"' in projects
         url = f"http://127.0.0.1:{port}/api/v1/feature_services?project=nightjar"
         with urllib.request.urlopen(url) as r:
-            assert '"name":"flight_disruption_v1"' in r.read().decode()
+            assert f'"name":"{store.FEATURE_SERVICE}"' in r.read().decode()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as r:
             assert r.status == 200 and b"<html" in r.read().lower()
     finally:

@@ -168,7 +168,7 @@ def test_weather_summary_matches_the_source(built):
     day = DAYS[0]
     got = tables.read(tb.GOLD_WEATHER, partitions={"as_of_date": [day]}).toPandas()
     w = source.table("weather", day=day)
-    for col in ("temp", "precip", "visib"):
+    for col in ("temp", "dewp", "precip", "visib", "pressure", "hour"):
         w[col] = pd.to_numeric(w[col], errors="coerce")
     expected = w.groupby("origin").agg(
         temp=("temp", "mean"), precip=("precip", "sum"), visib=("visib", "min"), n=("temp", "size")
@@ -179,6 +179,17 @@ def test_weather_summary_matches_the_source(built):
         assert got.loc[origin, "precip_total"] == pytest.approx(row.precip)
         assert got.loc[origin, "visib_min"] == pytest.approx(row.visib)
         assert got.loc[origin, "n_obs"] == row.n
+    # where the weather was heading as the day closed
+    for origin, obs in w.groupby("origin"):
+        evening, morning = obs[obs.hour >= 18], obs[obs.hour.between(6, 11)]
+        last = obs.sort_values("hour").iloc[-1]
+        assert got.loc[origin, "pressure_trend"] == pytest.approx(
+            evening.pressure.mean() - morning.pressure.mean()
+        )
+        assert got.loc[origin, "temp_dewp_spread_last"] == pytest.approx(last.temp - last.dewp)
+        assert got.loc[origin, "temp_trend"] == pytest.approx(
+            evening.temp.mean() - morning.temp.mean()
+        )
 
 
 def test_timetable_features_on_a_hand_made_timetable(spark):
@@ -314,15 +325,16 @@ def test_a_scheduled_flights_table_from_before_the_timetable_features_gets_their
     from jobs.common.delta import TableSpec
 
     spec = tb.GOLD_SCHEDULED_FLIGHTS
-    added = tb.TIMETABLE_FEATURES.names
+    added = list(spec.appended)
+    assert added == tb.TIMETABLE_FEATURES.names
     old = TableSpec(spec.name, T.StructType(spec.schema.fields[: -len(added)]), spec.partition_by)
     row = {f.name: None for f in old.schema} | {
         "flight_id": "20130704-UA-1-EWR",
         "flight_date": dt.date(2013, 7, 4),
     }
     tables.append(old, pa.Table.from_pylist([row], schema=old.arrow_schema))
-    assert tables.add_new_columns(spec, added, "r") == added
-    assert tables.add_new_columns(spec, added, "r") == []
+    assert tables.add_new_columns(spec, "r") == added
+    assert tables.add_new_columns(spec, "r") == []
     got = tables.read(spec).toPandas()
     assert list(got.columns) == spec.columns
     assert got.loc[0, "flight_id"] == "20130704-UA-1-EWR" and got[added].isna().all(axis=None)

@@ -226,7 +226,7 @@ def test_the_lineage_chain_resolves_to_the_training_inputs(spark, models, night)
     assert entry["mlflow_run"]["training_window"] == "2013-03-01..2013-03-04"
     # ... and forward to the exact features the model was given
     served = entry["served_features"]
-    assert served["table"] == "ml.served_features__flight_disruption_v1"
+    assert served["table"] == f"ml.served_features__{FEATURE_SERVICE}"
     data = training_set(settings, DAYS[3], DAYS[3]).frame.set_index("flight_id").loc[flight]
     model = score.load(tracking.client(settings), settings, champion.version, "champion")
     assert set(model.features) <= set(served["values"])

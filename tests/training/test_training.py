@@ -15,10 +15,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from jobs.common.errors import NightjarError
+from jobs.features import store
 from jobs.features.training import current_versions
 from jobs.training import dataset, labeled, registry, tracking, train
 from tests.conftest import PORT_OFFSET
-from tests.feature_lake import DAYS
+from tests.feature_lake import DAYS, service_columns
 
 END = DAYS[-1]
 
@@ -61,7 +62,7 @@ def test_a_training_run_logs_everything_and_registers_the_first_champion(ml, fir
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     assert params["window_start"] == "2013-03-01" and params["window_end"] == "2013-03-04"
     assert params["test_start"] == "2013-03-04" and params["validation_start"] == "2013-03-03"
-    assert params["seed"] == "42" and params["feature_service"] == "flight_disruption_v1"
+    assert params["seed"] == "42" and params["feature_service"] == store.FEATURE_SERVICE
     assert params["xgb_tree_method"] == "hist"
     assert {k: int(v) for k, v in params.items() if k.startswith("delta_version.")} == {
         f"delta_version.{k}": v for k, v in current_versions(ml).items()
@@ -87,7 +88,8 @@ def test_a_training_run_logs_everything_and_registers_the_first_champion(ml, fir
         f"plots/{n}.png" for n in ("roc", "precision_recall", "calibration", "feature_importance")
     }
     features = mlflow.artifacts.load_dict(f"runs:/{first.run_id}/features.json")["features"]
-    assert len(features) == int(params["n_features"]) == 67
+    assert features == service_columns(ml)
+    assert int(params["n_features"]) == len(features) == 80
     model = mlflow.models.get_model_info(f"models:/{ml.model_name}/{first.version}")
     assert model.signature.inputs.input_names() == features
     assert model.saved_input_example_info is not None

@@ -84,6 +84,9 @@ class TableSpec:
     description: str = ""
     # Columns excluded from content comparisons because they record *which run* wrote a row.
     run_metadata: tuple[str, ...] = field(default=())
+    # The last columns, appended by a later version of the code: a table written before them
+    # gets them in place (DeltaTables.add_new_columns), its older rows reading null.
+    appended: tuple[str, ...] = field(default=())
 
     @property
     def columns(self) -> list[str]:
@@ -202,14 +205,11 @@ class DeltaTables(abc.ABC):
                     return entry["version"]
         return self.version(spec)
 
-    def add_new_columns(
-        self, spec: TableSpec, added: Sequence[str], run_id: str | None = None
-    ) -> list[str]:
-        """Bring a table written before ``spec`` appended the columns ``added`` (its last ones)
-        to ``spec``: they are added in a commit that changes the table's metadata alone (no data
-        file is rewritten; the rows already there read null). Returns the columns added. A
-        missing table, or one of any other shape, is left alone, for the write's own layout
-        check."""
+    def add_new_columns(self, spec: TableSpec, run_id: str | None = None) -> list[str]:
+        """Bring a table written before ``spec`` appended its ``appended`` columns to ``spec``:
+        they are added in a commit that changes the table's metadata alone (no data file is
+        rewritten; the rows already there read null). Returns the columns added. A missing
+        table, or one of any other shape, is left alone, for the write's own layout check."""
         from deltalake import CommitProperties, DeltaTable
         from deltalake.exceptions import TableNotFoundError
         from deltalake.schema import Field
@@ -223,8 +223,9 @@ class DeltaTables(abc.ABC):
             have = columns()
         except TableNotFoundError:
             return []
+        added = spec.appended
         new = spec.schema.fields[len(spec.columns) - len(added) :]
-        if [f.name for f in new] != list(added) or have != spec.columns[: -len(added)]:
+        if not added or [f.name for f in new] != list(added) or have != spec.columns[: -len(added)]:
             return []  # already this shape, or not ours to change
         try:
             if self.backend_name == "spark":  # the Delta writer that writes the table
