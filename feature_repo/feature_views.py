@@ -66,22 +66,31 @@ flight_schedule = FeatureView(
 )
 
 
-def _fields(struct) -> list[Field]:
-    """Feast fields of the catalog's columns (jobs/lakehouse/tables.py)."""
-    return [Field(name=f.name, dtype=FEAST_TYPES[f.dataType.simpleString()]) for f in struct]
+def _catalog_view(name, entity, key, columns, source, table, description) -> FeatureView:
+    """A view of columns the table catalog declares (jobs/lakehouse/tables.py)."""
+    fields = [Field(name=f.name, dtype=FEAST_TYPES[f.dataType.simpleString()]) for f in columns]
+    return FeatureView(
+        name=name,
+        entities=[entity],
+        ttl=TTL,
+        schema=[Field(name=key, dtype=String), *fields],
+        source=source,
+        online=True,
+        description=description,
+        tags={"layer": "gold", "table": table},
+    )
 
 
-flight_timetable = FeatureView(
-    name="flight_timetable",
-    entities=[entities.flight],
-    ttl=TTL,
-    schema=[Field(name="flight_id", dtype=String), *_fields(TIMETABLE_FEATURES)],
-    source=src.scheduled_flights,
-    online=True,
-    description="What the flight's whole timetable says about it: departures scheduled at its "
-    "origin around its hour, its plane's legs that day and its place among them, the scheduled "
-    "turn before it, days to the nearest US holiday. Known the evening before it departs",
-    tags={"layer": "gold", "table": "gold.scheduled_flights"},
+flight_timetable = _catalog_view(
+    "flight_timetable",
+    entities.flight,
+    "flight_id",
+    TIMETABLE_FEATURES,
+    src.scheduled_flights,
+    "gold.scheduled_flights",
+    "What the flight's whole timetable says about it: departures scheduled at its origin around "
+    "its hour, its plane's legs that day and its place among them, the scheduled turn before "
+    "it, days to the nearest US holiday. Known the evening before it departs",
 )
 carrier_stats = _stats_view("carrier_stats", entities.carrier, src.carrier_stats, "carrier")
 origin_stats = _stats_view("origin_stats", entities.origin, src.origin_stats, "origin")
@@ -112,15 +121,13 @@ origin_weather = FeatureView(
     description="The origin airport's weather on the day before departure",
     tags={"layer": "gold", "table": "gold.origin_weather_daily"},
 )
-origin_weather_trend = FeatureView(
-    name="origin_weather_trend",
-    entities=[entities.origin],
-    ttl=TTL,
-    schema=[Field(name="origin", dtype=String), *_fields(WEATHER_TREND_FEATURES)],
-    source=src.origin_weather,
-    online=True,
-    description="Where the origin's weather was heading as the day before departure closed: "
-    "the barometer's evening-minus-morning trend, the last readings, the evening's humidity "
-    "and gusts",
-    tags={"layer": "gold", "table": "gold.origin_weather_daily"},
+origin_weather_trend = _catalog_view(
+    "origin_weather_trend",
+    entities.origin,
+    "origin",
+    WEATHER_TREND_FEATURES,
+    src.origin_weather,
+    "gold.origin_weather_daily",
+    "Where the origin's weather was heading as the day before departure closed: the "
+    "barometer's evening-minus-morning trend, the last readings, the evening's humidity and gusts",
 )
