@@ -17,7 +17,6 @@ equals the same partitions of (b). Saved to ``.state/bench-backfill/backfill.jso
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import time
@@ -26,7 +25,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.harness import ROOT, isolate
+from benchmarks.harness import ROOT, isolate, save
 
 STATE = ROOT / ".state" / "bench-backfill"
 YEAR = (dt.date(2013, 1, 1), dt.date(2013, 12, 31))
@@ -143,9 +142,7 @@ def main() -> None:
     )
     console.print(f"identical tables: {len(compared)} compared, the daily days' partitions")
     results = {"daily": daily, "history": history, "daily_days": DAILY_DAYS, "tables": compared}
-    out = STATE / "backfill.json"
-    out.write_text(json.dumps(results, indent=2))
-    console.print(f"saved {out}")
+    save(results, STATE / "backfill.json", console)
 
 
 if __name__ == "__main__":

@@ -16,11 +16,9 @@ Runs in its own state folder, Spark Connect port and Redis database (15, flushed
 from __future__ import annotations
 
 import datetime as dt
-import json
-import shutil
 import time
 
-from benchmarks.harness import isolate
+from benchmarks.harness import isolate, save, start_afresh
 
 STATE = isolate("features", 25022)
 
@@ -115,10 +113,7 @@ def entity_rows(settings: Settings) -> pd.DataFrame:
 
 
 def main() -> None:
-    settings = Settings()
-    services.down(settings)
-    shutil.rmtree(STATE, ignore_errors=True)
-    services.up(settings, airflow=False)
+    settings = start_afresh(STATE)
     results: dict[str, float] = {}
     redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     spark = None
@@ -195,9 +190,7 @@ def main() -> None:
         f"{results['historical_columns']} columns: {results['historical_100k_s']:.1f}s "
         "(targets: >= 50k rows/s materialized, <= 5 s for 100k rows)"
     )
-    out = STATE / "features.json"
-    out.write_text(json.dumps(results, indent=2))
-    console.print(f"saved {out}")
+    save(results, STATE / "features.json", console)
 
 
 if __name__ == "__main__":

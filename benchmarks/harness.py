@@ -9,8 +9,14 @@ the environment each time, and the processes the benchmark starts inherit it).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # The settings of the servers a benchmark may start, each on `port + its index`: a benchmark's
@@ -67,3 +73,25 @@ def isolate(
     paths = [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return folder
+
+
+def start_afresh(folder: Path) -> Settings:
+    """Stop whatever services a previous run left, empty the benchmark's ``folder`` and start
+    the services, all but Airflow; returns the settings they run under (call after
+    :func:`isolate`)."""
+    from jobs.common.settings import Settings
+    from tooling import services
+
+    settings = Settings()
+    services.down(settings)
+    shutil.rmtree(folder, ignore_errors=True)
+    services.up(settings, airflow=False)
+    return settings
+
+
+def save(results: object, out: Path, console: Any) -> Path:
+    """Write a benchmark's ``results`` to ``out`` as indented JSON and print where (``console``
+    is the benchmark's rich Console); returns ``out``."""
+    out.write_text(json.dumps(results, indent=2))
+    console.print(f"saved {out}")
+    return out

@@ -15,14 +15,13 @@ Runs in its own state folder and port; results in .state/bench-jvm/results.json.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import statistics
 import time
 from pathlib import Path
 
-from benchmarks.harness import isolate
+from benchmarks.harness import isolate, save
 
 STATE = isolate("jvm", 25012, platform="lakehouse")
 
@@ -120,9 +119,7 @@ def main() -> None:
         )
     console.print(table)
     console.print(f"medians of {rounds} interleaved rounds; each run's figures are in the file")
-    out = STATE / "results.json"
-    out.write_text(json.dumps({"days": days, "rounds": rounds, "runs": results}, indent=2))
-    console.print(f"saved {out}")
+    save({"days": days, "rounds": rounds, "runs": results}, STATE / "results.json", console)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Runs in its own state folder and ports, so it does not touch `make run`'s lakeho
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import statistics
@@ -25,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.harness import ROOT, isolate
+from benchmarks.harness import ROOT, isolate, save
 
 # Each Spark task logs how long after its start its first Spark action was done.
 STATE = isolate("lakehouse", 25002, measure_task_overhead=1)
@@ -175,9 +174,7 @@ def main() -> None:
     ratio = results["day_run_late"]["wall_s"] / results["day_run_early"]["wall_s"]
     table.add_row("late / early day-run", f"{ratio:.2f}", "<= ~1")
     console.print(table)
-    out = STATE / "lakehouse.json"
-    out.write_text(json.dumps(results, indent=2))
-    console.print(f"saved {out}")
+    save(results, STATE / "lakehouse.json", console)
 
 
 if __name__ == "__main__":

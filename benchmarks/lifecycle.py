@@ -25,7 +25,6 @@ the CPU of each and their ratio. Target: the instrumentation costs under 3% of t
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import re
@@ -40,7 +39,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.harness import ROOT, isolate
+from benchmarks.harness import ROOT, isolate, save
 
 STATE = isolate("lifecycle", 25022, platform="state")
 TARGET_S = 480
@@ -134,8 +133,7 @@ def main() -> None:
     console.print(f"champion story ({same}):")
     for story in stories:
         console.print("  " + "; ".join(story))
-    (STATE / "lifecycle.json").write_text(json.dumps(runs, indent=2))
-    console.print(f"saved {STATE / 'lifecycle.json'}")
+    save(runs, STATE / "lifecycle.json", console)
 
 
 def main_metrics() -> None:
@@ -164,8 +162,7 @@ def main_metrics() -> None:
     console.print(
         f"CPU with metrics / without: {on / off:.3f}x ({(on - off) / off:+.1%}; target < +3%)"
     )
-    (STATE / "metrics.json").write_text(json.dumps(runs, indent=2))
-    console.print(f"saved {STATE / 'metrics.json'}")
+    save(runs, STATE / "metrics.json", console)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,11 @@ Runs in its own state folder and Spark Connect port, beside a running `make airf
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import shutil
 import statistics
 import time
 
-from benchmarks.harness import isolate
+from benchmarks.harness import isolate, save, start_afresh
 
 STATE = isolate("quality", 25012)
 
@@ -100,10 +98,7 @@ def settings_for(engine: str, **changes) -> Settings:
 
 
 def main() -> None:
-    settings = Settings()
-    services.down(settings)
-    shutil.rmtree(STATE, ignore_errors=True)
-    services.up(settings, airflow=False)
+    settings = start_afresh(STATE)
     results: dict[str, float] = {}
     try:
         # --- 1. a day-run with and without its gates -----------------------------------------
@@ -179,9 +174,7 @@ def main() -> None:
         f"{results['day_run_without_gates_s']:.1f}s; targets: <= 3 s added per day-run, "
         "<= 20 s for 1M rows"
     )
-    out = STATE / "quality.json"
-    out.write_text(json.dumps(results, indent=2))
-    console.print(f"saved {out}")
+    save(results, STATE / "quality.json", console)
 
 
 if __name__ == "__main__":

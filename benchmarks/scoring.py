@@ -26,7 +26,7 @@ import json
 import shutil
 import time
 
-from benchmarks.harness import isolate
+from benchmarks.harness import isolate, start_afresh
 
 STATE = isolate("scoring", 25042)
 
@@ -37,7 +37,6 @@ from deltalake import DeltaTable, write_deltalake  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from jobs.common.settings import Settings  # noqa: E402
 from jobs.common.spark import get_spark  # noqa: E402
 from jobs.scoring.score import REASONS_PER_TASK, ScoringModel, score  # noqa: E402
 from jobs.training import models  # noqa: E402
@@ -133,10 +132,7 @@ def main() -> None:
         help="flagged flights each task explains (default: the score task's)",
     )
     args = parser.parse_args()
-    settings = Settings()
-    services.down(settings)
-    shutil.rmtree(STATE, ignore_errors=True)
-    services.up(settings, airflow=False)
+    settings = start_afresh(STATE)
     model = trained_model()
     booster = xgb.Booster()
     booster.load_model(bytearray(model.booster))
