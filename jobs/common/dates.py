@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from jobs.common.errors import NightjarError
 from jobs.common.settings import DATA_END, DATA_START
@@ -56,6 +58,23 @@ def as_days(days_or_day: dt.date | Sequence[dt.date]) -> list[dt.date]:
     if not out or out != days(out[0], out[-1]):
         raise NightjarError(f"a stage needs consecutive days, got {[str(d) for d in out]}")
     return out
+
+
+T = TypeVar("T")
+
+
+def takes_days(job: Callable[..., T]) -> Callable[..., T]:
+    """A Spark stage's ``run(spark, tables, settings, days, run_id)`` (what
+    ``StageRun.spark_args`` passes) from ``job``, which takes the same arguments but gets the
+    days as :func:`as_days` reads them: the run takes one day or consecutive days."""
+
+    @functools.wraps(job)
+    def run(
+        spark: Any, tables: Any, settings: Any, days: dt.date | Sequence[dt.date], run_id: str
+    ) -> T:
+        return job(spark, tables, settings, as_days(days), run_id)
+
+    return run
 
 
 def span(days: Sequence[dt.date]) -> str:

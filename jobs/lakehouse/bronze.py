@@ -14,7 +14,6 @@ import datetime as dt
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
 
 from pyarrow import fs
 from pyspark.sql import DataFrame, SparkSession
@@ -22,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.common import storage
-from jobs.common.dates import as_days, span
+from jobs.common.dates import span, takes_days
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import LandingError
 from jobs.common.settings import Settings
@@ -168,16 +167,12 @@ def file_size(path: str) -> int:
     return files.get_file_info(file_path).size
 
 
+@takes_days
 def run(
-    spark: SparkSession,
-    tables: DeltaTables,
-    settings: Settings,
-    days: dt.date | Sequence[dt.date],
-    run_id: str,
+    spark: SparkSession, tables: DeltaTables, settings: Settings, days: list[dt.date], run_id: str
 ) -> dict[str, int]:
     """Ingest every export of each day (one, or an interval's). Every file is read and checked
     before any table is written, so a bad file leaves all of bronze as it was."""
-    days = as_days(days)
     data = {export: collect(spark, settings, days, export, run_id) for export in EXPORTS}
     for export, rows in data.items():
         tables.overwrite_partitions(BRONZE[export], rows, {"_logical_date": days}, run_id=run_id)

@@ -27,7 +27,7 @@ from pandas.tseries.holiday import USFederalHolidayCalendar
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.common.dates import OPERATING_TZ, as_days, span
+from jobs.common.dates import OPERATING_TZ, as_days, span, takes_days
 from jobs.common.delta import DeltaTables
 from jobs.common.settings import Settings
 from jobs.lakehouse import frames
@@ -286,15 +286,11 @@ def trailing_daily(
     return frames.concat(parts)
 
 
+@takes_days
 def run(
-    spark: SparkSession,
-    tables: DeltaTables,
-    settings: Settings,
-    days: dt.date | Sequence[dt.date],
-    run_id: str,
+    spark: SparkSession, tables: DeltaTables, settings: Settings, days: list[dt.date], run_id: str
 ) -> dict[str, int]:
     """Build gold for each day (one, or an interval's: one Spark job per table)."""
-    days = as_days(days)
     windows = settings.rolling_windows_days
     tomorrows = [day + dt.timedelta(days=1) for day in days]
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
-from collections.abc import Sequence
 
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.common.dates import as_days, span
+from jobs.common.dates import span, takes_days
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
@@ -364,17 +363,13 @@ def with_status(data, status: str):
     return frames.where_in(data, "_status", [status])
 
 
+@takes_days
 def run(
-    spark: SparkSession,
-    tables: DeltaTables,
-    settings: Settings,
-    days: dt.date | Sequence[dt.date],
-    run_id: str,
+    spark: SparkSession, tables: DeltaTables, settings: Settings, days: list[dt.date], run_id: str
 ) -> dict[str, dict[str, int]]:
     """Build silver for each day (one, or an interval's: one Spark job per source) from bronze;
     returns the reconciliation counts per source, summed over the days, and the quarantined
     rows per source and reason (``quarantine_reasons``)."""
-    days = as_days(days)
 
     def bronze(export: str) -> DataFrame:
         df = tables.read(tb.BRONZE[export], partitions={"_logical_date": days})
