@@ -10,15 +10,16 @@ days) so nothing downstream runs on bad data.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.common.dates import OPERATING_TZ, as_days, end_of_day_utc
+from jobs.common.dates import OPERATING_TZ, end_of_day_utc, takes_days
 from jobs.common.delta import DeltaTables, TableSpec
 from jobs.common.schema import struct
 from jobs.common.settings import Settings
@@ -104,6 +105,34 @@ def quarantine_rate_rows(
     return rows
 
 
+Outcomes = Callable[[DeltaTables, Settings, list[dt.date], str], list[ValidationOutcome]]
+
+
+def gate(layer: str) -> Callable[[Outcomes], Callable[..., dict]]:
+    """A layer's gate from ``outcomes(tables, settings, days, run_id)``, what its suites found
+    for each of the days: the gate, ``check(spark, tables, settings, days, run_id)`` as the
+    stages call it, takes one day or several, records every result in ``quality.results``,
+    raises on critical failures and returns the :func:`summary`."""
+
+    def make(outcomes: Outcomes) -> Callable[..., dict]:
+        @takes_days
+        def check(
+            spark: SparkSession,
+            tables: DeltaTables,
+            settings: Settings,
+            days: list[dt.date],
+            run_id: str,
+        ) -> dict:
+            found = outcomes(tables, settings, days, run_id)
+            record(tables, layer, days, found, run_id)
+            enforce(*found)
+            return summary(found)
+
+        return functools.wraps(outcomes)(check)
+
+    return make
+
+
 def per_day(
     frame: DataFrame, column: str, days: list[dt.date], settings: Settings, *, drop: bool = False
 ) -> dict[dt.date, DataFrame | pd.DataFrame]:
@@ -120,18 +149,14 @@ def per_day(
     return {day: part.drop(columns=column) if drop else part for day, part in parts.items()}
 
 
+@gate("bronze")
 def check_bronze(
-    spark: SparkSession,
-    tables: DeltaTables,
-    settings: Settings,
-    days: dt.date | Sequence[dt.date],
-    run_id: str,
-) -> dict:
+    tables: DeltaTables, settings: Settings, days: list[dt.date], run_id: str
+) -> list[ValidationOutcome]:
     """Structure of what landed: run by the bronze task right after it writes, before silver."""
-    days = as_days(days)
     flights = tables.read(tb.BRONZE["flights"], partitions={"_logical_date": days})
     columns = [*source.FLIGHT_COLUMNS, *(c.split()[0] for c in tb.BRONZE_META)]
-    outcomes = validate_days(
+    return validate_days(
         per_day(flights, "_logical_date", days, settings),
         "bronze_flights",
         "bronze",
@@ -139,9 +164,6 @@ def check_bronze(
         settings,
         run_id,
     )
-    record(tables, "bronze", days, outcomes, run_id)
-    enforce(*outcomes)
-    return summary(outcomes)
 
 
 SILVER_CHECKED_COLUMNS = (
@@ -182,16 +204,12 @@ def reference_codes(tables: DeltaTables) -> dict:
     }
 
 
+@gate("silver")
 def check_silver(
-    spark: SparkSession,
-    tables: DeltaTables,
-    settings: Settings,
-    days: dt.date | Sequence[dt.date],
-    run_id: str,
-) -> dict:
+    tables: DeltaTables, settings: Settings, days: list[dt.date], run_id: str
+) -> list[ValidationOutcome]:
     """Each day's silver flights alone (``silver_flights``) and against its own trailing window
     (``silver_flights_trends``), plus its quarantine rate."""
-    days = as_days(days)
     day_frames = per_day(
         silver_frame(tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": days})),
         "flight_date",
@@ -227,20 +245,14 @@ def check_silver(
             windows[outcome.day], outcome.day, trend_suite, run_id
         )
     outcomes += trend_outcomes
-    record(tables, "silver", days, outcomes, run_id)
-    enforce(*outcomes)
-    return summary(outcomes)
+    return outcomes
 
 
+@gate("gold")
 def check_gold(
-    spark: SparkSession,
-    tables: DeltaTables,
-    settings: Settings,
-    days: dt.date | Sequence[dt.date],
-    run_id: str,
-) -> dict:
+    tables: DeltaTables, settings: Settings, days: list[dt.date], run_id: str
+) -> list[ValidationOutcome]:
     """Each day's gold flights and entity statistics."""
-    days = as_days(days)
     flights = per_day(
         tables.read(tb.GOLD_FLIGHTS, partitions={"flight_date": days}).withColumn(
             # as 0/1: GX's Spark engine cannot average a boolean (it observes null)
@@ -271,7 +283,7 @@ def check_gold(
         ]
     )
 
-    outcomes = validate_days(
+    return validate_days(
         flights,
         "gold_flights",
         "gold",
@@ -287,6 +299,3 @@ def check_gold(
         settings,
         run_id,
     )
-    record(tables, "gold", days, outcomes, run_id)
-    enforce(*outcomes)
-    return summary(outcomes)
