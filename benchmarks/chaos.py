@@ -33,8 +33,9 @@ as the machine's load moves it, and the writes' times are scaled with it.
 Then
 
 1. *check*: every Delta table under the lakehouse opens and reads whole at its latest version
-   (else **corrupt**; a data file no commit ever added is a **leftover**, as is a landing
-   staging folder or an MLflow run left RUNNING); every declared key is unique (else
+   (else **corrupt**; a data file no commit ever added is a **leftover**, as is a table
+   folder with data files and no log yet, a landing staging folder or an MLflow run left
+   RUNNING); every declared key is unique (else
    **duplicate**); the bookkeeping agrees (else **inconsistent**, see :func:`bookkeeping`):
    reconciliation against bronze, silver and quarantine, the quality gates' row counts
    against their tables, every gold table holding each gold day, predictions and served
@@ -941,6 +942,13 @@ def inspect(settings) -> dict[str, list[str]]:
         stray = [s for s in stray if s not in ("_last_checkpoint", "_commits")]
         if stray:
             found["leftovers"].append(f"{name}: stray log files {stray}")
+    # a table's first write killed before its first commit: data files in a folder with no log
+    # (the re-run's commit makes them orphans of a table)
+    for folder in sorted(Path(settings.lakehouse).glob("[!_]*/*")):
+        logged = not folder.is_dir() or (folder / "_delta_log").exists()
+        if not logged and (files := list(folder.rglob("*.parquet"))):
+            name = f"{folder.parent.name}.{folder.name}"
+            found["leftovers"].append(f"{name}: {len(files)} data file(s) and no Delta log")
     # the day claims (jobs/common/day_claims.py): a record that does not parse blocks its day
     for record in sorted(Path(settings.lakehouse).glob("_claims/*/*.json")):
         try:
