@@ -67,6 +67,12 @@ A **lost request** is a retrain request the clean run recorded that the re-run's
 one that stays pending after a re-run training, or one whose Asset event no re-run carries (a
 request a killed ``request_retrain`` recorded must come back from the re-run, which re-emits it).
 
+**Kills after writes** (``--after-writes``, kept apart: ``seed-<seed>-after-writes``): the
+timed kills rarely fall between two commits of a stage that commits its tables within a
+fraction of a second (silver's five). These kill a step as soon as it has changed ``k`` of the
+``n`` outputs its clean run changed (``k`` drawn in 1..n-1, polled every 5 ms), for the steps
+with two outputs or more.
+
 **Kept and resumed.** The clean run is kept under ``reference/`` with its :func:`code_key`
 (a digest of the code under test, the quality suites, the services' set-up and the lock, not
 the commit): a later call on the same code reuses it (``--rebuild-reference`` rebuilds it).
@@ -322,8 +328,17 @@ class Ran:
     output: str  # the tail of its output
 
 
-def _wait(proc, began, kill_after, spark_kill, watch) -> int | None:
+def _wait(proc, began, kill_after, spark_kill, watch, kill_when) -> int | None:
     """The step's exit status; None: killed by the harness (see :func:`run_step`)."""
+    if kill_when is not None:
+        while (rc := proc.poll()) is None:
+            if kill_when():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return None
+            time.sleep(0.005)
+        return rc
     try:
         if watch is None:
             return proc.wait(timeout=kill_after)
@@ -348,11 +363,13 @@ def run_step(
     kill_after: float | None = None,
     spark_kill: Callable[[], None] | None = None,
     watch: Callable[[float], None] | None = None,
+    kill_when: Callable[[], bool] | None = None,
 ) -> Ran:
     """Run the step in a process group of its own, its output to ``log``. ``kill_after``: SIGKILL
     the group that many seconds after the start (if still running). ``spark_kill``: a callable
     run at that moment instead (the process is then left to end, within SPARK_WAIT_S).
-    ``watch``: called with the seconds since the start every 0.1 s while the step runs."""
+    ``watch``: called with the seconds since the start every 0.1 s while the step runs.
+    ``kill_when``: polled every 5 ms; SIGKILL the group once it answers True."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         began = time.perf_counter()
@@ -366,7 +383,7 @@ def run_step(
         )
         rc: int | None
         try:
-            rc = _wait(proc, began, kill_after, spark_kill, watch)
+            rc = _wait(proc, began, kill_after, spark_kill, watch, kill_when)
         except BaseException:  # the harness interrupted: the step does not outlive it
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -674,6 +691,30 @@ def quick_tokens(settings) -> tuple:
     if monitoring.exists():
         parts.append(("monitoring", sum(1 for p in monitoring.rglob("*") if p.is_file())))
     return tuple(parts)
+
+
+def output_stamps(settings, outputs: list[str]) -> dict[str, object]:
+    """A cheap stamp of each of ``outputs`` (:func:`tokens`' names: a Delta table's commit
+    count, a landed day's file names, a file's time and size, the monitoring files' count),
+    polled while a step runs to kill it once it has changed some of them."""
+    stamps: dict[str, object] = {}
+    for key in outputs:
+        kind, _, name = key.partition(" ")
+        if kind == "delta":
+            layer, table = name.split(".", 1)
+            log = Path(settings.lakehouse) / layer / table / "_delta_log"
+            stamps[key] = len(list(log.glob("*.json"))) if log.exists() else 0
+        elif kind == "landing":
+            day = Path(settings.landing) / name
+            stamps[key] = sorted(p.name for p in day.iterdir()) if day.exists() else None
+        elif key == "monitoring files":
+            folder = settings.state_dir / "monitoring"
+            stamps[key] = sum(1 for p in folder.rglob("*") if p.is_file())
+        else:
+            path = settings.state_dir / key
+            with contextlib.suppress(FileNotFoundError):
+                stamps[key] = (path.stat().st_mtime_ns, path.stat().st_size)
+    return stamps
 
 
 # --- the invariants ---------------------------------------------------------------------------
@@ -1117,11 +1158,14 @@ def one_kill(
     rng: random.Random,
     manifest: dict,
     walls: dict[str, list[float]],
+    after_writes: bool = False,
 ) -> dict:
     """Kill ``target`` once, check, re-run, check and compare. ``walls``: the step's clean wall
     times so far (the reference's, then each re-run's and each process's that finished before
     its kill), whose recent median is the step's current wall time (the machine's load moves
-    it): the delay is drawn within it."""
+    it): the delay is drawn within it. ``after_writes``: instead of a delay, kill the step as
+    soon as it has changed ``k`` of the ``n`` outputs its clean run changed (``k`` drawn in
+    1..n-1)."""
     from tooling import services
 
     settings = h.settings
@@ -1147,6 +1191,17 @@ def one_kill(
     before = tokens(settings)
     record: dict = {"target": target, "kill": index, "step": step.name, "delay_s": round(delay, 2)}
     record["drawn_within"] = "writes" if within_writes else "step"
+    kill_when = None
+    if after_writes:
+        outputs = clean["changed"]
+        k = rng.randint(1, len(outputs) - 1)
+        unwritten = output_stamps(settings, outputs)
+        record["drawn_within"] = f"after {k} of {len(outputs)} outputs"
+        record["delay_s"] = None
+
+        def kill_when() -> bool:
+            now = output_stamps(settings, outputs)
+            return sum(now.get(o) != unwritten.get(o) for o in outputs) >= k
 
     def kill_server() -> None:
         pid = services.pid_of(settings, "spark-connect")
@@ -1166,9 +1221,12 @@ def one_kill(
     ran = run_step(
         step,
         log.with_suffix(".killed.log"),
-        kill_after=delay,
+        kill_after=None if after_writes else delay,
         spark_kill=kill_server if target == "spark-connect" else None,
+        kill_when=kill_when,
     )
+    if after_writes:
+        record["delay_s"] = round(ran.wall_s, 2)
     record["process"] = "killed" if ran.rc is None else f"exited {ran.rc}"
     if target == "spark-connect":
         record["process"] = (
@@ -1265,11 +1323,12 @@ def summarize(target: str, kills: list[dict], control_run: dict | None) -> dict:
     }
 
 
-def print_table(rows: list[dict], kills: int, seed: int) -> None:
+def print_table(rows: list[dict], kills: int, seed: int, after_writes: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"SIGKILL at random points: {kills} per target asked, seed {seed}")
+    when = "once k of its n outputs changed" if after_writes else "at random points"
+    table = Table(title=f"SIGKILL {when}: {kills} per target asked, seed {seed}")
     columns = (
         ("target", "target"),
         ("kills", "kills"),
@@ -1311,8 +1370,8 @@ class Results:
     same code, goes on where an earlier one stopped: kill ``i`` of a target draws from its own
     generator (``seed/target/i``), so the kills done and those still to do are one run's."""
 
-    def __init__(self, state: Path, key: str, seed: int):
-        self.folder = state / "kills" / key / f"seed-{seed}"
+    def __init__(self, state: Path, key: str, seed: int, kind: str = ""):
+        self.folder = state / "kills" / key / f"seed-{seed}{kind}"
 
     def path(self, target: str, kill: int | str) -> Path:
         name = kill if isinstance(kill, str) else f"{kill:03d}"
@@ -1374,6 +1433,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="MINUTES",
         help="start no kill after this many minutes (the next call goes on from there)",
     )
+    parser.add_argument(
+        "--after-writes",
+        action="store_true",
+        help="kill each step once it has changed k of the n outputs its clean run changed (k "
+        "drawn in 1..n-1; the steps with two outputs or more), kept apart from the timed kills",
+    )
     args = parser.parse_args(argv)
     targets = [t.strip() for t in args.stages.split(",") if t.strip()]
     unknown = [t for t in targets if t not in (*TARGETS, "spark-connect")]
@@ -1390,7 +1455,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     began, code, key = time.perf_counter(), code_version(), code_key()
     deadline = None if args.stop_after is None else began + args.stop_after * 60
-    results = Results(args.state, key, args.seed)
+    results = Results(args.state, key, args.seed, "-after-writes" if args.after_writes else "")
     if args.fresh:
         shutil.rmtree(results.folder, ignore_errors=True)
     try:
@@ -1402,6 +1467,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"the clean run kept for this code ({key}, built {manifest['built_s']} s) is "
                   "reused", flush=True)  # fmt: skip
             ensure_spark(h.settings)
+        if args.after_writes:
+            single = [t for t in targets if len(manifest["steps"].get(TARGETS.get(t, ""), {})
+                                                .get("changed", [])) < 2]  # fmt: skip
+            if single:
+                print(f"--after-writes: {single} change fewer than two outputs, left out")
+                targets = [t for t in targets if t not in single]
         controls: dict[str, dict | None] = {}
         for target in targets:
             control_run = results.get(target, "control")
@@ -1427,7 +1498,7 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 # one generator per kill: a later call draws what one whole run would have
                 rng = random.Random(f"{args.seed}/{target}/{index}")
-                record = one_kill(h, target, index, rng, manifest, walls[target])
+                record = one_kill(h, target, index, rng, manifest, walls[target], args.after_writes)
                 known = {difference_key(d) for d in (controls[target] or {}).get("differences", [])}
                 record["unexplained_differences"] = [
                     d for d in record["differences"] if difference_key(d) not in known
@@ -1455,7 +1526,7 @@ def main(argv: list[str] | None = None) -> None:
         kills = results.kills(target)
         records[target] = {"kills": kills, "control": controls.get(target)}
         rows.append(summarize(target, kills, controls.get(target)))
-    print_table(rows, args.kills, args.seed)
+    print_table(rows, args.kills, args.seed, args.after_writes)
     if others := results.others():
         print(f"({others} kill(s) kept for other code are not counted)")
     harnesses = sorted({k.get("harness", "?") for r in records.values() for k in r["kills"]})
@@ -1480,7 +1551,7 @@ def main(argv: list[str] | None = None) -> None:
         "summary": rows,
         "targets": records,
     }
-    out = args.state / "chaos.json"
+    out = args.state / ("chaos-after-writes.json" if args.after_writes else "chaos.json")
     out.write_text(json.dumps(output, indent=2, default=str))
     if output["code_at_end"] != code:
         print(f"the code under test changed during the run ({code} -> {output['code_at_end']})")
