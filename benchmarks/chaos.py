@@ -33,7 +33,9 @@ as the machine's load moves it, and the writes' times are scaled with it.
 Then
 
 1. *check*: every Delta table under the lakehouse opens and reads whole at its latest version
-   (else **corrupt**; a data file no commit ever added is a **leftover**, as is a table
+   (else **corrupt**, as is MLflow's SQLite store failing its integrity check once a killed
+   writer's journal is rolled back, in a copy; a data file no commit ever added is a
+   **leftover**, as is a table
    folder with data files and no log yet, a landing staging folder or an MLflow run left
    RUNNING); every declared key is unique (else
    **duplicate**); the bookkeeping agrees (else **inconsistent**, see :func:`bookkeeping`):
@@ -444,21 +446,35 @@ def _sha1(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def mlflow_db(settings) -> sqlite3.Connection | None:
-    """MLflow's SQLite store, read-only and directly (an MLflow client would keep an engine on
-    the file a restore replaces)."""
+@contextlib.contextmanager
+def mlflow_db(settings):
+    """MLflow's SQLite store, read directly (an MLflow client would keep an engine on the file a
+    restore replaces) from a copy: a writer killed mid-transaction leaves a rollback journal,
+    which SQLite rolls back when the store is next opened for writing, as MLflow's next process
+    does; a read-only connection cannot ("attempt to write a readonly database"), and the check
+    must not change the state the re-run starts from. None where there is no store."""
+    import tempfile
+
     path = settings.state_dir / "mlflow" / "mlflow.db"
     if not path.exists():
-        return None
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="chaos-mlflow-") as folder:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copy2(source, Path(folder) / source.name)
+        with contextlib.closing(sqlite3.connect(Path(folder) / path.name)) as db:
+            yield db
 
 
 def registry_state(settings) -> dict:
-    """The registered versions, the aliases, and the runs still RUNNING."""
-    db = mlflow_db(settings)
-    if db is None:
-        return {"versions": [], "aliases": {}, "running": []}
-    with contextlib.closing(db):
+    """The registered versions, the aliases, the runs still RUNNING, and SQLite's integrity
+    check of the store (after the recovery of a killed writer's journal)."""
+    with mlflow_db(settings) as db:
+        if db is None:
+            return {"versions": [], "aliases": {}, "running": [], "integrity": "ok"}
+        (integrity,) = db.execute("PRAGMA integrity_check").fetchone()
         name = settings.model_name
         versions = [
             str(v)
@@ -473,7 +489,7 @@ def registry_state(settings) -> dict:
         running = [
             r for (r,) in db.execute("SELECT name FROM runs WHERE status = 'RUNNING'").fetchall()
         ]
-    return {"versions": versions, "aliases": aliases, "running": running}
+    return {"versions": versions, "aliases": aliases, "running": running, "integrity": integrity}
 
 
 def workspace_runs(settings) -> tuple[list[dict], list[str]]:
@@ -1015,6 +1031,8 @@ def inspect(settings) -> dict[str, list[str]]:
         if staged:
             found["leftovers"].append(f"landing: {len(staged)} staging folder(s) {staged[:3]}")
     registry = registry_state(settings)
+    if registry["integrity"] != "ok":
+        found["corrupt"].append(f"MLflow's store: integrity check {registry['integrity']}")
     if registry["running"]:
         found["leftovers"].append(f"MLflow runs left RUNNING: {registry['running']}")
     ordinals = version_ordinals(settings)
