@@ -35,9 +35,8 @@ Then
 1. *check*: every Delta table under the lakehouse opens and reads whole at its latest version
    (else **corrupt**, as is MLflow's SQLite store failing its integrity check once a killed
    writer's journal is rolled back, in a copy; a data file no commit ever added is a
-   **leftover**, as is a table
-   folder with data files and no log yet, a landing staging folder or an MLflow run left
-   RUNNING); every declared key is unique (else
+   **leftover**, as is a table folder with data files and no log yet, a landing staging
+   folder or an MLflow run left RUNNING); every declared key is unique (else
    **duplicate**); the bookkeeping agrees (else **inconsistent**, see :func:`bookkeeping`):
    reconciliation against bronze, silver and quarantine, the quality gates' row counts
    against their tables, every gold table holding each gold day, predictions and served
