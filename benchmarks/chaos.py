@@ -56,7 +56,7 @@ is still running 5 minutes later). ``check_silver`` and ``check_gold`` can be na
 
 **What "equal to a clean run" means.** Every Delta table's rows (sorted, floats to 1e-9
 relative), less the columns that say which run or when (run ids, Airflow and MLflow run ids,
-``decided_at``, ``recorded_at``, the report path: ``tests/lakehouse/snapshot.RUN_METADATA``);
+``decided_at``, ``recorded_at``, the report path: ``tooling/lakehouse_diff.RUN_METADATA``);
 each landed file's bytes; the online store's rows less ``created_ts``; each feature view's
 newest materialized time; the registry's aliases; the Evidently workspace's runs (project, name,
 timestamp, values); the monitoring reports' file names. Model versions are compared by their
@@ -120,7 +120,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.harness import ROOT, isolate
+
 DEFAULT_STATE = ROOT / ".state" / "bench-chaos"
 DEFAULT_PORT = 25052
 ONE_DAY = dt.timedelta(days=1)
@@ -279,27 +280,10 @@ def killed_steps(targets: list[str]) -> list[str]:
 
 # --- the platform ------------------------------------------------------------------------------
 def configure(state: Path, port: int) -> None:
-    """This harness's settings: its own state folder and port, whatever the caller's
+    """This harness's settings: its own state folder and ports, whatever the caller's
     environment says (every NIGHTJAR_ variable of the caller is dropped)."""
-    for name in [n for n in os.environ if n.startswith("NIGHTJAR_")]:
-        del os.environ[name]
-    platform = state / "platform"
-    os.environ.update(
-        {
-            "NIGHTJAR_STATE_DIR": str(platform),
-            "AIRFLOW_HOME": str(platform / "airflow"),
-            "NIGHTJAR_SPARK_CONNECT_PORT": str(port),
-            "NIGHTJAR_SPARK_REMOTE": f"sc://127.0.0.1:{port}",
-            "NIGHTJAR_SPARK_MASTER_PORT": str(port + 10),
-            **SETTINGS_ENV,
-        }
-    )
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    # the steps (nightjar's console script) run this checkout's code, even where the venv's
-    # editable install points at another checkout (a worktree pinned at a commit)
-    paths = [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    isolate("chaos", port, folder=state, platform="platform", drop_caller=True)
+    os.environ.update(SETTINGS_ENV)
 
 
 def copy_state(source: Path, target: Path) -> None:
@@ -539,11 +523,11 @@ TABLE_FRAMES_KEPT = 250  # ~60 MB a whole lakehouse, ~30 tables
 
 
 def lakehouse_frames(lakehouse: str) -> dict:
-    """:func:`tests.lakehouse.snapshot.lakehouse_content` of the lakehouse, each table read only
+    """:func:`tooling.lakehouse_diff.lakehouse_content` of the lakehouse, each table read only
     when its files differ from every recently read one's (a copy of the kept frame otherwise)."""
     import tempfile
 
-    from tests.lakehouse.snapshot import lakehouse_content
+    from tooling.lakehouse_diff import lakehouse_content
 
     paths = {f"{p.parent.parent.name}.{p.parent.name}": p.parent
              for p in Path(lakehouse).glob("*/*/_delta_log")}  # fmt: skip
