@@ -51,11 +51,12 @@ YEAR = days(dt.date(2013, 1, 1), dt.date(2013, 12, 31))
 
 
 def built_days(settings: Settings) -> set[dt.date]:
+    """The days gold has flights for (the weather has none for 2013-12-31)."""
     try:
-        table = DeltaTable(settings.table_uri("gold.origin_weather_daily"))
+        table = DeltaTable(settings.table_uri("gold.flights"))
     except Exception:
         return set()
-    return set(table.get_add_actions(flatten=True).column("partition.as_of_date").to_pylist())
+    return set(table.get_add_actions(flatten=True).column("partition.flight_date").to_pylist())
 
 
 def build_year(settings: Settings) -> float:
