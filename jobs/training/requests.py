@@ -10,12 +10,18 @@ caller names them. The requests' reasons are the run's trigger.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 from dataclasses import dataclass
+
+import pandas as pd
 
 from jobs.common.errors import NightjarError, StageSkipped
 from jobs.common.settings import Settings
 from jobs.monitoring import retrain
-from jobs.training import labeled, train
+from jobs.training import labeled, registry, tracking, train
+
+log = logging.getLogger(__name__)
 
 
 def searches(requests: list[dict]) -> bool:
@@ -53,8 +59,52 @@ def train_pending(
             end = labeled.newest(settings)
         except NightjarError as exc:  # e.g. a weekly run before any data: nothing to train on
             raise StageSkipped(str(exc)) from exc
-    result = train.run(
-        settings, end, window_days or planned_window, trigger=trigger, search=searches(requests)
-    )
+    result = already_decided(settings, requests, trigger)
+    if result is None:
+        result = train.run(
+            settings, end, window_days or planned_window, trigger=trigger, search=searches(requests)
+        )
     retrain.mark_served(settings, requests, run_id, result)
     return Served(result, trigger, [r["request_id"] for r in requests])
+
+
+def already_decided(settings: Settings, requests: list[dict], trigger: str) -> train.Result | None:
+    """The decision a run serving these very ``requests`` recorded before it was stopped short
+    of marking them served (a crash between the two; the crash harness found it): its trigger
+    names each of them and it came after them. Training again would decide a second version;
+    instead the aliases are brought to the log and the requests are served by that decision."""
+    if not requests:
+        return None
+    decisions = registry.decisions(settings)
+    newest = max(pd.Timestamp(r["recorded_at"]) for r in requests)
+    done = decisions[
+        decisions.decision.isin(registry.TRAINED)
+        & (decisions.trigger == trigger)
+        & (pd.to_datetime(decisions.decided_at) >= newest)
+    ]
+    if done.empty:
+        return None
+    row = done.iloc[-1]
+    client = tracking.client(settings)
+    registry.sync_aliases(settings, client)
+    baseline = {
+        k.removeprefix("baseline_test_"): v
+        for k, v in client.get_run(row.run_id).data.metrics.items()
+        if k.startswith("baseline_test_")
+    }
+    log.warning(
+        "v%s was already decided (%s) for these requests by run %s: serving them with it",
+        row.version,
+        row.decision,
+        row.run_id,
+    )
+    return train.Result(
+        run_id=row.run_id,
+        version=row.version,
+        promoted=row.decision == "promoted",
+        reason=row.reason,
+        test_metrics=json.loads(row.metrics),
+        baseline_test_metrics=baseline,
+        champion_test_metrics=json.loads(row.champion_metrics) if row.champion_metrics else None,
+        test_predictions=pd.DataFrame(),
+    )

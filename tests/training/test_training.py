@@ -334,3 +334,35 @@ def test_the_cli_and_the_dag_serve_pending_requests_the_same_way(ml, first):
     assert retrain.pending(ml) == []
     with pytest.raises(StageSkipped, match="already served"):
         requests.train_pending(ml, "dag", default_trigger="asset", requested=True)
+
+
+def test_a_crash_between_a_decision_and_serving_its_requests_trains_no_second_version(
+    ml, first, monkeypatch
+):
+    """The crash harness's finding: a training killed after recording its decision, before
+    marking its requests served. The next run serves them with that decision."""
+    from jobs.monitoring import retrain
+    from jobs.training import requests
+
+    wanted = retrain.request(END, "performance", "ROC AUC 0.51 over 2 days", {}, window_days=4)
+    retrain.append(ml, [{**wanted, "airflow_run_id": "scheduled__crash"}])
+    mark_served = retrain.mark_served
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(retrain, "mark_served", crash)
+    with pytest.raises(KeyboardInterrupt):
+        requests.train_pending(ml, "killed", default_trigger="asset", requested=True)
+    decided = registry.decisions(ml)
+    assert [r["request_id"] for r in retrain.pending(ml)] == [wanted["request_id"]]
+
+    monkeypatch.setattr(retrain, "mark_served", mark_served)
+    served = requests.train_pending(ml, "again", default_trigger="asset", requested=True)
+    assert len(registry.decisions(ml)) == len(decided)  # no second decision
+    assert served.result.version == decided.version.iloc[-1]
+    assert served.result.run_id == decided.run_id.iloc[-1]
+    assert retrain.pending(ml) == []
+    rows = retrain.log_rows(ml)
+    row = rows[(rows.request_id == wanted["request_id"]) & (rows.event == "served")].iloc[0]
+    assert row.model_version == decided.version.iloc[-1] and row.airflow_run_id == "again"
