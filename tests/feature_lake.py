@@ -36,7 +36,6 @@ def feast_lake(spark, settings, tmp_path_factory):
 def service_columns(settings, service: str = store.FEATURE_SERVICE) -> list[str]:
     """The training set's feature columns of ``service`` (``<view>__<feature>``), from the
     registry."""
-    projections = (
-        store.feature_store(settings).get_feature_service(service).feature_view_projections
-    )
-    return [f"{p.name}__{f.name}" for p in projections for f in p.features]
+    from jobs.features.training import feature_columns
+
+    return feature_columns(store.feature_store(settings).get_feature_service(service))

@@ -19,6 +19,7 @@ from jobs.common.delta.snapshot import read_arrow
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
 from jobs.features.store import FEATURE_SERVICE, feature_store
+from jobs.lakehouse import gold_tables
 from jobs.lakehouse import tables as tb
 
 ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "route", "tailnum"]
@@ -26,15 +27,7 @@ LABEL_COLUMNS = ["is_disrupted", "is_cancelled", "dep_delay"]
 
 
 # Every gold table a training set reads: the entity rows and the feature views' sources.
-GOLD_INPUTS = (
-    "gold.flights",
-    "gold.scheduled_flights",
-    "gold.carrier_stats",
-    "gold.origin_stats",
-    "gold.route_stats",
-    "gold.plane_stats",
-    "gold.origin_weather_daily",
-)
+GOLD_INPUTS = gold_tables.PUBLISHED
 
 
 @dataclass(frozen=True)
@@ -43,6 +36,11 @@ class TrainingSet:
     delta_versions: dict[str, int]  # table name -> the Delta version read
     feature_service: str
     feature_columns: list[str]
+
+
+def feature_columns(service) -> list[str]:
+    """A Feast feature service's columns in a training set: ``<view>__<feature>``."""
+    return [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
 
 
 def current_versions(settings: Settings) -> dict[str, int]:
@@ -104,12 +102,11 @@ def training_set(
         raise NightjarError(
             f"point-in-time join returned {len(frame)} rows for {len(entities)} flights"
         )
-    columns = [f"{p.name}__{f.name}" for p in service.feature_view_projections for f in p.features]
     return TrainingSet(
         frame=frame.sort_values(["flight_date", "flight_id"], ignore_index=True),
         delta_versions=versions,
         feature_service=feature_service,
-        feature_columns=columns,
+        feature_columns=feature_columns(service),
     )
 
 

@@ -60,7 +60,9 @@ def train_pending(
         except NightjarError as exc:  # e.g. a weekly run before any data: nothing to train on
             raise StageSkipped(str(exc)) from exc
     result = already_decided(settings, requests, trigger)
-    if result is None:
+    if result is not None:  # the aliases may not have moved before the crash
+        registry.sync_aliases(settings, tracking.client(settings))
+    else:
         result = train.run(
             settings, end, window_days or planned_window, trigger=trigger, search=searches(requests)
         )
@@ -72,7 +74,7 @@ def already_decided(settings: Settings, requests: list[dict], trigger: str) -> t
     """The decision a run serving these very ``requests`` recorded before it was stopped short
     of marking them served (a crash between the two; the crash harness found it): its trigger
     names each of them and it came after them. Training again would decide a second version;
-    instead the aliases are brought to the log and the requests are served by that decision."""
+    the requests are served by that decision instead."""
     if not requests:
         return None
     decisions = registry.decisions(settings)
@@ -85,11 +87,9 @@ def already_decided(settings: Settings, requests: list[dict], trigger: str) -> t
     if done.empty:
         return None
     row = done.iloc[-1]
-    client = tracking.client(settings)
-    registry.sync_aliases(settings, client)
     baseline = {
         k.removeprefix("baseline_test_"): v
-        for k, v in client.get_run(row.run_id).data.metrics.items()
+        for k, v in tracking.client(settings).get_run(row.run_id).data.metrics.items()
         if k.startswith("baseline_test_")
     }
     log.warning(
