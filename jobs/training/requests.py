@@ -78,11 +78,13 @@ def already_decided(settings: Settings, requests: list[dict], trigger: str) -> t
     if not requests:
         return None
     decisions = registry.decisions(settings)
-    newest = max(pd.Timestamp(r["recorded_at"]) for r in requests)
+    if decisions.empty:  # the bootstrap: nothing decided yet
+        return None
+    newest = pd.to_datetime([r["recorded_at"] for r in requests], utc=True).max()
     done = decisions[
         decisions.decision.isin(registry.TRAINED)
         & (decisions.trigger == trigger)
-        & (pd.to_datetime(decisions.decided_at) >= newest)
+        & (pd.to_datetime(decisions.decided_at, utc=True) >= newest)
     ]
     if done.empty:
         return None

@@ -7,6 +7,8 @@ Runs on the feature tests' lakehouse (2013-03-01..03-04) with a 4-day window: 2 
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from jobs.features.training import training_set
@@ -137,4 +139,5 @@ def drift_request() -> dict:
         "rule": "drift",
         "reason": "drift share 0.4",
         "window_days": None,
+        "recorded_at": dt.datetime.now(dt.UTC),
     }
