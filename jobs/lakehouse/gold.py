@@ -4,8 +4,9 @@
   one row per flight with its prediction time, the instant day D closed (midnight New York time
   before the flight's day). The scheduled flights also carry what D+1's whole timetable says
   about each flight (``tables.TIMETABLE_FEATURES``): known when it lands with D.
-* ``gold.<entity>_stats`` for carrier, origin, route and plane: trailing 1/7/28-day disruption
-  statistics as of day D, computed only from flights on or before D; ``event_ts`` = end of D.
+* ``gold.<entity>_stats`` for carrier, origin, route, plane and flight number (carrier, number
+  and origin: ``flight_number``, "UA-1545-EWR"): trailing 1/7/28-day disruption statistics as
+  of day D, computed only from flights on or before D; ``event_ts`` = end of D.
 * ``gold.origin_weather_daily``: day D's weather per origin, and where it was heading as the day
   closed (the barometer's trend, the last readings); ``event_ts`` = end of D.
 * ``gold.entity_daily``: day D's counts and sums per entity, what the statistics add up.
@@ -63,6 +64,8 @@ def flight_rows(
         "plane_year",
         "plane_seats",
         *extra,
+        # a flight id without its date: the flight number's statistics' key
+        F.concat_ws("-", "carrier", "flight", "origin").alias("flight_number"),
     ]
     if with_label:
         disrupted = F.col("is_cancelled") | (
@@ -338,9 +341,9 @@ def run(
             {"flight_date": days},
         )
     )
-    # tables from before the timetable and weather-trend features get their columns (older
-    # days read null until gold runs for them again)
-    for spec in (tb.GOLD_SCHEDULED_FLIGHTS, tb.GOLD_WEATHER):
+    # tables from before the timetable and weather-trend features and the flight number get
+    # their columns (older days read null until gold runs for them again)
+    for spec in (tb.GOLD_FLIGHTS, tb.GOLD_SCHEDULED_FLIGHTS, tb.GOLD_WEATHER):
         if added := tables.add_new_columns(spec, run_id):
             log.info("%s: added %s", spec.name, added)
     counts = {}

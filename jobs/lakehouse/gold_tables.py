@@ -4,8 +4,16 @@ and the Assets the DAGs emit (``dags/nightjar_assets.py``).
 It imports nothing, so a DAG file may read it while Airflow parses it; the catalog itself
 imports Spark's and Arrow's types, which a DAG file must not."""
 
-# The entities gold keeps trailing statistics for, each with its key column.
-ENTITY_KEYS = {"carrier": "carrier", "origin": "origin", "route": "route", "plane": "tailnum"}
+# The entities gold keeps trailing statistics for, each with its key column. A flight number's
+# key is carrier, number and origin, as a flight id reads without its date: "UA-1545-EWR" (the
+# same number flies from more than one airport, and from each on its own schedule).
+ENTITY_KEYS = {
+    "carrier": "carrier",
+    "origin": "origin",
+    "route": "route",
+    "plane": "tailnum",
+    "flight_number": "flight_number",
+}
 
 FLIGHTS = "gold.flights"
 SCHEDULED_FLIGHTS = "gold.scheduled_flights"

@@ -204,14 +204,19 @@ _GOLD_FLIGHT_COLUMNS = [
     "plane_seats int",
 ]
 _LABEL_COLUMNS = ["is_cancelled boolean", "dep_delay double", "is_disrupted boolean"]
+# The flight number's key (gold.flight_number_stats): carrier, number and origin, as the flight
+# id reads without its date ("UA-1545-EWR"). Added after the tables' other columns.
+FLIGHT_NUMBER = gold_tables.ENTITY_KEYS["flight_number"]
+_FLIGHT_NUMBER_COLUMN = f"{FLIGHT_NUMBER} string"
 
 GOLD_FLIGHTS = TableSpec(
     name=gold_tables.FLIGHTS,
-    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_LABEL_COLUMNS),
+    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_LABEL_COLUMNS, _FLIGHT_NUMBER_COLUMN),
     partition_by=("flight_date",),
     key=("flight_id",),
     description="One row per operated flight: prediction time (end of the previous day), "
     "schedule attributes and the label (disrupted = cancelled or dep_delay >= 15 min)",
+    appended=(FLIGHT_NUMBER,),
 )
 # What tomorrow's whole timetable says about each of its flights (gold.timetable_features):
 # known when the timetable lands with day D, so fair to use for D+1's predictions.
@@ -227,11 +232,11 @@ TIMETABLE_FEATURES = struct(*_TIMETABLE_FEATURE_COLUMNS)
 
 GOLD_SCHEDULED_FLIGHTS = TableSpec(
     name=gold_tables.SCHEDULED_FLIGHTS,
-    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_TIMETABLE_FEATURE_COLUMNS),
+    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_TIMETABLE_FEATURE_COLUMNS, _FLIGHT_NUMBER_COLUMN),
     partition_by=("flight_date",),
     key=("flight_id",),
     description="Tomorrow's flights to score: written by run D for flight_date D+1, no label",
-    appended=tuple(TIMETABLE_FEATURES.names),
+    appended=(*TIMETABLE_FEATURES.names, FLIGHT_NUMBER),
 )
 
 ENTITY_KEYS = gold_tables.ENTITY_KEYS
@@ -252,8 +257,9 @@ GOLD_ENTITY_DAILY = TableSpec(
     ),
     partition_by=("flight_date",),
     key=("flight_date", "entity", "entity_key"),
-    description="Per day and carrier, origin, route or plane: flights, disrupted, cancelled, "
-    "and departure delay sum and count (what gold.<entity>_stats sums over its windows)",
+    description="Per day and carrier, origin, route, plane or flight number: flights, "
+    "disrupted, cancelled, and departure delay sum and count (what gold.<entity>_stats sums "
+    "over its windows)",
 )
 
 

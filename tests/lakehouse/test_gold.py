@@ -58,6 +58,10 @@ def test_gold_flights_carry_the_label_and_prediction_time(built):
         source_flights([dt.date(2013, 7, 4)])
     )
     assert "is_disrupted" not in scheduled.columns
+    # a flight's number is its id without the date, in both tables
+    for frame in (got, scheduled):
+        assert (frame.flight_number == frame.flight_id.str[len("20130703-") :]).all()
+    assert got.flight_number.str.fullmatch(r"[0-9A-Z]{2}-\d+-(EWR|JFK|LGA)").all()
 
 
 @pytest.mark.parametrize(
@@ -67,6 +71,7 @@ def test_gold_flights_carry_the_label_and_prediction_time(built):
         ("origin", "origin", ["origin"]),
         ("plane", "tailnum", ["tailnum"]),
         ("route", "route", ["origin", "dest"]),
+        ("flight_number", "flight_number", ["carrier", "flight", "origin"]),
     ],
 )
 def test_trailing_stats_match_the_source(built, entity, key, src_key):
@@ -119,22 +124,42 @@ def test_an_entity_that_stops_flying_keeps_a_row_with_zero_counts_for_the_longes
     assert rows.disrupted_rate_3d.to_dict() == pytest.approx(flown.disrupted.mean().to_dict())
 
 
-def test_aggregates_never_use_a_later_day(spark, built):
+@pytest.mark.parametrize("entity", list(tb.ENTITY_KEYS))
+def test_aggregates_never_use_a_later_day(spark, built, entity):
     """Day 2's stored aggregates were computed before day 3 landed; recomputing them with day 3
     in silver must give the same values (it would not if any aggregate used a later day)."""
     lake, tables = built
-    day = DAYS[1]
-    stored = tables.read(gold_spec("carrier"), partitions={"as_of_date": [day]}).toPandas()
+    day, key = DAYS[1], tb.ENTITY_KEYS[entity]
+    stored = tables.read(gold_spec(entity), partitions={"as_of_date": [day]}).toPandas()
     flights = gold.flight_rows(
         tables.read(tb.SILVER_FLIGHTS), lake, with_label=True
     )  # all three days
-    recomputed = gold.entity_stats(gold.entity_daily(flights), "carrier", day, WINDOWS).toPandas()
+    recomputed = gold.entity_stats(gold.entity_daily(flights), entity, day, WINDOWS).toPandas()
     pd.testing.assert_frame_equal(
-        stored.sort_values("carrier", ignore_index=True),
-        recomputed.sort_values("carrier", ignore_index=True),
+        stored.sort_values(key, ignore_index=True),
+        recomputed.sort_values(key, ignore_index=True),
         check_dtype=False,
     )
     assert len(stored) > 0
+
+
+def test_a_flight_numbers_stats_as_of_a_day_count_only_its_flights_up_to_that_day(built):
+    """Leak test, from the source: a flight number's statistics as of D count its flights of
+    the window ending D (carrier, number and origin alike) and none of D+1's, which had
+    already landed when the table was read; a number that flies only after D has no row."""
+    lake, tables = built
+    day = DAYS[1]
+    got = tables.read(gold_spec("flight_number"), partitions={"as_of_date": [day]}).toPandas()
+    got = got.set_index("flight_number")
+    src = source_flights(DAYS)
+    src["flight_number"] = src.carrier + "-" + src.flight + "-" + src.origin
+    src["date"] = src.day.astype(int)
+    upto = src[src.date <= day.day]
+    assert got.flights_3d.to_dict() == upto.groupby("flight_number").size().to_dict()
+    first_flown_later = set(src[src.date > day.day].flight_number) - set(upto.flight_number)
+    assert first_flown_later and not set(got.index) & first_flown_later
+    on_day = upto[upto.date == day.day].groupby("flight_number").disrupted.mean()
+    assert got.loc[on_day.index, "disrupted_rate_1d"].to_dict() == pytest.approx(on_day.to_dict())
 
 
 def test_each_day_keeps_its_counts_and_the_stats_sum_them(built):
@@ -316,17 +341,29 @@ def test_timetable_features_do_not_change_once_the_day_has_flown(spark, built):
     )
 
 
-def test_a_scheduled_flights_table_from_before_the_timetable_features_gets_their_columns(tables):
-    """What gold does first on a lakehouse an older version wrote: the columns are appended in
-    a metadata-only commit, the old rows read null, and a second call does nothing."""
+@pytest.mark.parametrize(
+    "spec, added",
+    [
+        # written before the timetable features: it gets them and the flight number
+        (tb.GOLD_SCHEDULED_FLIGHTS, [*tb.TIMETABLE_FEATURES.names, tb.FLIGHT_NUMBER]),
+        # written with them, before the flight number: it gets the flight number alone
+        (tb.GOLD_SCHEDULED_FLIGHTS, [tb.FLIGHT_NUMBER]),
+        (tb.GOLD_FLIGHTS, [tb.FLIGHT_NUMBER]),
+    ],
+    ids=["scheduled-before-timetable", "scheduled-before-flight-number", "flights"],
+)
+def test_a_gold_flights_table_from_an_older_version_gets_the_columns_added_since(
+    tables, spec, added
+):
+    """What gold does first on a lakehouse an older version wrote: the columns added since are
+    appended in a metadata-only commit, the old rows read null, and a second call does
+    nothing."""
     import pyarrow as pa
     from pyspark.sql import types as T
 
     from jobs.common.delta import TableSpec
 
-    spec = tb.GOLD_SCHEDULED_FLIGHTS
-    added = list(spec.appended)
-    assert added == tb.TIMETABLE_FEATURES.names
+    assert spec.columns[-len(added) :] == added and set(added) <= set(spec.appended)
     old = TableSpec(spec.name, T.StructType(spec.schema.fields[: -len(added)]), spec.partition_by)
     row = {f.name: None for f in old.schema} | {
         "flight_id": "20130704-UA-1-EWR",

@@ -84,8 +84,8 @@ class TableSpec:
     description: str = ""
     # Columns excluded from content comparisons because they record *which run* wrote a row.
     run_metadata: tuple[str, ...] = field(default=())
-    # The last columns, appended by a later version of the code: a table written before them
-    # gets them in place (DeltaTables.add_new_columns), its older rows reading null.
+    # The last columns, appended by later versions of the code (in order): a table written
+    # before them gets them in place (DeltaTables.add_new_columns), its older rows reading null.
     appended: tuple[str, ...] = field(default=())
 
     @property
@@ -207,9 +207,11 @@ class DeltaTables(abc.ABC):
 
     def add_new_columns(self, spec: TableSpec, run_id: str | None = None) -> list[str]:
         """Bring a table written before ``spec`` appended its ``appended`` columns to ``spec``:
-        they are added in a commit that changes the table's metadata alone (no data file is
-        rewritten; the rows already there read null). Returns the columns added. A missing
-        table, or one of any other shape, is left alone, for the write's own layout check."""
+        the ones it lacks (those of every version of the code after the one that wrote it:
+        the table's columns are the spec's up to some point of ``appended``) are added in a
+        commit that changes the table's metadata alone (no data file is rewritten; the rows
+        already there read null). Returns the columns added. A missing table, or one of any
+        other shape, is left alone, for the write's own layout check."""
         from deltalake import CommitProperties, DeltaTable
         from deltalake.exceptions import TableNotFoundError
         from deltalake.schema import Field
@@ -223,10 +225,15 @@ class DeltaTables(abc.ABC):
             have = columns()
         except TableNotFoundError:
             return []
-        added = spec.appended
-        new = spec.schema.fields[len(spec.columns) - len(added) :]
-        if not added or [f.name for f in new] != list(added) or have != spec.columns[: -len(added)]:
+        first = len(spec.columns) - len(spec.appended)  # where the appended columns start
+        if (
+            not spec.appended
+            or spec.columns[first:] != list(spec.appended)
+            or not first <= len(have) < len(spec.columns)
+            or have != spec.columns[: len(have)]
+        ):
             return []  # already this shape, or not ours to change
+        new = spec.schema.fields[len(have) :]
         try:
             if self.backend_name == "spark":  # the Delta writer that writes the table
                 added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in new)
