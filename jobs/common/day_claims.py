@@ -180,6 +180,18 @@ def acquire(store: Store, day: str, run_id: str, stage: str, wait: dt.timedelta)
         time.sleep(POLL_S)
 
 
+def held_here(settings: Settings, day: dt.date) -> bool:
+    """Whether this process holds ``day``'s claim now (inside :func:`claimed`): then no other
+    run may be writing the day, and what another run left of it is a dead run's."""
+    claim = Store(settings).newest(day.isoformat())
+    return (
+        claim is not None
+        and claim.released_at is None
+        and claim.holder == f"{socket.gethostname()}:{os.getpid()}"
+        and dt.datetime.fromisoformat(claim.expires_at) >= now()
+    )
+
+
 @contextlib.contextmanager
 def claimed(
     settings: Settings, days: Sequence[dt.date], run_id: str, stage: str
