@@ -14,8 +14,9 @@
 A run over days D1..Dn (one day for the daily DAG, an interval for the history DAG) reads
 their silver and the 27 days of ``gold.entity_daily`` before D1 (a few rows per entity and day),
 so its cost grows with the days' flights and the number of entities, not with the window times
-the daily volume. Days of the window whose counts are missing (gold never ran for them) are
-counted from silver in the same job. Every table is one Spark job for the whole interval.
+the daily volume. Days of the window whose counts are missing (gold never ran for them, or ran
+before it kept one of the entities it keeps now) are counted from silver in the same job. Every
+table is one Spark job for the whole interval.
 """
 
 from __future__ import annotations
@@ -275,14 +276,16 @@ def trailing_daily(
 ) -> DataFrame:
     """Per-day counts of ``days`` and of the window before them: the days' own from
     ``flights`` (their gold flights), earlier days' from ``gold.entity_daily``, or from silver
-    where gold never counted them."""
+    where gold never counted them, or counted them before it kept an entity it keeps now (a
+    day whose stored counts lack one of ``ENTITY_KEYS`` is counted again, every entity)."""
     history = [days[0] - dt.timedelta(days=i) for i in range(1, max(settings.rolling_windows_days))]
     parts = [entity_daily(flights)]
     counted: set[dt.date] = set()
     if tables.exists(tb.GOLD_ENTITY_DAILY):
         stored = tables.read(tb.GOLD_ENTITY_DAILY, partitions={"flight_date": history})
-        counted = {r.flight_date for r in stored.select("flight_date").distinct().collect()}
-        parts.append(stored)
+        kept = stored.groupBy("flight_date").agg(F.collect_set("entity").alias("entities"))
+        counted = {r.flight_date for r in kept.collect() if set(r.entities) >= set(tb.ENTITY_KEYS)}
+        parts.append(stored.where(F.col("flight_date").isin(sorted(counted))))
     if missing := [d for d in history if d not in counted]:
         silver = tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": missing})
         parts.append(entity_daily(flight_rows(silver, settings, True)))

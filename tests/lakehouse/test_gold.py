@@ -188,6 +188,35 @@ def test_each_day_keeps_its_counts_and_the_stats_sum_them(built):
         )
 
 
+def test_days_counted_before_an_entity_was_kept_are_counted_again(spark, built):
+    """A lakehouse an older gold wrote has per-day counts without the flight numbers: the next
+    day's gold counts those days again from silver, so the flight numbers' first statistics
+    already cover the whole window (no backfill needed for them to be right)."""
+    import pyarrow.compute as pc
+
+    lake, tables = built
+    spec, day = gold_spec("flight_number"), DAYS[-1]
+    expected = tables.read(spec, partitions={"as_of_date": [day]}).toPandas()
+    stored = {
+        d: tables.read(tb.GOLD_ENTITY_DAILY, partitions={"flight_date": [d]}).toArrow()
+        for d in DAYS[:-1]
+    }
+    try:
+        for d, counts in stored.items():  # as the older gold kept them
+            older = counts.filter(pc.not_equal(counts["entity"], "flight_number"))
+            tables.overwrite_partitions(tb.GOLD_ENTITY_DAILY, older, {"flight_date": [d]})
+        run_stage("gold", day, "upgraded", lake, spark=spark)
+        got = tables.read(spec, partitions={"as_of_date": [day]}).toPandas()
+    finally:
+        for d, counts in stored.items():
+            tables.overwrite_partitions(tb.GOLD_ENTITY_DAILY, counts, {"flight_date": [d]})
+    assert got.flights_3d.sum() == expected.flights_3d.sum() == len(source_flights(DAYS))
+    pd.testing.assert_frame_equal(
+        got.sort_values("flight_number", ignore_index=True),
+        expected.sort_values("flight_number", ignore_index=True),
+    )
+
+
 def test_weather_summary_matches_the_source(built):
     lake, tables = built
     day = DAYS[0]
