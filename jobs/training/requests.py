@@ -48,7 +48,10 @@ def train_pending(
 ) -> Served:
     """Train for the pending requests (or ``default_trigger`` when there are none) and mark them
     served. ``requested``: the run was started by request events, so with nothing pending there
-    is nothing to do (StageSkipped); so is a run before any labeled data without an ``end``."""
+    is nothing to do (StageSkipped); so is a run before any labeled data without an ``end``.
+    Whatever it then does, it first ends the runs a killed training left RUNNING
+    (``tracking.end_dead_runs``)."""
+    tracking.end_dead_runs(settings, tracking.client(settings))
     requests = retrain.pending(settings)
     if requested and not requests:
         raise StageSkipped(f"every retrain request in {retrain.REQUESTS_TABLE} is already served")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import optuna
 import xgboost as xgb
 
+from jobs.training import tracking
+
 log = logging.getLogger(__name__)
 
 # Median pruning: no trial is pruned before this many have completed, nor before this many
@@ -153,7 +155,7 @@ def log_search(trials: list[dict], study: optuna.Study | None) -> None:
             experiment_id=parent.experiment_id,  # else the active experiment's, not the parent's
             run_name=f"{parent.run_name}-trial-{trial['number']}",
             nested=True,
-            tags={"nightjar.trial_state": trial["state"]},
+            tags={"nightjar.trial_state": trial["state"], **tracking.owner_tags()},
         ):
             mlflow.log_params({"trial": trial["number"], **trial["params"]})
             metrics = {

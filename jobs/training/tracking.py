@@ -1,10 +1,24 @@
-"""MLflow: where runs and models are tracked, and the code version they came from."""
+"""MLflow: where runs and models are tracked, and the code version they came from.
+
+**Runs of killed trainings.** A training's MLflow run is ended when its ``with`` block exits,
+FAILED on an error; a training killed inside it (SIGKILL, the OOM killer, a lost worker) leaves
+the run RUNNING forever. So each training run (and each of its search trials' nested runs)
+records its process in the tag ``nightjar.owner`` (``jobs/common/owner.py``: pid, start time,
+host), and every training starts by marking KILLED the runs of the training experiment still
+RUNNING whose owner is dead (:func:`end_dead_runs`). A run whose owner still runs, runs on
+another host, or was not recorded is left as it is.
+"""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 
+from jobs.common import owner
 from jobs.common.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+OWNER_TAG = "nightjar.owner"
 
 
 def client(settings: Settings):
@@ -82,6 +96,48 @@ def log_delta_inputs(settings: Settings, versions: dict[str, int]) -> None:
         source = DeltaDatasetSource(path=uri, delta_table_version=int(version))
         digest = hashlib.sha256(f"{uri}@{version}".encode()).hexdigest()[:8]
         mlflow.log_input(MetaDataset(source, name=table, digest=digest), context="training")
+
+
+def owner_tags() -> dict[str, str]:
+    """The tag that names this process as the owner of the runs it starts."""
+    return {OWNER_TAG: str(owner.current())}
+
+
+def end_dead_runs(settings: Settings, tracking) -> list[str]:
+    """Mark KILLED the training experiment's runs left RUNNING by a training that died (their
+    ``nightjar.owner`` is a process of this host that no longer runs); returns their ids. A
+    run whose owner runs, runs elsewhere or is not recorded is left, and logged."""
+    experiment = tracking.get_experiment_by_name(settings.model_name)
+    if experiment is None:
+        return []
+    ended = []
+    for run in tracking.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+    ):
+        info, recorded = run.info, run.data.tags.get(OWNER_TAG)
+        writer = owner.Owner.parse(recorded)
+        alive = writer.alive() if writer else None
+        if alive is False:
+            tracking.set_terminated(info.run_id, "KILLED")
+            ended.append(info.run_id)
+            log.warning(
+                "MLflow run %s (%s) marked KILLED: the training that started it (pid %s on %s) "
+                "died before ending it",
+                info.run_id,
+                info.run_name,
+                writer.pid,
+                writer.host,
+            )
+        else:
+            log.info(
+                "MLflow run %s (%s) is RUNNING and left so: %s",
+                info.run_id,
+                info.run_name,
+                "its training runs"
+                if alive
+                else f"its owner ({recorded or 'not recorded'}) cannot be checked from this host",
+            )
+    return ended
 
 
 def monitoring_experiment(settings: Settings) -> str:

@@ -96,6 +96,7 @@ def run(
     seed = settings.training_seed if seed is None else seed
     window = Window.ending(end, window_days or labeled.default_window(settings, end), settings)
     client = tracking.client(settings)
+    tracking.end_dead_runs(settings, client)  # what a killed training left RUNNING
     data, parts, trained, baseline = fit(settings, window, seed, feature_service, search=search)
     features = data.feature_columns
     threshold = settings.decision_threshold
@@ -140,6 +141,7 @@ def run(
             "feature_service": feature_service,
             "training_window": f"{window.start}..{window.end}",
             "nightjar.trigger": trigger,
+            **tracking.owner_tags(),  # a run this process leaves RUNNING when killed
         },
     ) as active:
         mlflow.log_params(
