@@ -29,6 +29,15 @@ ones included), local or on S3 (delta-rs and pyarrow read the ``AWS_*`` variable
    and deletes commit files older than the log retention (``cleanup_metadata``);
 5. **records** one row per table in ``ops.maintenance`` and logs a summary.
 
+A table's *first* write killed before its first commit leaves data files in a folder with no
+Delta log: no table yet, so nothing above sees them. They are harmless (a reader of the table
+that a later write creates there reads only what its log adds; those files are then that
+table's orphans, and step 3 deletes them), but a table no later write creates would keep them
+forever: :func:`run` also deletes the data files of such folders (``<layer>/<table>`` holding
+``*.parquet`` and no log) once they are older than the window, as step 3 deletes a table's
+orphans, and removes the folders they leave empty; recorded in ``ops.maintenance`` like a table
+(``vacuumed_files``, the detail saying it has no log).
+
 **Concurrent writers.** Delta commits are optimistic: delta-rs checks a compaction's commit
 against the commits made since it read the table. A writer that appended meanwhile does not
 conflict (its new files are not touched); one that replaced or merged a partition being
@@ -140,6 +149,8 @@ def run(
     started_at = dt.datetime.now(dt.UTC)
     run_id = run_id or f"manual__maintenance__{started_at:%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:6]}"
     names = list(tables) if tables is not None else discover(settings)
+    unlogged = unlogged_folders(settings, names if tables is not None else None)
+    names = [name for name in names if name not in unlogged]
     log.info(
         "maintenance %s: %d tables under %s, retention %dh, quiet %.1fh",
         run_id,
@@ -154,6 +165,10 @@ def run(
             settings.table_uri(name), name, retention, quiet, run_id, started_at, pins.get(name)
         )
         for name in names
+    ]
+    reports += [
+        clear_unlogged(settings.table_uri(name), name, retention, run_id, started_at)
+        for name in unlogged
     ]
     record(settings, reports, run_id)
     result = summarise(reports)
@@ -198,6 +213,97 @@ def discover(settings: Settings) -> list[str]:
             if DeltaTable.is_deltatable(settings.table_uri(name)):
                 names.append(name)
     return sorted(names)
+
+
+def unlogged_folders(settings: Settings, names: Sequence[str] | None = None) -> list[str]:
+    """``layer.table`` of every folder under the lakehouse (or of ``names``) that holds data
+    files and no Delta log: a first write killed before its commit (see the module's doc)."""
+    from pyarrow import fs as pafs
+
+    filesystem, root = storage.filesystem(settings.lakehouse)
+    if names is None:
+        if filesystem.get_file_info(root).type != pafs.FileType.Directory:
+            return []
+        names = [
+            f"{layer.base_name}.{table.base_name}"
+            for layer in _folders(filesystem, root)
+            for table in _folders(filesystem, layer.path)
+        ]
+    found = []
+    for name in names:
+        uri = settings.table_uri(name)
+        if not DeltaTable.is_deltatable(uri) and _data_files(uri):
+            found.append(name)
+    return sorted(found)
+
+
+def _data_files(uri: str) -> list:
+    """The ``*.parquet`` files under a table folder, outside its log."""
+    from pyarrow import fs as pafs
+
+    filesystem, root = storage.filesystem(uri)
+    selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
+    return [
+        info
+        for info in filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.File
+        and info.base_name.endswith(".parquet")
+        and "_delta_log" not in info.path[len(root) :].split("/")
+    ]
+
+
+def clear_unlogged(
+    uri: str, name: str, retention_hours: int, run_id: str, run_started: dt.datetime
+) -> TableReport:
+    """Delete the data files older than the window of a folder with no Delta log (a first write
+    killed before its commit; a write in progress is younger), and the folders they leave
+    empty; what happened, in a report (never raises)."""
+    from pyarrow import fs as pafs
+
+    started_at = dt.datetime.now(dt.UTC)
+    report = TableReport(
+        run_date=run_started.date(),
+        run_id=run_id,
+        table_name=name,
+        retention_hours=int(retention_hours),
+        started_at=started_at,
+    )
+    clock = time.perf_counter()
+    try:
+        filesystem, root = storage.filesystem(uri)
+        files = _data_files(uri)
+        cutoff = started_at - dt.timedelta(hours=retention_hours)
+        old = [info for info in files if info.mtime is not None and info.mtime < cutoff]
+        for info in old:
+            filesystem.delete_file(info.path)
+        report.files_before, report.files_after = len(files), len(files) - len(old)
+        report.vacuumed_files = len(old)
+        report.vacuumed_bytes = sum(info.size or 0 for info in old)
+        if old and isinstance(filesystem, pafs.LocalFileSystem):
+            _remove_empty_folders(root)
+        report.note(
+            "ok",
+            f"no Delta log (a first write killed before its commit): {len(old)} data files "
+            f"older than the window deleted, {len(files) - len(old)} younger kept",
+        )
+    except Exception as exc:  # recorded, and the run fails after the other tables
+        log.exception("maintenance of %s (no Delta log) failed", name)
+        report.note("failed", f"{type(exc).__name__}: {exc}")
+    report.duration_s = round(time.perf_counter() - clock, 3)
+    level = logging.WARNING if report.vacuumed_files or report.status != "ok" else logging.INFO
+    log.log(level, "%s: %s; %.2fs", name, report.detail, report.duration_s)
+    return report
+
+
+def _remove_empty_folders(root: str) -> None:
+    """Remove the empty folders under ``root`` and ``root`` if it ends empty (a folder a
+    writer fills meanwhile is not empty, and stays)."""
+    import contextlib
+    import os
+
+    for folder, _, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
+        with contextlib.suppress(OSError):  # not empty
+            os.rmdir(folder)
 
 
 def _folders(filesystem, path: str) -> list:

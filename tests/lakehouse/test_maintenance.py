@@ -291,6 +291,56 @@ def test_a_table_that_fails_is_recorded_and_fails_the_run_after_the_others(store
     assert files_per_partition(lake.table_uri(BRONZE.name)) == {(str(D1),): 1}
 
 
+def first_write_killed_before_its_commit(store, spec, rows, age_s: float) -> list[Path]:
+    """A table's first write whose commit never came (the crash harness's leftover): delta-rs's
+    data files of a real first write, its log taken away, dated ``age_s`` back; returns them."""
+    folder = Path(store.settings.table_uri(spec.name))
+    before = set(folder.rglob("*.parquet"))
+    store.append(spec, rows)
+    for commit in (folder / "_delta_log").iterdir():
+        commit.unlink()
+    (folder / "_delta_log").rmdir()
+    files = sorted(set(folder.rglob("*.parquet")) - before)
+    then = time.time() - age_s
+    for file in files:
+        os.utime(file, (then, then))
+    return files
+
+
+def test_a_first_write_killed_before_its_commit_is_vacuumed_table_or_not(store, lake):
+    """A killed first write leaves data files in a folder with no Delta log. Once older than
+    the window they are deleted: in a folder that is still no table (and the folder with them),
+    and in one a later first write made a table (where they are its orphans). Younger ones, as
+    a first write in progress has, stay."""
+    quarantine = Path(lake.table_uri(tb.QUARANTINE.name))
+    old = first_write_killed_before_its_commit(
+        store, tb.QUARANTINE, quarantine_rows("flights", D1, "a"), 10 * DAY
+    )
+    young = first_write_killed_before_its_commit(
+        store, tb.QUARANTINE, quarantine_rows("flights", D2, "b"), 1 * DAY
+    )
+    bronze = Path(lake.table_uri(BRONZE.name))
+    orphans = first_write_killed_before_its_commit(store, BRONZE, bronze_rows(D1, 1), 10 * DAY)
+    store.append(BRONZE, bronze_rows(D1, 2))  # the re-run: the table's first commit
+    assert not DeltaTable.is_deltatable(str(quarantine)) and old and young and orphans
+
+    maintenance.run(lake, "maint-unlogged", quiet_hours=0)
+
+    assert not any(f.exists() for f in old + orphans)
+    assert all(f.exists() for f in young)
+    assert flights(str(bronze)) == [(str(D1), "2")]
+    rows = records(lake, "maint-unlogged")
+    q = rows[tb.QUARANTINE.name]
+    assert (q["status"], q["vacuumed_files"], q["files_after"]) == ("ok", len(old), len(young))
+    assert "no Delta log" in q["detail"] and q["version_after"] is None
+    assert rows[BRONZE.name]["vacuumed_files"] == len(orphans)
+
+    maintenance.run(lake, "maint-unlogged-0", retention_hours=0, quiet_hours=0)
+    assert not quarantine.exists()  # its last files gone, the folder with them
+    assert records(lake, "maint-unlogged-0")[tb.QUARANTINE.name]["vacuumed_files"] == len(young)
+    assert tb.QUARANTINE.name not in maintenance.unlogged_folders(lake)
+
+
 def test_a_window_longer_than_the_tables_retention_raises_it_once(store, lake):
     """A checkpoint forgets removals older than delta.deletedFileRetentionDuration (7 days):
     a longer window needs the property raised, or files of versions inside it would be
