@@ -36,15 +36,22 @@ Then
    (else **corrupt**, as is MLflow's SQLite store failing its integrity check once a killed
    writer's journal is rolled back, in a copy; a data file no commit ever added is a
    **leftover**, as is a table folder with data files and no log yet, a landing staging
-   folder or an MLflow run left RUNNING); every declared key is unique (else
-   **duplicate**); the bookkeeping agrees (else **inconsistent**, see :func:`bookkeeping`):
-   reconciliation against bronze, silver and quarantine, the quality gates' row counts
-   against their tables, every gold table holding each gold day, predictions and served
-   features against the timetable, monitoring rows against the predictions, the online store
-   serving the newest day its registry records, the aliases where the decision log says;
+   folder, an MLflow run left RUNNING or a registered version no decision names); every
+   declared key is unique (else **duplicate**); the bookkeeping agrees (else
+   **inconsistent**, see :func:`bookkeeping`): reconciliation against bronze, silver and
+   quarantine, the quality gates' row counts against their tables, every gold table holding
+   each gold day, predictions and served features against the timetable, monitoring rows
+   against the predictions, the online store serving the newest day its registry records,
+   the aliases where the decision log says;
 2. *re-run* the step to completion (it must succeed) and check again; a process that had
    finished before its kill is not re-run (a task that succeeded is not retried; a second
-   training would be a second training, not a retry);
+   training would be a second training, not a retry). The platform cleans what a killed
+   process left at the step's next run (landing's staging folders, training's RUNNING runs),
+   but for the data files no commit added: its table maintenance deletes those once they are
+   older than its window (a write in progress is younger). So the orphans found after the
+   re-run are given to the platform's maintenance (``jobs/lakehouse/maintenance.run``) on a
+   copy of their tables, dated back past its window; those it deletes are counted apart,
+   *left to maintenance*, and only those it leaves stay leftovers;
 3. *compare* the content with the clean run's after the same step (:func:`content`).
 
 Targets: ``land``, ``bronze`` (with its gate), ``silver``, ``gold``, ``materialize``, ``score``,
@@ -87,9 +94,10 @@ covered the targets alike. ``--fresh`` discards the kept kills of this seed and 
 Prints, per target: kills, kills that landed mid-write (some of the step's outputs committed,
 not all), kills after which the process had finished anyway, corrupt tables, duplicate keys,
 inconsistencies after the kill (healed by the re-run or not), lost requests, re-runs equal to
-the clean run, leftovers, wall time; and one control re-run per target without a kill (a
-re-run that differs without a kill is not the crash's doing). Saved to
-``.state/bench-chaos/chaos.json``, each process's output under ``.state/bench-chaos/logs``.
+the clean run, leftovers after the re-run, orphans left to maintenance, wall time; and one
+control re-run per target without a kill (a re-run that differs without a kill is not the
+crash's doing). Saved to ``.state/bench-chaos/chaos.json``, each process's output under
+``.state/bench-chaos/logs``.
 
 The steps run this checkout's code (its folder leads ``PYTHONPATH``), so the harness can run
 from a worktree pinned at a commit while the main checkout changes.
@@ -941,10 +949,97 @@ def online_bookkeeping(settings) -> list[str]:
     return [f"online store lost {item} of {newest}" for item in lost]
 
 
-def inspect(settings) -> dict[str, list[str]]:
-    """The invariants: corrupt tables, duplicate keys, inconsistent bookkeeping, leftovers."""
+def orphan_files(settings, readable=None) -> dict[str, tuple[list[str], bool]]:
+    """Data files no commit ever added, by table: (their paths in the table's folder, whether
+    the folder has a Delta log). In a table (of ``readable``'s names, when given), the files
+    no commit of its log adds (files replaced since included); a folder with data files and no
+    log is a table's first write killed before its first commit (the re-run's commit makes
+    them orphans of a table)."""
     from urllib.parse import unquote
 
+    found: dict[str, tuple[list[str], bool]] = {}
+    for name, path in sorted(delta_tables(settings).items()):
+        if readable is not None and name not in readable:
+            continue
+        added = set()
+        for commit in (path / "_delta_log").glob("*.json"):
+            for line in commit.read_text().splitlines():
+                if line.strip():
+                    action = json.loads(line)
+                    if "add" in action:
+                        added.add(unquote(action["add"]["path"]))
+        on_disk = {
+            str(p.relative_to(path))
+            for p in path.rglob("*.parquet")
+            if "_delta_log" not in p.relative_to(path).parts
+        }
+        if orphans := on_disk - added:
+            found[name] = (sorted(orphans), True)
+    for folder in sorted(Path(settings.lakehouse).glob("[!_]*/*")):
+        logged = not folder.is_dir() or (folder / "_delta_log").exists()
+        if not logged and (files := list(folder.rglob("*.parquet"))):
+            name = f"{folder.parent.name}.{folder.name}"
+            found[name] = (sorted(str(f.relative_to(folder)) for f in files), False)
+    return found
+
+
+def orphan_line(name: str, files: list[str], logged: bool) -> str:
+    return f"{name}: {len(files)} data file(s) " + (
+        "no commit added" if logged else "and no Delta log"
+    )
+
+
+def maintenance_leaves(settings, orphans: dict[str, tuple[list[str], bool]]) -> dict[str, list]:
+    """Of ``orphans`` (:func:`orphan_files`), the files the platform's own table maintenance
+    (``jobs/lakehouse/maintenance.run``, the weekly ``nightjar_maintenance`` DAG's job, with
+    the settings' window) does not delete once they are older than its window. Run on a copy
+    of those tables with the orphans dated back past the window (the harness cannot wait a
+    week): nothing of the state the next step starts from changes."""
+    import tempfile
+
+    from jobs.lakehouse import maintenance
+
+    hours = settings.maintenance_retention_hours
+    then = time.time() - (hours + 1) * 3600
+    with tempfile.TemporaryDirectory(prefix="chaos-maintenance-") as folder:
+        copy = settings.model_copy(update={"lakehouse_uri": str(Path(folder) / "lakehouse")})
+        for name, (files, _) in orphans.items():
+            layer, table = name.split(".", 1)
+            target = Path(copy.lakehouse) / layer / table
+            target.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", "-a", str(Path(settings.lakehouse) / layer / table),
+                            str(target)], check=True)  # fmt: skip
+            for file in files:
+                os.utime(target / file, (then, then))
+        with contextlib.suppress(maintenance.MaintenanceFailed):  # a table it failed keeps them
+            maintenance.run(copy, "chaos-maintenance", tables=sorted(orphans))
+        left = {
+            name: [f for f in files if (Path(copy.table_uri(name)) / f).exists()]
+            for name, (files, _) in orphans.items()
+        }
+    return {name: files for name, files in left.items() if files}
+
+
+def left_to_maintenance(settings, found: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``found`` (:func:`inspect`'s) with its orphan data files that the platform's maintenance
+    deletes once they are older than its window (:func:`maintenance_leaves`) moved from
+    *leftovers* to *left_to_maintenance*: the platform cleans them, a week later. The files it
+    would leave stay leftovers."""
+    found = {**found, "left_to_maintenance": []}
+    orphans = orphan_files(settings)
+    if not orphans:
+        return found
+    kept = maintenance_leaves(settings, orphans)
+    for name, (files, logged) in orphans.items():
+        line = orphan_line(name, files, logged)
+        if name not in kept and line in found["leftovers"]:
+            found["leftovers"] = [x for x in found["leftovers"] if x != line]
+            found["left_to_maintenance"].append(line)
+    return found
+
+
+def inspect(settings) -> dict[str, list[str]]:
+    """The invariants: corrupt tables, duplicate keys, inconsistent bookkeeping, leftovers."""
     from deltalake import DeltaTable
 
     found: dict[str, list[str]] = {
@@ -964,31 +1059,12 @@ def inspect(settings) -> dict[str, list[str]]:
                 f"{name}: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
             )
             continue
-        added = set()  # every data file any commit added (files replaced since included)
-        for commit in (path / "_delta_log").glob("*.json"):
-            for line in commit.read_text().splitlines():
-                if line.strip():
-                    action = json.loads(line)
-                    if "add" in action:
-                        added.add(unquote(action["add"]["path"]))
-        on_disk = {
-            str(p.relative_to(path))
-            for p in path.rglob("*.parquet")
-            if "_delta_log" not in p.relative_to(path).parts
-        }
-        if orphans := on_disk - added:
-            found["leftovers"].append(f"{name}: {len(orphans)} data file(s) no commit added")
         stray = [p.name for p in (path / "_delta_log").iterdir() if not p.name[0].isdigit()]
         stray = [s for s in stray if s not in ("_last_checkpoint", "_commits")]
         if stray:
             found["leftovers"].append(f"{name}: stray log files {stray}")
-    # a table's first write killed before its first commit: data files in a folder with no log
-    # (the re-run's commit makes them orphans of a table)
-    for folder in sorted(Path(settings.lakehouse).glob("[!_]*/*")):
-        logged = not folder.is_dir() or (folder / "_delta_log").exists()
-        if not logged and (files := list(folder.rglob("*.parquet"))):
-            name = f"{folder.parent.name}.{folder.name}"
-            found["leftovers"].append(f"{name}: {len(files)} data file(s) and no Delta log")
+    for name, (files, logged) in sorted(orphan_files(settings, frames).items()):
+        found["leftovers"].append(orphan_line(name, files, logged))
     # the day claims (jobs/common/day_claims.py): a record that does not parse blocks its day
     for record in sorted(Path(settings.lakehouse).glob("_claims/*/*.json")):
         try:
@@ -1257,6 +1333,9 @@ def one_kill(
     # a process that finished was not re-run: the state checked after the kill is the state
     # after it, checked once
     record["after_rerun"] = inspect(settings) if ran.rc != 0 else record["after_kill"]
+    # orphan data files the platform's maintenance deletes once older than its window are
+    # counted apart from the leftovers nothing cleans
+    record["after_rerun"] = left_to_maintenance(settings, record["after_rerun"])
     expected = pickle.loads(h.after(step.name).read_bytes())
     try:
         record["differences"] = differences(expected, content(settings))
@@ -1319,6 +1398,9 @@ def summarize(target: str, kills: list[dict], control_run: dict | None) -> dict:
         "reruns_failed": sum(not k["rerun"].startswith("exited 0") for k in kills),
         "reruns_needed": sum(not k["rerun"].startswith("exited 0: not needed") for k in kills),
         "with_leftovers": sum(bool(k["after_rerun"]["leftovers"]) for k in kills),
+        "left_to_maintenance": sum(
+            bool(k["after_rerun"].get("left_to_maintenance")) for k in kills
+        ),
         "control_equal": None if control_run is None else not control_run["differences"],
         "wall_s": round(sum(k["wall_s"] for k in kills)),
     }
@@ -1342,6 +1424,7 @@ def print_table(rows: list[dict], kills: int, seed: int, after_writes: bool = Fa
         ("lost requests", "lost_requests"),
         ("re-runs equal", "reruns_equal"),
         ("leftovers", "with_leftovers"),
+        ("left to maintenance", "left_to_maintenance"),
         ("control", "control_equal"),
         ("wall", "wall_s"),
     )
