@@ -33,4 +33,9 @@ carrier_stats = _gold("carrier_stats", "event_ts", "Trailing disruption statisti
 origin_stats = _gold("origin_stats", "event_ts", "Trailing disruption statistics per origin")
 route_stats = _gold("route_stats", "event_ts", "Trailing disruption statistics per route")
 plane_stats = _gold("plane_stats", "event_ts", "Trailing disruption statistics per plane")
+flight_number_stats = _gold(
+    "flight_number_stats",
+    "event_ts",
+    "Trailing disruption statistics per flight number (carrier, number and origin)",
+)
 origin_weather = _gold("origin_weather_daily", "event_ts", "Daily weather per origin airport")

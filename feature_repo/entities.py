@@ -32,3 +32,10 @@ plane = Entity(
     value_type=ValueType.STRING,
     description="Aircraft tail number",
 )
+flight_number = Entity(
+    name="flight_number",
+    join_keys=["flight_number"],
+    value_type=ValueType.STRING,
+    description="A flight number from its origin, every day it flies: carrier, number and "
+    "origin, as a flight id reads without its date, e.g. UA-1545-EWR",
+)

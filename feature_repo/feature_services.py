@@ -1,8 +1,8 @@
 """Feature services: the versioned feature sets models are trained and served with.
 
 A model records the service it was trained on; a new feature set is a new service
-(``flight_disruption_v2``), so a model in production keeps reading exactly the features it
-was trained with.
+(``flight_disruption_v3``), so a model in production keeps reading exactly the features it
+was trained with: every service stays registered.
 """
 
 import feature_views as fv
@@ -25,11 +25,21 @@ flight_disruption_v1 = FeatureService(
     tags={"model": "disruption", "version": "1"},
 )
 
+V2_VIEWS = [*V1_VIEWS, fv.flight_timetable, fv.origin_weather_trend]
+
 flight_disruption_v2 = FeatureService(
     name="flight_disruption_v2",
-    features=[*V1_VIEWS, fv.flight_timetable, fv.origin_weather_trend],
+    features=V2_VIEWS,
     description="v1, what tomorrow's timetable and the calendar say about each flight "
     "(congestion at its origin, its plane's legs and turn, days to a holiday), and where the "
     "origin's weather was heading as the day before closed",
     tags={"model": "disruption", "version": "2"},
+)
+
+flight_disruption_v3 = FeatureService(
+    name="flight_disruption_v3",
+    features=[*V2_VIEWS, fv.flight_number_stats],
+    description="v2 and the flight number's own record: its trailing 1/7/28-day disruption "
+    "statistics (carrier, number and origin, every day it flies)",
+    tags={"model": "disruption", "version": "3"},
 )

@@ -96,6 +96,9 @@ carrier_stats = _stats_view("carrier_stats", entities.carrier, src.carrier_stats
 origin_stats = _stats_view("origin_stats", entities.origin, src.origin_stats, "origin")
 route_stats = _stats_view("route_stats", entities.route, src.route_stats, "route")
 plane_stats = _stats_view("plane_stats", entities.plane, src.plane_stats, "tailnum")
+flight_number_stats = _stats_view(
+    "flight_number_stats", entities.flight_number, src.flight_number_stats, "flight_number"
+)
 origin_weather = FeatureView(
     name="origin_weather",
     entities=[entities.origin],

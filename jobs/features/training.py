@@ -22,7 +22,8 @@ from jobs.features.store import FEATURE_SERVICE, feature_store
 from jobs.lakehouse import gold_tables
 from jobs.lakehouse import tables as tb
 
-ENTITY_COLUMNS = ["flight_id", "carrier", "origin", "route", "tailnum"]
+# A flight's id and the key of every entity gold keeps statistics for: the Feast join keys.
+ENTITY_COLUMNS = ["flight_id", *gold_tables.ENTITY_KEYS.values()]
 LABEL_COLUMNS = ["is_disrupted", "is_cancelled", "dep_delay"]
 
 
