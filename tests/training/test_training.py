@@ -336,16 +336,15 @@ def test_the_cli_and_the_dag_serve_pending_requests_the_same_way(ml, first):
         requests.train_pending(ml, "dag", default_trigger="asset", requested=True)
 
 
-def test_the_first_request_finds_no_earlier_decision(ml, tmp_path):
+def test_the_first_request_finds_no_earlier_decision(lake):
     """The bootstrap request comes before any decision: an empty log is no decision (it once
     failed comparing the empty log's timestamps with the request's)."""
     from jobs.monitoring import retrain
     from jobs.training import requests
 
     wanted = {**retrain.request(END, "bootstrap", "no champion yet", {}), "recorded_at": END}
-    empty = ml.model_copy(update={"state_dir": tmp_path})
-    assert registry.decisions(empty).empty
-    assert requests.already_decided(empty, [wanted], "bootstrap on ...") is None
+    assert registry.decisions(lake).empty  # a lakehouse of its own: no decision log
+    assert requests.already_decided(lake, [wanted], "bootstrap on ...") is None
 
 
 def test_a_crash_between_a_decision_and_serving_its_requests_trains_no_second_version(
