@@ -1,9 +1,11 @@
 """`make bench-training`: the disruption model on a held-out October-December 2013.
 
 1. Builds the whole of 2013 through gold in its own lakehouse (.state/bench-training; days
-   already built are kept, so a second run only trains), in-process with one Spark session.
+   already built are kept, so a second run only trains), in-process with one Spark session. A
+   day gold built before it kept an entity it keeps now (no row in that entity's statistics) is
+   built again from its silver: gold alone, a month per run, in order.
 2. Trains through the real job (`jobs.training.train.run`) on January-August, early stopping on
-   September, held-out test October 1 - December 31: XGBoost on the flight_disruption_v1 features
+   September, held-out test October 1 - December 31: XGBoost on the default feature service
    beside the logistic baseline (scheduled hour, weekday, carrier). Prints both ROC AUCs, the
    training time and the process's peak memory.
 3. The default 60-day window ending 2013-12-31: training time and peak memory.
@@ -18,6 +20,11 @@ the same holdout split, without building or registering anything: the defaults u
 and 2 (the seed-to-seed noise), then the search at seed 42; test ROC AUC and seconds of each, in
 search.json. ``NIGHTJAR_BENCH_STATE`` may name another state folder that holds 2013 through gold
 (its Feast registry is re-applied there).
+
+`--features` compares the default feature service with the one before it on the same split
+(``feature_gain``; validation and test ROC AUC under seeds 42, 1 and 2, and the default service
+at the other learning rates of ``LEARNING_RATES``) and prints the table, in features.json;
+`--features-summary` prints that table again from the file.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from jobs.common.dates import days  # noqa: E402
 from jobs.common.settings import Settings  # noqa: E402
 from jobs.common.spark import get_spark  # noqa: E402
 from jobs.features import store  # noqa: E402
+from jobs.lakehouse import gold_tables  # noqa: E402
 from jobs.pipeline import run_stage  # noqa: E402
 from jobs.training import train  # noqa: E402
 from tooling import services  # noqa: E402
@@ -50,22 +58,32 @@ console = Console()
 YEAR = days(dt.date(2013, 1, 1), dt.date(2013, 12, 31))
 
 
-def built_days(settings: Settings) -> set[dt.date]:
-    """The days gold has flights for (the weather has none for 2013-12-31)."""
+def partition_days(settings: Settings, table: str, column: str) -> set[dt.date]:
     try:
-        table = DeltaTable(settings.table_uri("gold.flights"))
+        delta = DeltaTable(settings.table_uri(table))
     except Exception:
         return set()
-    return set(table.get_add_actions(flatten=True).column("partition.flight_date").to_pylist())
+    return set(delta.get_add_actions(flatten=True).column(f"partition.{column}").to_pylist())
+
+
+def built_days(settings: Settings) -> set[dt.date]:
+    """The days gold has flights and every entity's statistics for (a day it built before it
+    kept an entity has none of that entity's; the weather has no day 2013-12-31)."""
+    built = partition_days(settings, gold_tables.FLIGHTS, "flight_date")
+    for table in gold_tables.STATS.values():
+        built &= partition_days(settings, table, "as_of_date")
+    return built
 
 
 def build_year(settings: Settings) -> float:
     """2013 through gold, a month per run (the history DAG's intervals); months already built
-    are kept."""
+    are kept, and a month silver holds whole runs gold alone (in order: each month's statistics
+    start from the counts the month before kept)."""
     built = built_days(settings)
     months = sorted({(d.year, d.month) for d in YEAR if d not in built})
     if not months:
         return 0.0
+    in_silver = partition_days(settings, "silver.flights", "flight_date")
     services.up(settings, airflow=False)
     spark = get_spark(settings)
     started = time.perf_counter()
@@ -74,7 +92,8 @@ def build_year(settings: Settings) -> float:
         for year, month in months:
             first = dt.date(year, month, 1)
             end = dt.date(year + month // 12, month % 12 + 1, 1)
-            for stage in ("land", "bronze", "silver", "gold"):
+            whole = all(d in in_silver for d in days(first, end - dt.timedelta(days=1)))
+            for stage in ("gold",) if whole else ("land", "bronze", "silver", "gold"):
                 run_stage(stage, first, "bench", settings, spark=spark, end=end)
             progress.advance(bar)
     # end the client session too: MLflow's start_run asks an active Spark session whether it
@@ -157,14 +176,20 @@ def search_gain(settings: Settings, trials: int, timeout_s: float) -> dict[str, 
     return out
 
 
+# --features: the default service against the one before it, and the learning rates tried
+SERVICES = ("flight_disruption_v2", "flight_disruption_v3")
+LEARNING_RATES = (0.02,)  # besides the default's; early stopping picks the rounds
+MAX_ROUNDS = 4000  # enough for the smallest rate to stop early
+
+
 def feature_gain(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float | str]:
-    """The new features' worth on the holdout split (January-August, early stopping on
-    September, test October-December): test ROC AUC of XGBoost on flight_disruption_v1 and on
-    v2 (v1 + the timetable and weather-trend views) under three seeds; the same on the flights
-    with a known tail number (a cancelled flight often has none in the data: a tell that is not
-    in the timetable a planner holds); on v2, every feature's cost when shuffled in the test
-    days, and the cost of removing (retraining without) each one whose shuffle costs over
-    0.01."""
+    """The features' worth on the holdout split (January-August, early stopping on September,
+    test October-December): validation (September) and test ROC AUC of XGBoost on each of
+    ``SERVICES`` under three seeds, with the default parameters; the same on the flights with a
+    known tail number (a cancelled flight often has none in the data: a tell that is not in the
+    timetable a planner holds); on the default service, the same at each of
+    ``LEARNING_RATES``, and every feature's cost when shuffled in the test days, and the cost of
+    removing (retraining without) each one whose shuffle costs over 0.01."""
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
@@ -179,20 +204,37 @@ def feature_gain(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float | str]
     def test_auc(model, test, features) -> float:
         return float(roc_auc_score(test[LABEL].astype(int), models.predict(model, test, features)))
 
-    for service in ("flight_disruption_v1", "flight_disruption_v2"):
-        data = training_set(holdout, window.start, window.end, service)
-        parts, features = split(data, window), data.feature_columns
+    def measure(label: str, parts, features: list[str], params: dict) -> None:
         known_tail = parts.test[parts.test.tailnum.notna()]
         for seed in seeds:
-            model = models.train_xgboost(parts, features, seed).model
-            out[f"{service}_seed{seed}_test_roc_auc"] = test_auc(model, parts.test, features)
-            out[f"{service}_seed{seed}_known_tail_test_roc_auc"] = test_auc(
-                model, known_tail, features
+            model = models.train_xgboost(parts, features, seed, params=params).model
+            run = f"{label}_seed{seed}"
+            out[f"{run}_validation_roc_auc"] = float(model.best_score)
+            out[f"{run}_test_roc_auc"] = test_auc(model, parts.test, features)
+            out[f"{run}_known_tail_test_roc_auc"] = test_auc(model, known_tail, features)
+            out[f"{run}_rounds"] = model.best_iteration + 1
+            console.print({k: v for k, v in out.items() if k.startswith(run)})
+        for part in ("validation", "test"):
+            out[f"{label}_mean_{part}_roc_auc"] = float(
+                np.mean([out[f"{label}_seed{seed}_{part}_roc_auc"] for seed in seeds])
             )
-            console.print(out)
-        out[f"{service}_mean_test_roc_auc"] = float(
-            np.mean([out[f"{service}_seed{seed}_test_roc_auc"] for seed in seeds])
-        )
+
+    for service in SERVICES:
+        data = training_set(holdout, window.start, window.end, service)
+        parts, features = split(data, window), data.feature_columns
+        out[f"{service}_features"] = len(features)
+        measure(service, parts, features, models.DEFAULT_PARAMS)
+        if service == store.FEATURE_SERVICE:
+            default = (parts, features)
+            for rate in LEARNING_RATES:
+                params = {
+                    **models.DEFAULT_PARAMS,
+                    "learning_rate": rate,
+                    "n_estimators": MAX_ROUNDS,
+                }
+                measure(f"{service}_lr{rate}", parts, features, params)
+    summary(out, seeds)
+    parts, features = default
     model = models.train_xgboost(parts, features, seeds[0]).model
     full = test_auc(model, parts.test, features)
     rng = np.random.default_rng(0)
@@ -211,6 +253,31 @@ def feature_gain(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float | str]
     return out
 
 
+def summary(out: dict, seeds=(42, 1, 2)) -> None:
+    """The ROC AUCs of ``--features`` as a table: per service (and learning rate), validation
+    and test under each seed, and their means."""
+    from rich.table import Table
+
+    table = Table(
+        "run",
+        *(f"{m} {s}" for m in ("validation", "test") for s in seeds),
+        "mean validation",
+        "mean test",
+    )
+    for label in [k[: -len("_mean_test_roc_auc")] for k in out if k.endswith("_mean_test_roc_auc")]:
+        table.add_row(
+            label,
+            *(
+                f"{out[f'{label}_seed{s}_{m}_roc_auc']:.4f}"
+                for m in ("validation", "test")
+                for s in seeds
+            ),
+            f"{out[f'{label}_mean_validation_roc_auc']:.4f}",
+            f"{out[f'{label}_mean_test_roc_auc']:.4f}",
+        )
+    Console(width=200).print(table)  # whole, in a log too
+
+
 def main() -> None:
     settings = Settings().model_copy(update={"model_name": "flight_disruption_bench"})
     if "--search" in sys.argv:  # python benchmarks/training.py --search [TRIALS [SECONDS]]
@@ -220,12 +287,16 @@ def main() -> None:
         console.print_json(json.dumps(results))
         (STATE / "search.json").write_text(json.dumps(results, indent=2))
         return
+    if "--features-summary" in sys.argv:  # the last --features run's table, again
+        summary(json.loads((STATE / "features.json").read_text()))
+        return
     if "--features" in sys.argv:  # python -m benchmarks.training --features
         results = {"build_s": build_year(settings)}
         store.apply(settings)
         results |= feature_gain(settings)
         console.print_json(json.dumps(results))
         (STATE / "features.json").write_text(json.dumps(results, indent=2))
+        summary(results)
         return
     results: dict[str, float | str] = {"build_s": build_year(settings)}
     if "--build-only" in sys.argv:

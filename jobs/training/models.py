@@ -68,18 +68,20 @@ def train_xgboost(
     seed: int,
     search_trials: int = 0,
     search_timeout_seconds: float | None = None,
+    params: dict | None = None,
 ) -> Trained:
-    """XGBoost with early stopping on the validation days' ROC AUC; with ``search_trials``, an
-    Optuna search (``jobs.training.search``) of at most that many trials, the first of them the
-    defaults, within ``search_timeout_seconds``, keeps the parameters with the best validation
-    ROC AUC."""
+    """XGBoost with early stopping on the validation days' ROC AUC, with ``params`` (default
+    ``DEFAULT_PARAMS``); with ``search_trials``, an Optuna search (``jobs.training.search``) of
+    at most that many trials, the first of them ``params``, within ``search_timeout_seconds``,
+    keeps the parameters with the best validation ROC AUC."""
+    params = dict(params or DEFAULT_PARAMS)
     if search_trials <= 0:
-        return Trained(_fit(split, features, DEFAULT_PARAMS, seed), dict(DEFAULT_PARAMS))
+        return Trained(_fit(split, features, params, seed), params)
     from jobs.training import search
 
     found = search.search(
         lambda params, callbacks: _fit(split, features, params, seed, callbacks),
-        DEFAULT_PARAMS,
+        params,
         seed,
         search_trials,
         search_timeout_seconds,
