@@ -102,8 +102,19 @@ system-deps:  ## install the Debian packages the tests need, if missing (apt-get
 	  fi; \
 	fi
 
+# The end-to-end tests (tests/e2e: whole platforms under Airflow) spend much of their time
+# waiting on the scheduler, so they run in a second pytest beside the rest, with their own state
+# folder and ports (tests/conftest.py); their report follows the rest's.
+E2E_STATE := $(CURDIR)/.state/test-e2e
 test: setup system-deps  ## run the test suite (real Spark, Delta, Airflow, Chromium on small data)
-	$(BIN)/pytest
+	@mkdir -p $(E2E_STATE); \
+	NIGHTJAR_TEST_STATE_DIR=$(E2E_STATE)/run NIGHTJAR_TEST_PORT_OFFSET=500 \
+	  $(BIN)/pytest -p no:cacheprovider tests/e2e > $(E2E_STATE)/pytest.log 2>&1 & e2e=$$!; \
+	trap 'kill $$e2e 2>/dev/null' INT TERM; \
+	$(BIN)/pytest --ignore=tests/e2e; rest=$$?; \
+	echo "== tests/e2e (beside the rest; $(E2E_STATE)/pytest.log) =="; \
+	wait $$e2e; e2e_rc=$$?; cat $(E2E_STATE)/pytest.log; \
+	exit $$(( rest != 0 ? rest : e2e_rc ))
 
 lint: setup  ## ruff
 	$(BIN)/ruff check .
