@@ -125,6 +125,20 @@ class TableReport:
     log_files_removed: int = 0
     duration_s: float = 0.0
 
+    @classmethod
+    def starting(
+        cls, name: str, run_id: str, retention_hours: int, run_started: dt.datetime | None
+    ) -> TableReport:
+        """The report of a table's maintenance that starts now (dated by the run's start)."""
+        started_at = dt.datetime.now(dt.UTC)
+        return cls(
+            run_date=(run_started or started_at).date(),
+            run_id=run_id,
+            table_name=name,
+            retention_hours=int(retention_hours),
+            started_at=started_at,
+        )
+
     def note(self, status: str, detail: str) -> None:
         self.status = "failed" if "failed" in (self.status, status) else status
         self.detail = f"{self.detail}; {detail}" if self.detail else detail
@@ -260,19 +274,12 @@ def clear_unlogged(
     empty; what happened, in a report (never raises)."""
     from pyarrow import fs as pafs
 
-    started_at = dt.datetime.now(dt.UTC)
-    report = TableReport(
-        run_date=run_started.date(),
-        run_id=run_id,
-        table_name=name,
-        retention_hours=int(retention_hours),
-        started_at=started_at,
-    )
+    report = TableReport.starting(name, run_id, retention_hours, run_started)
     clock = time.perf_counter()
     try:
         filesystem, root = storage.filesystem(uri)
         files = _data_files(uri)
-        cutoff = started_at - dt.timedelta(hours=retention_hours)
+        cutoff = report.started_at - dt.timedelta(hours=retention_hours)
         old = [info for info in files if info.mtime is not None and info.mtime < cutoff]
         for info in old:
             filesystem.delete_file(info.path)
@@ -327,14 +334,7 @@ def maintain_table(
     keep_versions: Sequence[int] | None = None,
 ) -> TableReport:
     """Compact, vacuum and checkpoint one table; what happened, in a report (never raises)."""
-    started_at = dt.datetime.now(dt.UTC)
-    report = TableReport(
-        run_date=(run_started or started_at).date(),
-        run_id=run_id,
-        table_name=name,
-        retention_hours=int(retention_hours),
-        started_at=started_at,
-    )
+    report = TableReport.starting(name, run_id, retention_hours, run_started)
     clock = time.perf_counter()
     try:
         table = DeltaTable(uri)
