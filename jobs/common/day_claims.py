@@ -162,7 +162,7 @@ def acquire(store: Store, day: str, run_id: str, stage: str, wait: dt.timedelta)
                 generation=(current.generation + 1) if current else 1,
                 run_id=run_id,
                 stage=stage,
-                holder=f"{socket.gethostname()}:{os.getpid()}",
+                holder=this_process(),
                 acquired_at=moment.isoformat(),
                 expires_at=(moment + LEASE).isoformat(),
             )
@@ -180,6 +180,11 @@ def acquire(store: Store, day: str, run_id: str, stage: str, wait: dt.timedelta)
         time.sleep(POLL_S)
 
 
+def this_process() -> str:
+    """How a claim names the process that holds it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def held_here(settings: Settings, day: dt.date) -> bool:
     """Whether this process holds ``day``'s claim now (inside :func:`claimed`): then no other
     run may be writing the day, and what another run left of it is a dead run's."""
@@ -187,7 +192,7 @@ def held_here(settings: Settings, day: dt.date) -> bool:
     return (
         claim is not None
         and claim.released_at is None
-        and claim.holder == f"{socket.gethostname()}:{os.getpid()}"
+        and claim.holder == this_process()
         and dt.datetime.fromisoformat(claim.expires_at) >= now()
     )
 
