@@ -9,6 +9,9 @@
 2. 1M silver rows (the day's flights repeated with distinct keys, written to a Delta
    partition): `check_silver` end to end (snapshot read, every silver and cross-day
    expectation, the quarantine rate, results recorded), pandas against Spark.
+3. A month of `check_silver`'s validations, as a history run's gate makes them: the day's
+   frame validated as 31 days against both silver suites, with GX's own kwargs methods and
+   with `jobs.adapters.gx_expectation_kwargs` (alternating, median of 3; CPU seconds too).
 
 Runs in its own state folder and Spark Connect port, beside a running `make airflow`.
 """
@@ -29,13 +32,14 @@ import pyarrow.compute as pc  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from jobs.adapters import gx_expectation_kwargs  # noqa: E402
 from jobs.common.delta import open_tables  # noqa: E402
 from jobs.common.settings import Settings  # noqa: E402
 from jobs.common.spark import get_spark  # noqa: E402
 from jobs.lakehouse import bronze  # noqa: E402
 from jobs.lakehouse import tables as tb  # noqa: E402
 from jobs.pipeline import release, run_stage  # noqa: E402
-from jobs.quality import gates  # noqa: E402
+from jobs.quality import gates, gx_runner, trends  # noqa: E402
 from tooling import services  # noqa: E402
 
 console = Console()
@@ -97,6 +101,52 @@ def settings_for(engine: str, **changes) -> Settings:
     return Settings().model_copy(update={"quality_engine": engine, **changes})
 
 
+def month_of_validations(tables, settings: Settings) -> dict[str, float]:
+    """Seconds (wall and CPU, median of 3) of ``check_silver``'s GX validations for a month:
+    the day's frame as each of 31 days, against both silver suites, stock GX against the
+    adapter."""
+    frame = gates.per_day(
+        gates.silver_frame(tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [DAY]})),
+        "flight_date",
+        [DAY],
+        settings,
+        drop=True,
+    )[DAY]
+    month = [DAY + dt.timedelta(days=n) for n in range(31)]
+    codes = {**gates.reference_codes(tables), "logical_date": [DAY.isoformat()]}
+    trend_suite = gx_runner.load_suite("silver_flights_trends")
+    daily = trends.daily_stats(tables, tb.SILVER_FLIGHTS, "flight_date", [DAY], trend_suite)
+    bands, _ = trends.trailing_parameters(trends.window(daily, DAY, trend_suite), DAY, trend_suite)
+
+    def validate() -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        frames = dict.fromkeys(month, frame)
+        gx_runner.validate_days(
+            frames, "silver_flights", "silver", dict.fromkeys(month, codes), settings, "bench"
+        )
+        gx_runner.validate_days(
+            frames,
+            "silver_flights_trends",
+            "silver",
+            dict.fromkeys(month, bands),
+            settings,
+            "bench",
+        )
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    validate()  # imports and the template cache, for both
+    runs: dict[str, list[tuple[float, float]]] = {"stock": [], "adapter": []}
+    for _ in range(REPEATS):
+        with gx_expectation_kwargs.stock():
+            runs["stock"].append(validate())
+        runs["adapter"].append(validate())
+    return {
+        f"month_{variant}_{measure}_s": statistics.median(r[i] for r in found)
+        for variant, found in runs.items()
+        for i, measure in enumerate(("wall", "cpu"))
+    }
+
+
 def main() -> None:
     settings = start_afresh(STATE)
     results: dict[str, float] = {}
@@ -133,6 +183,7 @@ def main() -> None:
         spark = get_spark(settings)  # the gates above released the earlier client
         tables = open_tables(spark, settings)
         big_tables = open_tables(spark, big)
+        results |= month_of_validations(tables, settings)  # --- 3. ---------------------------
         for dimension in (tb.SILVER_AIRLINES, tb.SILVER_AIRPORTS):
             big_tables.merge(dimension, tables.read(dimension).toArrow())
         reconciliation = {"source_table": ["flights"], "logical_date": [DAY]}
@@ -173,6 +224,13 @@ def main() -> None:
         f"day-run without gates ({results['silver_rows_per_day']} flights): "
         f"{results['day_run_without_gates_s']:.1f}s; targets: <= 3 s added per day-run, "
         "<= 20 s for 1M rows"
+    )
+    console.print(
+        "a month of check_silver's validations (31 days x 2 suites), GX's own kwargs methods "
+        f"-> the adapter: {results['month_stock_wall_s']:.1f} s -> "
+        f"{results['month_adapter_wall_s']:.1f} s wall "
+        f"({results['month_stock_wall_s'] / results['month_adapter_wall_s']:.2f}x), "
+        f"{results['month_stock_cpu_s']:.1f} -> {results['month_adapter_cpu_s']:.1f} CPU-s"
     )
     save(results, STATE / "quality.json", console)
 

@@ -83,6 +83,10 @@ def _context(settings: Settings):
     import great_expectations as gx
     from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
 
+    from jobs.adapters import gx_expectation_kwargs
+
+    gx_expectation_kwargs.install()  # kwargs read once per call: see the adapter
+
     root = settings.state_dir / "quality"
 
     def filesystem(sub: str) -> dict:
