@@ -178,7 +178,8 @@ def search_gain(settings: Settings, trials: int, timeout_s: float) -> dict[str, 
 
 
 # --features: the default service against the one before it, and the learning rates tried
-SERVICES = ("flight_disruption_v2", "flight_disruption_v3")
+_DEFAULT_NAME, _DEFAULT_VERSION = store.FEATURE_SERVICE.rsplit("_v", 1)
+SERVICES = (f"{_DEFAULT_NAME}_v{int(_DEFAULT_VERSION) - 1}", store.FEATURE_SERVICE)
 LEARNING_RATES = (0.02,)  # besides the default's; early stopping picks the rounds
 MAX_ROUNDS = 4000  # enough for the smallest rate to stop early
 
