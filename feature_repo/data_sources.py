@@ -38,5 +38,4 @@ flight_number_stats = _gold(
     "event_ts",
     "Trailing disruption statistics per flight number (carrier, number and origin)",
 )
-dest_stats = _gold("dest_stats", "event_ts", "Trailing disruption statistics per destination")
 origin_weather = _gold("origin_weather_daily", "event_ts", "Daily weather per origin airport")

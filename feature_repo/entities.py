@@ -39,10 +39,3 @@ flight_number = Entity(
     description="A flight number from its origin, every day it flies: carrier, number and "
     "origin, as a flight id reads without its date, e.g. UA-1545-EWR",
 )
-dest = Entity(
-    name="dest",
-    join_keys=["dest"],
-    value_type=ValueType.STRING,
-    description="Destination airport (FAA code, e.g. ORD): every flight bound for it, from "
-    "any origin on any carrier",
-)

@@ -99,7 +99,6 @@ plane_stats = _stats_view("plane_stats", entities.plane, src.plane_stats, "tailn
 flight_number_stats = _stats_view(
     "flight_number_stats", entities.flight_number, src.flight_number_stats, "flight_number"
 )
-dest_stats = _stats_view("dest_stats", entities.dest, src.dest_stats, "dest")
 origin_weather = FeatureView(
     name="origin_weather",
     entities=[entities.origin],
