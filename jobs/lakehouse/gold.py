@@ -4,10 +4,9 @@
   one row per flight with its prediction time, the instant day D closed (midnight New York time
   before the flight's day). The scheduled flights also carry what D+1's whole timetable says
   about each flight (``tables.TIMETABLE_FEATURES``): known when it lands with D.
-* ``gold.<entity>_stats`` for carrier, origin, route, plane, flight number (carrier, number
-  and origin: ``flight_number``, "UA-1545-EWR") and destination (``dest``, "ORD"): trailing
-  1/7/28-day disruption statistics as of day D, computed only from flights on or before D;
-  ``event_ts`` = end of D.
+* ``gold.<entity>_stats`` for carrier, origin, route, plane and flight number (carrier, number
+  and origin: ``flight_number``, "UA-1545-EWR"): trailing 1/7/28-day disruption statistics as
+  of day D, computed only from flights on or before D; ``event_ts`` = end of D.
 * ``gold.origin_weather_daily``: day D's weather per origin, and where it was heading as the day
   closed (the barometer's trend, the last readings); ``event_ts`` = end of D.
 * ``gold.entity_daily``: day D's counts and sums per entity, what the statistics add up.

@@ -6,16 +6,13 @@ imports Spark's and Arrow's types, which a DAG file must not."""
 
 # The entities gold keeps trailing statistics for, each with its key column. A flight number's
 # key is carrier, number and origin, as a flight id reads without its date: "UA-1545-EWR" (the
-# same number flies from more than one airport, and from each on its own schedule). A destination
-# is the airport a flight is bound for (its own column: "ORD"): what every departure to it
-# shares whatever the carrier or the origin.
+# same number flies from more than one airport, and from each on its own schedule).
 ENTITY_KEYS = {
     "carrier": "carrier",
     "origin": "origin",
     "route": "route",
     "plane": "tailnum",
     "flight_number": "flight_number",
-    "dest": "dest",
 }
 
 FLIGHTS = "gold.flights"

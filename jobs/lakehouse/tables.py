@@ -257,9 +257,9 @@ GOLD_ENTITY_DAILY = TableSpec(
     ),
     partition_by=("flight_date",),
     key=("flight_date", "entity", "entity_key"),
-    description="Per day and carrier, origin, route, plane, flight number or destination: "
-    "flights, disrupted, cancelled, and departure delay sum and count (what gold.<entity>_stats "
-    "sums over its windows)",
+    description="Per day and carrier, origin, route, plane or flight number: flights, "
+    "disrupted, cancelled, and departure delay sum and count (what gold.<entity>_stats sums "
+    "over its windows)",
 )
 
 

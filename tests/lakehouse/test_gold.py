@@ -72,7 +72,6 @@ def test_gold_flights_carry_the_label_and_prediction_time(built):
         ("plane", "tailnum", ["tailnum"]),
         ("route", "route", ["origin", "dest"]),
         ("flight_number", "flight_number", ["carrier", "flight", "origin"]),
-        ("dest", "dest", ["dest"]),
     ],
 )
 def test_trailing_stats_match_the_source(built, entity, key, src_key):
@@ -160,25 +159,6 @@ def test_a_flight_numbers_stats_as_of_a_day_count_only_its_flights_up_to_that_da
     first_flown_later = set(src[src.date > day.day].flight_number) - set(upto.flight_number)
     assert first_flown_later and not set(got.index) & first_flown_later
     on_day = upto[upto.date == day.day].groupby("flight_number").disrupted.mean()
-    assert got.loc[on_day.index, "disrupted_rate_1d"].to_dict() == pytest.approx(on_day.to_dict())
-
-
-def test_a_destinations_stats_as_of_a_day_count_only_its_flights_up_to_that_day(built):
-    """Leak test, from the source: a destination's statistics as of D count the flights bound
-    for it in the window ending D (from every origin, on every carrier) and none of D+1's,
-    which had already landed when the table was read; a destination first flown to after D
-    has no row."""
-    lake, tables = built
-    day = DAYS[1]
-    got = tables.read(gold_spec("dest"), partitions={"as_of_date": [day]}).toPandas()
-    got = got.set_index("dest")
-    src = source_flights(DAYS)
-    src["date"] = src.day.astype(int)
-    upto = src[src.date <= day.day]
-    assert got.flights_3d.to_dict() == upto.groupby("dest").size().to_dict()
-    first_flown_later = set(src[src.date > day.day].dest) - set(upto.dest)
-    assert first_flown_later and not set(got.index) & first_flown_later
-    on_day = upto[upto.date == day.day].groupby("dest").disrupted.mean()
     assert got.loc[on_day.index, "disrupted_rate_1d"].to_dict() == pytest.approx(on_day.to_dict())
 
 
