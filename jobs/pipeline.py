@@ -4,6 +4,7 @@ call signature: ``job(run: StageRun) -> dict`` (the stage's row counts and resul
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -166,7 +167,7 @@ def with_spark(job, run: StageRun, spark, task_started: float) -> dict:
     from dataclasses import replace
 
     from jobs.common.delta import open_tables
-    from jobs.common.spark import get_spark
+    from jobs.common.spark import generated_code, get_spark
 
     own_session = spark is None
     # scoring's Python workers stay warm in a session its tasks share (jobs.common.spark)
@@ -178,8 +179,10 @@ def with_spark(job, run: StageRun, spark, task_started: float) -> dict:
             "task overhead: first Spark action done %.2fs after the task started",
             time.perf_counter() - task_started,
         )
+    codegen = stages.get(run.stage).codegen and not run.settings.spark_codegen
     try:
-        return job(replace(run, spark=spark, tables=open_tables(spark, run.settings)))
+        with generated_code(spark) if codegen else contextlib.nullcontext():
+            return job(replace(run, spark=spark, tables=open_tables(spark, run.settings)))
     finally:
         if own_session:
             release(spark)

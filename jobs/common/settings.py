@@ -99,7 +99,8 @@ class Settings(BaseSettings):
         description="Spark's generated code for expressions and whole stages. Off: a daily run "
         "moves ~1,000 rows per query, where compiling each query's generated code (Janino) costs "
         "more than it saves (30% of the JVM's CPU for a day's lakehouse stages). Turn it on for "
-        "jobs over millions of rows (the scale benchmarks do).",
+        "jobs over millions of rows (the scale benchmarks do). The stages declared `codegen` in "
+        "jobs/stages.py (gold) use it either way.",
     )
     spark_driver_memory: str = "4g"
     spark_java_options: str = Field(

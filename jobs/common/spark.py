@@ -13,12 +13,14 @@ timestamps carry no min/max statistics, so Delta data skipping would not work).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from jobs.common.settings import Settings
@@ -52,6 +54,21 @@ INTERPRETED = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
+
+
+@contextlib.contextmanager
+def generated_code(spark) -> Iterator[None]:
+    """Spark's generated code for the queries run inside the block, on a session that runs
+    without it (:data:`INTERPRETED`); the session's own values come back after."""
+    before = {key: spark.conf.get(key, None) for key in INTERPRETED}
+    for key in INTERPRETED:
+        spark.conf.unset(key)  # Spark's defaults: whole-stage and expression code generation
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is not None:
+                spark.conf.set(key, value)
 
 
 def sql_conf(settings: Settings) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -45,6 +46,29 @@ def test_code_generation_is_off_unless_asked_for():
     assert INTERPRETED.items() <= sql_conf(Settings()).items()
     on = sql_conf(Settings(spark_codegen=True))
     assert not set(INTERPRETED) & set(on)
+
+
+def test_gold_runs_with_generated_code_and_the_session_gets_its_setting_back(
+    spark, settings, monkeypatch
+):
+    """Stages declared ``codegen`` (gold) run with Spark's generated code on a session that
+    runs without it; the others, and the session after them, without."""
+    from jobs import pipeline, stages
+
+    def whole_stage(run):
+        return {"whole_stage": run.spark.conf.get("spark.sql.codegen.wholeStage")}
+
+    assert [s.name for s in stages.STAGES if s.codegen] == ["gold"]
+    for name in ("gold", "silver"):
+        monkeypatch.setitem(pipeline.JOBS, name, whole_stage)
+    day = dt.date(2013, 1, 1)
+    gold = pipeline.run_stage("gold", day, "codegen", settings, spark=spark)
+    silver = pipeline.run_stage("silver", day, "codegen", settings, spark=spark)
+    assert (gold, silver) == ({"whole_stage": "true"}, {"whole_stage": "false"})
+    assert (
+        spark.conf.get("spark.sql.codegen.factoryMode")
+        == INTERPRETED["spark.sql.codegen.factoryMode"]
+    )
 
 
 @pytest.fixture()
