@@ -38,9 +38,4 @@ flight_number_stats = _gold(
     "event_ts",
     "Trailing disruption statistics per flight number (carrier, number and origin)",
 )
-origin_hour_stats = _gold(
-    "origin_hour_stats",
-    "event_ts",
-    "Trailing disruption statistics per origin and scheduled local departure hour",
-)
 origin_weather = _gold("origin_weather_daily", "event_ts", "Daily weather per origin airport")

@@ -39,10 +39,3 @@ flight_number = Entity(
     description="A flight number from its origin, every day it flies: carrier, number and "
     "origin, as a flight id reads without its date, e.g. UA-1545-EWR",
 )
-origin_hour = Entity(
-    name="origin_hour",
-    join_keys=["origin_hour"],
-    value_type=ValueType.STRING,
-    description="An origin's departure hour: the origin and the scheduled departure's local "
-    "hour, e.g. EWR-17 (every flight due out of it in that hour, any carrier, any destination)",
-)

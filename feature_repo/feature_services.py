@@ -1,7 +1,7 @@
 """Feature services: the versioned feature sets models are trained and served with.
 
 A model records the service it was trained on; a new feature set is a new service
-(``flight_disruption_v4``), so a model in production keeps reading exactly the features it
+(``flight_disruption_v3``), so a model in production keeps reading exactly the features it
 was trained with: every service stays registered.
 """
 
@@ -36,21 +36,10 @@ flight_disruption_v2 = FeatureService(
     tags={"model": "disruption", "version": "2"},
 )
 
-V3_VIEWS = [*V2_VIEWS, fv.flight_number_stats]
-
 flight_disruption_v3 = FeatureService(
     name="flight_disruption_v3",
-    features=V3_VIEWS,
+    features=[*V2_VIEWS, fv.flight_number_stats],
     description="v2 and the flight number's own record: its trailing 1/7/28-day disruption "
     "statistics (carrier, number and origin, every day it flies)",
     tags={"model": "disruption", "version": "3"},
-)
-
-flight_disruption_v4 = FeatureService(
-    name="flight_disruption_v4",
-    features=[*V3_VIEWS, fv.origin_hour_stats],
-    description="v3 and the record of the flight's origin at its departure hour: the trailing "
-    "1/7/28-day disruption statistics of every flight due out of that airport in that local "
-    "hour",
-    tags={"model": "disruption", "version": "4"},
 )

@@ -99,9 +99,6 @@ plane_stats = _stats_view("plane_stats", entities.plane, src.plane_stats, "tailn
 flight_number_stats = _stats_view(
     "flight_number_stats", entities.flight_number, src.flight_number_stats, "flight_number"
 )
-origin_hour_stats = _stats_view(
-    "origin_hour_stats", entities.origin_hour, src.origin_hour_stats, "origin_hour"
-)
 origin_weather = FeatureView(
     name="origin_weather",
     entities=[entities.origin],

@@ -4,10 +4,9 @@
   one row per flight with its prediction time, the instant day D closed (midnight New York time
   before the flight's day). The scheduled flights also carry what D+1's whole timetable says
   about each flight (``tables.TIMETABLE_FEATURES``): known when it lands with D.
-* ``gold.<entity>_stats`` for carrier, origin, route, plane, flight number (carrier, number
-  and origin: ``flight_number``, "UA-1545-EWR") and origin's departure hour (the origin and the
-  scheduled departure's local hour: ``origin_hour``, "EWR-17"): trailing 1/7/28-day disruption
-  statistics as of day D, computed only from flights on or before D; ``event_ts`` = end of D.
+* ``gold.<entity>_stats`` for carrier, origin, route, plane and flight number (carrier, number
+  and origin: ``flight_number``, "UA-1545-EWR"): trailing 1/7/28-day disruption statistics as
+  of day D, computed only from flights on or before D; ``event_ts`` = end of D.
 * ``gold.origin_weather_daily``: day D's weather per origin, and where it was heading as the day
   closed (the barometer's trend, the last readings); ``event_ts`` = end of D.
 * ``gold.entity_daily``: day D's counts and sums per entity, what the statistics add up.
@@ -48,7 +47,6 @@ def flight_rows(
     silver: DataFrame, settings: Settings, with_label: bool, extra: Sequence[str] = ()
 ) -> DataFrame:
     local_dep = F.from_utc_timestamp("sched_dep_utc", OPERATING_TZ)
-    hour = F.hour(local_dep)
     cols = [
         "flight_id",
         "flight_date",
@@ -60,7 +58,7 @@ def flight_rows(
         "dest",
         F.concat_ws("-", "origin", "dest").alias("route"),
         "sched_dep_utc",
-        hour.alias("sched_dep_hour"),
+        F.hour(local_dep).alias("sched_dep_hour"),
         F.dayofweek("flight_date").alias("day_of_week"),
         F.month("flight_date").alias("month"),
         "distance",
@@ -69,9 +67,6 @@ def flight_rows(
         *extra,
         # a flight id without its date: the flight number's statistics' key
         F.concat_ws("-", "carrier", "flight", "origin").alias("flight_number"),
-        # the origin and the departure's local hour: the origin hour's statistics' key (null,
-        # so no key, without a scheduled departure)
-        F.concat("origin", F.lit("-"), hour.cast("string")).alias("origin_hour"),
     ]
     if with_label:
         disrupted = F.col("is_cancelled") | (
@@ -349,8 +344,8 @@ def run(
             {"flight_date": days},
         )
     )
-    # tables from before the timetable and weather-trend features, the flight number and the
-    # origin hour get their columns (older days read null until gold runs for them again)
+    # tables from before the timetable and weather-trend features and the flight number get
+    # their columns (older days read null until gold runs for them again)
     for spec in (tb.GOLD_FLIGHTS, tb.GOLD_SCHEDULED_FLIGHTS, tb.GOLD_WEATHER):
         if added := tables.add_new_columns(spec, run_id):
             log.info("%s: added %s", spec.name, added)

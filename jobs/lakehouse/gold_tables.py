@@ -6,16 +6,13 @@ imports Spark's and Arrow's types, which a DAG file must not."""
 
 # The entities gold keeps trailing statistics for, each with its key column. A flight number's
 # key is carrier, number and origin, as a flight id reads without its date: "UA-1545-EWR" (the
-# same number flies from more than one airport, and from each on its own schedule). An origin's
-# departure hour is the origin and the scheduled departure's local hour: "EWR-17" (every flight
-# due out of that airport in that hour, whatever the carrier or the destination).
+# same number flies from more than one airport, and from each on its own schedule).
 ENTITY_KEYS = {
     "carrier": "carrier",
     "origin": "origin",
     "route": "route",
     "plane": "tailnum",
     "flight_number": "flight_number",
-    "origin_hour": "origin_hour",
 }
 
 FLIGHTS = "gold.flights"

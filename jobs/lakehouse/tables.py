@@ -208,19 +208,15 @@ _LABEL_COLUMNS = ["is_cancelled boolean", "dep_delay double", "is_disrupted bool
 # id reads without its date ("UA-1545-EWR"). Added after the tables' other columns.
 FLIGHT_NUMBER = gold_tables.ENTITY_KEYS["flight_number"]
 _FLIGHT_NUMBER_COLUMN = f"{FLIGHT_NUMBER} string"
-# The origin's departure hour (gold.origin_hour_stats): the origin and the scheduled departure's
-# local hour ("EWR-17"). Added after the flight number.
-ORIGIN_HOUR = gold_tables.ENTITY_KEYS["origin_hour"]
-_KEY_COLUMNS = [_FLIGHT_NUMBER_COLUMN, f"{ORIGIN_HOUR} string"]
 
 GOLD_FLIGHTS = TableSpec(
     name=gold_tables.FLIGHTS,
-    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_LABEL_COLUMNS, *_KEY_COLUMNS),
+    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_LABEL_COLUMNS, _FLIGHT_NUMBER_COLUMN),
     partition_by=("flight_date",),
     key=("flight_id",),
     description="One row per operated flight: prediction time (end of the previous day), "
     "schedule attributes and the label (disrupted = cancelled or dep_delay >= 15 min)",
-    appended=(FLIGHT_NUMBER, ORIGIN_HOUR),
+    appended=(FLIGHT_NUMBER,),
 )
 # What tomorrow's whole timetable says about each of its flights (gold.timetable_features):
 # known when the timetable lands with day D, so fair to use for D+1's predictions.
@@ -236,11 +232,11 @@ TIMETABLE_FEATURES = struct(*_TIMETABLE_FEATURE_COLUMNS)
 
 GOLD_SCHEDULED_FLIGHTS = TableSpec(
     name=gold_tables.SCHEDULED_FLIGHTS,
-    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_TIMETABLE_FEATURE_COLUMNS, *_KEY_COLUMNS),
+    schema=struct(*_GOLD_FLIGHT_COLUMNS, *_TIMETABLE_FEATURE_COLUMNS, _FLIGHT_NUMBER_COLUMN),
     partition_by=("flight_date",),
     key=("flight_id",),
     description="Tomorrow's flights to score: written by run D for flight_date D+1, no label",
-    appended=(*TIMETABLE_FEATURES.names, FLIGHT_NUMBER, ORIGIN_HOUR),
+    appended=(*TIMETABLE_FEATURES.names, FLIGHT_NUMBER),
 )
 
 ENTITY_KEYS = gold_tables.ENTITY_KEYS
@@ -261,9 +257,9 @@ GOLD_ENTITY_DAILY = TableSpec(
     ),
     partition_by=("flight_date",),
     key=("flight_date", "entity", "entity_key"),
-    description="Per day and carrier, origin, route, plane, flight number or origin's "
-    "departure hour: flights, disrupted, cancelled, and departure delay sum and count (what "
-    "gold.<entity>_stats sums over its windows)",
+    description="Per day and carrier, origin, route, plane or flight number: flights, "
+    "disrupted, cancelled, and departure delay sum and count (what gold.<entity>_stats sums "
+    "over its windows)",
 )
 
 

@@ -67,7 +67,7 @@ def served_features(feature_service: str, features: pa.Schema | None = None) -> 
     """``ml.served_features__<service>``: the features ``feature_service`` served for each
     flight scored (what the scorer read, and what the monitor compares with the training
     reference). One table per service, as each service has its own feature columns; a service
-    whose definition changes gets a new name (``flight_disruption_v4``), so a table's schema
+    whose definition changes gets a new name (``flight_disruption_v3``), so a table's schema
     never changes. ``features`` is only needed to create or write it."""
     fields = [] if features is None else list(from_arrow_schema(features).fields)
     return TableSpec(

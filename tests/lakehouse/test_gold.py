@@ -62,15 +62,6 @@ def test_gold_flights_carry_the_label_and_prediction_time(built):
     for frame in (got, scheduled):
         assert (frame.flight_number == frame.flight_id.str[len("20130703-") :]).all()
     assert got.flight_number.str.fullmatch(r"[0-9A-Z]{2}-\d+-(EWR|JFK|LGA)").all()
-    # a flight's origin hour is its origin and the source's scheduled hour (local: New York)
-    for frame, flown in ((got, day), (scheduled, dt.date(2013, 7, 4))):
-        src = source_flights([flown])
-        src_id = flown.strftime("%Y%m%d-") + src.carrier + "-" + src.flight + "-" + src.origin
-        expected = dict(zip(src_id, src.origin + "-" + src.hour, strict=True))
-        rows = frame[frame.flight_date == flown]
-        assert len(rows) == len(expected)
-        assert dict(zip(rows.flight_id, rows.origin_hour, strict=True)) == expected
-    assert got.origin_hour.str.fullmatch(r"(EWR|JFK|LGA)-(1?\d|2[0-3])").all()
 
 
 @pytest.mark.parametrize(
@@ -81,7 +72,6 @@ def test_gold_flights_carry_the_label_and_prediction_time(built):
         ("plane", "tailnum", ["tailnum"]),
         ("route", "route", ["origin", "dest"]),
         ("flight_number", "flight_number", ["carrier", "flight", "origin"]),
-        ("origin_hour", "origin_hour", ["origin", "hour"]),
     ],
 )
 def test_trailing_stats_match_the_source(built, entity, key, src_key):
@@ -169,29 +159,6 @@ def test_a_flight_numbers_stats_as_of_a_day_count_only_its_flights_up_to_that_da
     first_flown_later = set(src[src.date > day.day].flight_number) - set(upto.flight_number)
     assert first_flown_later and not set(got.index) & first_flown_later
     on_day = upto[upto.date == day.day].groupby("flight_number").disrupted.mean()
-    assert got.loc[on_day.index, "disrupted_rate_1d"].to_dict() == pytest.approx(on_day.to_dict())
-
-
-def test_an_origin_hours_stats_as_of_a_day_count_only_its_flights_up_to_that_day(built):
-    """Leak test, from the source: an origin hour's statistics as of D count the flights due
-    out of that origin in that local hour in the window ending D (every carrier, every
-    destination) and none of D+1's, which had already landed when the table was read (every
-    origin hour of these days is flown each day, so no row is new after D: the counts tell)."""
-    lake, tables = built
-    day = DAYS[1]
-    got = tables.read(gold_spec("origin_hour"), partitions={"as_of_date": [day]}).toPandas()
-    got = got.set_index("origin_hour")
-    src = source_flights(DAYS)
-    src["origin_hour"] = src.origin + "-" + src.hour
-    src["date"] = src.day.astype(int)
-    upto = src[src.date <= day.day]
-    assert got.flights_3d.to_dict() == upto.groupby("origin_hour").size().to_dict()
-    later = src[src.date > day.day]
-    assert set(later.origin_hour) <= set(got.index)  # every hour D+1 flies has a row already
-    assert got.flights_3d.sum() == len(upto) == len(src) - len(later) < len(src)
-    on_day = upto[upto.date == day.day].groupby("origin_hour")
-    assert got.loc[on_day.size().index, "flights_1d"].to_dict() == on_day.size().to_dict()
-    on_day = on_day.disrupted.mean()
     assert got.loc[on_day.index, "disrupted_rate_1d"].to_dict() == pytest.approx(on_day.to_dict())
 
 
@@ -406,25 +373,13 @@ def test_timetable_features_do_not_change_once_the_day_has_flown(spark, built):
 @pytest.mark.parametrize(
     "spec, added",
     [
-        # written before the timetable features: it gets them and the two keys
-        (
-            tb.GOLD_SCHEDULED_FLIGHTS,
-            [*tb.TIMETABLE_FEATURES.names, tb.FLIGHT_NUMBER, tb.ORIGIN_HOUR],
-        ),
-        # written with them, before the flight number: it gets the keys alone
-        (tb.GOLD_SCHEDULED_FLIGHTS, [tb.FLIGHT_NUMBER, tb.ORIGIN_HOUR]),
-        # written with the flight number, before the origin hour: it gets the origin hour
-        (tb.GOLD_SCHEDULED_FLIGHTS, [tb.ORIGIN_HOUR]),
-        (tb.GOLD_FLIGHTS, [tb.FLIGHT_NUMBER, tb.ORIGIN_HOUR]),
-        (tb.GOLD_FLIGHTS, [tb.ORIGIN_HOUR]),
+        # written before the timetable features: it gets them and the flight number
+        (tb.GOLD_SCHEDULED_FLIGHTS, [*tb.TIMETABLE_FEATURES.names, tb.FLIGHT_NUMBER]),
+        # written with them, before the flight number: it gets the flight number alone
+        (tb.GOLD_SCHEDULED_FLIGHTS, [tb.FLIGHT_NUMBER]),
+        (tb.GOLD_FLIGHTS, [tb.FLIGHT_NUMBER]),
     ],
-    ids=[
-        "scheduled-before-timetable",
-        "scheduled-before-flight-number",
-        "scheduled-before-origin-hour",
-        "flights-before-flight-number",
-        "flights-before-origin-hour",
-    ],
+    ids=["scheduled-before-timetable", "scheduled-before-flight-number", "flights"],
 )
 def test_a_gold_flights_table_from_an_older_version_gets_the_columns_added_since(
     tables, spec, added
