@@ -66,6 +66,57 @@ def latest(rows, key: list[str], order: str):
     return rows.withColumn("_rank", rank).where(F.col("_rank") == 1).drop("_rank")
 
 
+def spans(rows, key: str, day: str):
+    """Each ``key``'s rows on consecutive days, identical apart from ``day``, as one row with
+    its first and last day (``_from``, ``_to``, in place of ``day``). A dimension lands a whole
+    snapshot every day, nearly all of it unchanged: over a month, 31 copies of every airport
+    and plane, which each join of a month's flights would build into its hash table. A key
+    that changes, or is missing on a day, starts a new span."""
+    names = rows.column_names if isinstance(rows, pa.Table) else rows.columns
+    columns = [c for c in names if c not in (key, day)]
+    if isinstance(rows, pa.Table):
+        ordered = rows.sort_by([(key, "ascending"), (day, "ascending")])
+        n = ordered.num_rows
+
+        def before(c):  # each row's predecessor, aligned with rows 1..n-1
+            return ordered[c].slice(0, n - 1)
+
+        def after(c):
+            return ordered[c].slice(1)
+
+        dates = pc.cast(ordered[day], pa.int32())
+        same = pc.and_(
+            pc.equal(after(key), before(key)),
+            pc.equal(pc.subtract(dates.slice(1), dates.slice(0, n - 1)), 1),
+        )
+        for c in columns:
+            equal = pc.equal(after(c), before(c))
+            both_null = pc.and_(pc.is_null(after(c)), pc.is_null(before(c)))
+            same = pc.and_(same, pc.fill_null(pc.or_(equal, both_null), both_null))
+        starts = pa.concat_arrays(
+            [pa.array([True] if n else [], pa.bool_()), *pc.invert(same).chunks]
+        )
+        numbered = ordered.append_column("_span", pc.cumulative_sum(pc.cast(starts, pa.int64())))
+        grouped = numbered.group_by([key, "_span", *columns], use_threads=False).aggregate(
+            [(day, "min"), (day, "max")]
+        )
+        return grouped.select([key, *columns, f"{day}_min", f"{day}_max"]).rename_columns(
+            [key, *columns, "_from", "_to"]
+        )
+    by_key = Window.partitionBy(key).orderBy(day)
+    previous = F.lag(day).over(by_key)
+    starts = previous.isNull() | (F.datediff(F.col(day), previous) != 1)
+    for c in columns:
+        starts = starts | ~F.col(c).eqNullSafe(F.lag(c).over(by_key))
+    span = F.sum(starts.cast("int")).over(by_key.rowsBetween(Window.unboundedPreceding, 0))
+    return (
+        rows.withColumn("_span", span)
+        .groupBy(key, "_span", *columns)
+        .agg(F.min(day).alias("_from"), F.max(day).alias("_to"))
+        .select(key, *columns, "_from", "_to")
+    )
+
+
 def as_frame(spark, rows) -> DataFrame:
     """``rows`` on the cluster: a collected result is sent back as a local relation."""
     return spark.createDataFrame(rows) if isinstance(rows, pa.Table) else rows

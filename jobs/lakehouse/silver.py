@@ -218,7 +218,8 @@ def flights(
     with_outcomes: bool,
 ) -> DataFrame:
     """Operated flights of the landed day (``with_outcomes``) or the timetable it landed for
-    the next day, tagged with ``_status``; joined to the dimensions landed the same day."""
+    the next day, tagged with ``_status``; joined to the dimensions landed the same day (each
+    given as :func:`frames.spans` of its daily snapshots)."""
     types = {k: v for k, v in FLIGHT_TYPES.items() if k in frame.columns}
     types["time_hour"] = "timestamp"
     required = [
@@ -242,34 +243,25 @@ def flights(
         *plausible(df, "flights"),
     ]
 
-    day = "_logical_date"
-    origin = airports.select(
-        F.col("faa").alias("origin"),
-        F.col("name").alias("origin_name"),
-        F.col("tzone").alias("origin_tz"),
-        day,
-    )
-    dest = airports.select(
-        F.col("faa").alias("dest"),
-        F.col("name").alias("dest_name"),
-        F.col("tzone").alias("dest_tz"),
-        day,
-    )
-    carrier = airlines.select("carrier", F.col("name").alias("carrier_name"), day)
-    plane = planes.select(
-        "tailnum",
-        *[
-            F.col(c).alias(f"plane_{c}")
-            for c in ("year", "type", "manufacturer", "model", "engines", "seats", "engine")
-        ],
-        day,
-    )
-    df = (
-        df.join(F.broadcast(origin), ["origin", day], "left")
-        .join(F.broadcast(dest), ["dest", day], "left")
-        .join(F.broadcast(carrier), ["carrier", day], "left")
-        .join(F.broadcast(plane), ["tailnum", day], "left")
-    )
+    def join(frame: DataFrame, dimension: DataFrame, key: str, on: str, **columns: str):
+        """``frame`` with ``columns`` (new name: the dimension's) of the ``dimension`` span
+        whose ``key`` is the row's ``on`` and whose days hold the row's landed day."""
+        span = dimension.select(
+            F.col(key).alias("_key"),
+            *[F.col(c).alias(new) for new, c in columns.items()],
+            F.col("_from").alias("_span_from"),
+            F.col("_to").alias("_span_to"),
+        )
+        held = (F.col(on) == F.col("_key")) & F.col("_logical_date").between(
+            F.col("_span_from"), F.col("_span_to")
+        )
+        return frame.join(F.broadcast(span), held, "left").drop("_key", "_span_from", "_span_to")
+
+    plane_columns = ("year", "type", "manufacturer", "model", "engines", "seats", "engine")
+    df = join(df, airports, "faa", "origin", origin_name="name", origin_tz="tzone")
+    df = join(df, airports, "faa", "dest", dest_name="name", dest_tz="tzone")
+    df = join(df, airlines, "carrier", "carrier", carrier_name="name")
+    df = join(df, planes, "tailnum", "tailnum", **{f"plane_{c}": c for c in plane_columns})
     # Without the origin's time zone the departure cannot be placed in UTC.
     checks += [
         check(F.col("origin").isNotNull() & F.col("origin_tz").isNull(), "UNKNOWN_AIRPORT:origin"),
@@ -389,12 +381,17 @@ def run(
 
     data = {name: run_once(name, df) for name, df in dims_tagged.items()}
     # The flights join the accepted dimension rows just computed (a few thousand rows a day, sent
-    # back as local relations) instead of re-running the dimensions' plans inside every join.
+    # back as local relations) instead of re-running the dimensions' plans inside every join;
+    # an interval's daily snapshots as spans of unchanged days (frames.spans).
     dims = {
         name: frames.as_frame(
             spark,
-            with_status(data[name], ACCEPTED).select(
-                [*SILVER_OUTPUTS[name].columns, "_logical_date"]
+            frames.spans(
+                with_status(data[name], ACCEPTED).select(
+                    [*SILVER_OUTPUTS[name].columns, "_logical_date"]
+                ),
+                SILVER_OUTPUTS[name].key[0],
+                "_logical_date",
             ),
         )
         for name in dims_tagged
