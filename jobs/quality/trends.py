@@ -80,7 +80,7 @@ def daily_stats(
     aggregates = {
         alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in banded(suite)
     }
-    aggregates |= {alias: F.corr(a, b) for alias, (a, b) in _correlations(suite).items()}
+    aggregates |= {alias: exact_corr(a, b) for alias, (a, b) in _correlations(suite).items()}
     return (
         tables.read(table, partitions={date_column: read})
         .groupBy(date_column)
@@ -88,6 +88,20 @@ def daily_stats(
         .toPandas()
         .set_index(date_column)
     )
+
+
+def exact_corr(a: str, b: str) -> Column:
+    """Pearson's correlation of columns ``a`` and ``b`` over the rows that have both, from sums
+    taken exactly (as decimals). Spark's ``corr`` updates its moments row by row, so its last
+    digits follow the order the rows are read in: a day read within a month's files recorded a
+    different value than the same day read alone (1e-15 apart), and the history rebuild must
+    record what the daily runs do."""
+    both = F.col(a).isNotNull() & F.col(b).isNotNull()
+    x, y = (F.when(both, F.col(c).cast("decimal(18,4)")) for c in (a, b))
+    n = F.count(x)
+    covariance = n * F.sum(x * y) - F.sum(x) * F.sum(y)
+    variances = (n * F.sum(x * x) - F.sum(x) * F.sum(x)) * (n * F.sum(y * y) - F.sum(y) * F.sum(y))
+    return F.try_divide(covariance.cast("double"), F.sqrt(variances.cast("double")))
 
 
 def window(daily: pd.DataFrame, day: dt.date, suite: dict[str, Any]) -> pd.DataFrame:
