@@ -39,7 +39,7 @@ from jobs.common.spark import get_spark  # noqa: E402
 from jobs.lakehouse import bronze  # noqa: E402
 from jobs.lakehouse import tables as tb  # noqa: E402
 from jobs.pipeline import release, run_stage  # noqa: E402
-from jobs.quality import gates, gx_runner, trends  # noqa: E402
+from jobs.quality import gates, gx_runner  # noqa: E402
 from tooling import services  # noqa: E402
 
 console = Console()
@@ -113,22 +113,24 @@ def month_of_validations(tables, settings: Settings) -> dict[str, float]:
         drop=True,
     )[DAY]
     month = [DAY + dt.timedelta(days=n) for n in range(31)]
-    codes = {**gates.reference_codes(tables), "logical_date": [DAY.isoformat()]}
-    trend_suite = gx_runner.load_suite("silver_flights_trends")
-    daily = trends.daily_stats(tables, tb.SILVER_FLIGHTS, "flight_date", [DAY], trend_suite)
-    bands, _ = trends.trailing_parameters(trends.window(daily, DAY, trend_suite), DAY, trend_suite)
+    parameters, bands, _ = gates.silver_parameters(tables, [DAY])
 
     def validate() -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
         frames = dict.fromkeys(month, frame)
         gx_runner.validate_days(
-            frames, "silver_flights", "silver", dict.fromkeys(month, codes), settings, "bench"
+            frames,
+            "silver_flights",
+            "silver",
+            dict.fromkeys(month, parameters[DAY]),
+            settings,
+            "bench",
         )
         gx_runner.validate_days(
             frames,
             "silver_flights_trends",
             "silver",
-            dict.fromkeys(month, bands),
+            dict.fromkeys(month, bands[DAY]),
             settings,
             "bench",
         )

@@ -184,6 +184,23 @@ LEARNING_RATES = (0.02,)  # besides the default's; early stopping picks the roun
 MAX_ROUNDS = 4000  # enough for the smallest rate to stop early
 
 
+def at_learning_rate(rate: float) -> dict:
+    """The job's parameters at learning rate ``rate``, with room for the rounds it needs and
+    the default's patience in progress, not in rounds: 50 at 0.05 is 125 at 0.02 (with 50, a
+    fit at 0.02 stopping on half of September stopped after 8 rounds)."""
+    from jobs.training import models
+
+    defaults = models.DEFAULT_PARAMS
+    return {
+        **defaults,
+        "learning_rate": rate,
+        "n_estimators": max(defaults["n_estimators"], MAX_ROUNDS),
+        "early_stopping_rounds": round(
+            defaults["early_stopping_rounds"] * defaults["learning_rate"] / rate
+        ),
+    }
+
+
 def feature_gain(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float | str]:
     """The features' worth on the holdout split (January-August, early stopping on September,
     test October-December): validation (September) and test ROC AUC of XGBoost on each of
@@ -229,19 +246,7 @@ def feature_gain(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float | str]
         if service == store.FEATURE_SERVICE:
             on_default = (parts, features)
             for rate in LEARNING_RATES:
-                defaults = models.DEFAULT_PARAMS
-                params = {
-                    **defaults,
-                    "learning_rate": rate,
-                    "n_estimators": MAX_ROUNDS,
-                    # the default's patience in progress, not in rounds: 50 at 0.05 is 125 at
-                    # 0.02 (with 50, a fit at 0.02 stopping on half of September stopped
-                    # after 8 rounds)
-                    "early_stopping_rounds": round(
-                        defaults["early_stopping_rounds"] * defaults["learning_rate"] / rate
-                    ),
-                }
-                measure(f"{service}_lr{rate}", parts, features, params)
+                measure(f"{service}_lr{rate}", parts, features, at_learning_rate(rate))
     summary(out, seeds)
     parts, features = on_default
     model = models.train_xgboost(parts, features, seeds[0]).model
@@ -267,7 +272,7 @@ def september_crossfit(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float]
     chose its round on (the early-stopping score is the best of the rounds it saw): on the
     default service, stop on September 1-15 and score September 16-30, and the reverse, under
     each seed, at the default learning rate and at each of ``LEARNING_RATES`` (patience scaled
-    as in ``feature_gain``). The test days are not scored."""
+    as in :func:`at_learning_rate`). The test days are not scored."""
     import numpy as np
     import pandas as pd
     from sklearn.metrics import roc_auc_score
@@ -283,17 +288,9 @@ def september_crossfit(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float]
     september = parts.validation
     first_half = pd.to_datetime(september["flight_date"]).dt.date <= dt.date(2013, 9, 15)
     halves = {"1-15": september[first_half], "16-30": september[~first_half]}
-    defaults = models.DEFAULT_PARAMS
     out: dict[str, float] = {}
-    for rate in (defaults["learning_rate"], *LEARNING_RATES):
-        params = {
-            **defaults,
-            "learning_rate": rate,
-            "n_estimators": max(defaults["n_estimators"], MAX_ROUNDS),
-            "early_stopping_rounds": round(
-                defaults["early_stopping_rounds"] * defaults["learning_rate"] / rate
-            ),
-        }
+    for rate in (models.DEFAULT_PARAMS["learning_rate"], *LEARNING_RATES):
+        params = at_learning_rate(rate)
         scores = []
         for seed in seeds:
             for stop, scored in (("1-15", "16-30"), ("16-30", "1-15")):

@@ -217,19 +217,30 @@ def check_silver(
         settings,
         drop=True,
     )
-    codes = reference_codes(tables)
-    outcomes = validate_days(
-        day_frames,
-        "silver_flights",
-        "silver",
-        {day: {**codes, "logical_date": [day.isoformat()]} for day in days},
-        settings,
-        run_id,
-    )
+    parameters, bands, windows = silver_parameters(tables, days)
+    outcomes = validate_days(day_frames, "silver_flights", "silver", parameters, settings, run_id)
     rates = quarantine_rate_rows(tables, settings, days, run_id)
     for outcome in outcomes:
         outcome.rows.append(rates[outcome.day])
 
+    trend_outcomes = validate_days(
+        day_frames, "silver_flights_trends", "silver", bands, settings, run_id
+    )
+    trend_suite = load_suite("silver_flights_trends")
+    for outcome in trend_outcomes:
+        outcome.rows += trends.correlation_rows(
+            windows[outcome.day], outcome.day, trend_suite, run_id
+        )
+    outcomes += trend_outcomes
+    return outcomes
+
+
+def silver_parameters(tables: DeltaTables, days: list[dt.date]) -> tuple[dict, dict, dict]:
+    """What ``check_silver`` validates each day with: the ``silver_flights`` suite's parameters
+    (the dimensions' codes, the day), the ``silver_flights_trends`` suite's bands, and the
+    trailing window of daily statistics each day's bands come from."""
+    codes = reference_codes(tables)
+    parameters = {day: {**codes, "logical_date": [day.isoformat()]} for day in days}
     trend_suite = load_suite("silver_flights_trends")
     daily = trends.daily_stats(tables, tb.SILVER_FLIGHTS, "flight_date", days, trend_suite)
     windows = {day: trends.window(daily, day, trend_suite) for day in days}
@@ -237,15 +248,7 @@ def check_silver(
     for day, window in windows.items():
         bands[day], history = trends.trailing_parameters(window, day, trend_suite)
         log.info("cross-day bands for %s from %d days of history: %s", day, history, bands[day])
-    trend_outcomes = validate_days(
-        day_frames, "silver_flights_trends", "silver", bands, settings, run_id
-    )
-    for outcome in trend_outcomes:
-        outcome.rows += trends.correlation_rows(
-            windows[outcome.day], outcome.day, trend_suite, run_id
-        )
-    outcomes += trend_outcomes
-    return outcomes
+    return parameters, bands, windows
 
 
 @gate("gold")
