@@ -32,12 +32,15 @@ def read_arrow(
     if between is None:
         return table.to_pyarrow_table(filters=filters or None, columns=columns)
     column, low, high = between
-    dataset = table.to_pyarrow_dataset(partitions=filters or None)
-    kind = dataset.schema.field(column).type
+    kind = pa.schema(table.schema().to_arrow()).field(column).type
     # naive timestamps, in the column or the bounds, are UTC
     low, high = (t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t for t in (low, high))
     if kind.tz is None:
         low, high = (t.astimezone(dt.UTC).replace(tzinfo=None) for t in (low, high))
+    # Only the files whose statistics overlap [low, high] become fragments: building one per
+    # live file costs O(files) (0.15 s for a year of daily partitions, per table and read).
+    pruning = [*filters, (column, ">=", low), (column, "<=", high)]
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=pruning)
     field = pc.field(column)
     where = (field >= pa.scalar(low, type=kind)) & (field <= pa.scalar(high, type=kind))
     return dataset.to_table(filter=where, columns=columns)
