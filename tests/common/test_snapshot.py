@@ -57,3 +57,16 @@ def test_a_time_window_with_naive_bounds_and_partitions_keeps_both_filters(tmp_p
 
     assert sorted(set(rows.column("as_of_date").to_pylist())) == [DAYS[0], DAYS[3]]
     assert rows.num_rows == 4
+
+
+def test_a_time_window_prunes_a_column_without_a_time_zone_too(tmp_path):
+    uri = str(tmp_path / "naive")
+    for day in DAYS:
+        noon = pa.array([dt.datetime.combine(day, dt.time(12))], pa.timestamp("us"))
+        write_deltalake(uri, pa.table({"key": ["a"], "event_ts": noon}), mode="append")
+    low = dt.datetime(2013, 3, 2, tzinfo=dt.UTC)
+    high = dt.datetime(2013, 3, 2, 23, tzinfo=dt.UTC)
+
+    rows = read_arrow(uri, between=("event_ts", low, high))
+
+    assert rows.column("event_ts").to_pylist() == [dt.datetime(2013, 3, 2, 12)]
