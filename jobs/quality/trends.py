@@ -99,9 +99,13 @@ def exact_corr(a: str, b: str) -> Column:
     both = F.col(a).isNotNull() & F.col(b).isNotNull()
     x, y = (F.when(both, F.col(c).cast("decimal(18,4)")) for c in (a, b))
     n = F.count(x)
-    covariance = n * F.sum(x * y) - F.sum(x) * F.sum(y)
-    variances = (n * F.sum(x * x) - F.sum(x) * F.sum(x)) * (n * F.sum(y * y) - F.sum(y) * F.sum(y))
-    return F.try_divide(covariance.cast("double"), F.sqrt(variances.cast("double")))
+
+    def spread(u: Column, v: Column) -> Column:  # n times the sum of the co-deviations, exact
+        return (n * F.sum(u * v) - F.sum(u) * F.sum(v)).cast("double")
+
+    # Each term stays within a decimal's 38 digits up to ~1e9 rows; their product would not
+    # (a day of 10M flights overflowed it), so it is taken in doubles, from the exact terms.
+    return F.try_divide(spread(x, y), F.sqrt(spread(x, x) * spread(y, y)))
 
 
 def window(daily: pd.DataFrame, day: dt.date, suite: dict[str, Any]) -> pd.DataFrame:

@@ -37,3 +37,13 @@ def test_the_correlation_does_not_depend_on_the_order_rows_are_read_in(spark):
 def test_no_spread_gives_no_correlation(spark):
     rows = pd.DataFrame({"a": [1.0, 1.0, 1.0], "b": [2.0, 3.0, 4.0]})
     assert spark.createDataFrame(rows).agg(exact_corr("a", "b")).first()[0] is None
+
+
+def test_large_sums_give_the_correlation_instead_of_overflowing_a_decimal(spark):
+    """The spreads' product has ~36 digits here (values ~1e6 over 2,000 rows): more than a
+    decimal holds. A day of 10M flights failed check_silver this way."""
+    rows = frame()
+    rows["dep_delay"] = rows["dep_delay"] * 5_000 + 1_000_000
+    rows["arr_delay"] = rows["arr_delay"] * 5_000 - 1_000_000
+    got = spark.createDataFrame(rows).agg(exact_corr("dep_delay", "arr_delay")).first()[0]
+    assert abs(got - rows["dep_delay"].corr(rows["arr_delay"])) < 1e-12
