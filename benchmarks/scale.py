@@ -15,6 +15,7 @@ run trains one on the last three days of history.
 
     make bench-scale                                   # 1M and 10M, 27 history days (long)
     FLIGHTS=100000 HISTORY_DAYS=3 HISTORY_FLIGHTS=100000 make bench-scale   # a quick look
+    FLIGHTS=10000000 FROM_STAGE=gold make bench-scale  # go on from gold (land..check_silver done)
 
 Results in .state/bench-scale/results.json.
 """
@@ -192,7 +193,10 @@ def measure(settings, spark, flights: int, has_model: bool) -> list[dict]:
     from jobs.quality.gx_runner import QualityGateError
 
     rows = []
-    for stage in STAGES:
+    # FROM_STAGE=gold: measure from that stage on, the day's earlier output being in place
+    # (a run that stopped there goes on)
+    start = STAGES.index(os.environ.get("FROM_STAGE", STAGES[0]))
+    for stage in STAGES[start:]:
         if stage == "score" and not has_model:
             continue
         gate = ""

@@ -6,7 +6,7 @@ the result comes to the task as Arrow: one job, and delta-rs writes it from memo
 checkpointed on the executors, counted there, and written by them (Spark-native Delta, or
 delta-rs committing the files the executors wrote). :func:`run_once` decides per output, from
 the Delta settings and the rows the stage expects (``collect_max_rows``): small outputs (the
-dimensions, the statistics) are still collected on a cluster, where a checkpoint, a count and a
+dimensions, a day's weather) are still collected on a cluster, where a checkpoint, a count and a
 write job would each cost more than the rows. The helpers below work on either form.
 """
 

@@ -69,3 +69,33 @@ def test_a_mix_of_collected_and_cluster_results_concatenates_on_the_cluster(spar
         (7, "small"),
     ]
     assert frames.concat([small, empty]).num_rows == 1
+
+
+def test_gold_keeps_every_output_but_the_weather_on_the_cluster_past_the_threshold(
+    spark, settings, tmp_path, monkeypatch
+):
+    """A day's statistics and counts have a row per plane or flight number: millions at scale
+    (a 10M-flight day's overflowed what the driver may send a task), so they follow the day's
+    flights; the weather (a row per origin) is collected."""
+    lake = settings.model_copy(
+        update={
+            "lakehouse_uri": str(tmp_path / "lakehouse"),
+            "landing_uri": str(tmp_path / "landing"),
+            "delta_rs_write_path": "executors",
+            "collect_max_rows": 100,  # below the day's ~900 flights
+        }
+    )
+    for stage in ("land", "bronze", "silver"):
+        run_stage(stage, DAYS[0], "r", lake, spark=spark)
+    collected = {}
+    stock = frames.run_once
+    monkeypatch.setattr(
+        frames,
+        "run_once",
+        lambda frame, s, rows: collected.setdefault(len(collected), stock(frame, s, rows)),
+    )
+    counts = run_stage("gold", DAYS[0], "r", lake, spark=spark)
+
+    kinds = [isinstance(result, pa.Table) for result in collected.values()]
+    assert len(kinds) == len(counts) and kinds.count(True) == 1  # the weather
+    assert counts["gold.origin_weather_daily"] == 3 and counts["gold.plane_stats"] > 100
