@@ -6,7 +6,12 @@ engine keeps the local engine's plan (offline read, filter, dedup to the latest 
 and replaces only its last step: the values are serialized per column with numpy/pyarrow into
 the exact bytes ``ValueProto.SerializeToString()`` gives, and written into the same SQLite
 table or Redis hashes as Feast's ``SqliteOnlineStore`` / ``RedisOnlineStore``, so Feast's own
-read path (``get_online_features``, the SDK, ``feast ui``) reads them unchanged.
+read path (``get_online_features``, the SDK, ``feast ui``) reads them unchanged. A plain view
+over a Delta table (no transformation, aggregation, filter or validation; every view Nightjar
+defines) skips the plan altogether: the window is read, deduplicated and written
+``BATCH_ROWS`` at a time (``StreamedDeltaOutputNode``), because the plan holds the whole window
+several times over (the read, the filter's and the dedup's pandas copies), which ran a 10M-flight
+day's task out of memory.
 
 Writes replace what is stored, as the stock stores do (SQLite always, Redis with
 ``skip_dedup``; without it a row is skipped when the stored timestamp is as new). Each view's
@@ -20,7 +25,8 @@ view and column: it never writes approximate bytes and never falls back silently
   the store's ``online_write_batch``: one ``ValueProto`` per value, one row or hash at a time).
 - Why: that step was ~60% of a materialization; this engine writes 7-10x faster (``make
   bench-features``), byte for byte what the stock stores write
-  (``tests/features/test_fast_materialization.py``).
+  (``tests/features/test_fast_materialization.py``), and streamed its memory stays a batch's
+  whatever the window's rows (``make bench-features``, 1M and 4M rows).
 - Written for: Feast 0.67 (it reuses private helpers of the stock stores, which tests/features
   pin against).
 - Back to stock: ``batch_engine: type: local`` in ``feature_repo/feature_store.yaml`` (the
@@ -34,18 +40,23 @@ import datetime as dt
 import gc
 import sqlite3
 import struct
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 import mmh3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from feast.data_format import DeltaFormat
 from feast.infra.common.materialization_job import MaterializationJobStatus
+from feast.infra.compute_engines.dag.context import ColumnInfo
+from feast.infra.compute_engines.dag.plan import ExecutionPlan
 from feast.infra.compute_engines.local.arrow_table_value import ArrowTableValue
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.feature_builder import LocalFeatureBuilder
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.compute_engines.local.nodes import LocalOutputNode
+from feast.infra.offline_stores.file_source import FileSource
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versioned_fv_name
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, _quote_id, _table_id
 from feast.repo_config import FeastConfigBaseModel
@@ -53,9 +64,16 @@ from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from jobs.adapters import feast_online_expiry
+from jobs.common.delta.snapshot import scan_window
 
 ENGINE = "jobs.adapters.feast_arrow_engine.ArrowMaterializationEngine"
 REDIS_CHUNK = 20_000  # rows per pipelined Redis round trip
+# Feature rows read, encoded and written at a time by a streamed view: bounds the task's memory
+# (each row binds ~2 Python objects per feature for SQLite) whatever a day's entity count.
+BATCH_ROWS = 250_000
+# Keys written that the TTL expiry is told of (so it need not read their stamps back): a set
+# of them costs ~100 bytes a key, so past this many it reads every key's stamp instead.
+REDIS_FRESH_MAX = 2_000_000
 LARGE_PAGE = 16_384  # SQLite page size for a new online store (_use_large_pages)
 
 
@@ -252,16 +270,7 @@ class ArrowOutputNode(LocalOutputNode):
         table = self.get_single_table(context).data
         output = ArrowTableValue(data=table)
         context.node_outputs[self.name] = output
-        if self.feature_view.online:
-            written = None
-            if table.num_rows:
-                written = write_online(
-                    context.repo_config, context.online_store, self.feature_view, table
-                )
-            # also when the window had no row: older values age out
-            feast_online_expiry.expire(
-                context.repo_config, context.online_store, self.feature_view, self.as_of, written
-            )
+        self.write(context, [table])
         if table.num_rows and self.feature_view.offline:
             context.offline_store.offline_write_batch(
                 config=context.repo_config,
@@ -271,8 +280,99 @@ class ArrowOutputNode(LocalOutputNode):
             )
         return output
 
+    def write(self, context, tables: Iterable[pa.Table]) -> None:
+        if not self.feature_view.online:
+            return
+        written = write_online(context.repo_config, context.online_store, self.feature_view, tables)
+        # also when the window had no row: older values age out
+        feast_online_expiry.expire(
+            context.repo_config, context.online_store, self.feature_view, self.as_of, written
+        )
+
+
+class StreamedDeltaOutputNode(ArrowOutputNode):
+    """Read, dedup and write in one node, ``BATCH_ROWS`` feature rows at a time: the window of
+    a plain view over a Delta table never sits whole in the process (Feast's plan holds it
+    several times over: the read, the filter's and the dedup's pandas copies)."""
+
+    def __init__(self, name, feature_view, columns: ColumnInfo, task):
+        super().__init__(name, feature_view, task.end_time)
+        self.columns, self.start = columns, task.start_time
+
+    def execute(self, context):
+        source = self.feature_view.batch_source
+        window = (source.timestamp_field, self.start, self.as_of)
+        self.write(context, latest_per_entity(source.path, window, self.columns))
+        output = ArrowTableValue(data=pa.table({}))
+        context.node_outputs[self.name] = output
+        return output
+
+
+def streams(view, task) -> bool:
+    """Whether ``view``'s materialization can be streamed: a plain view (no transformation,
+    aggregation, filter or validation) over a Delta table, written online only."""
+    source = view.batch_source
+    return (
+        task.only_latest
+        and view.online
+        and not view.offline
+        and isinstance(source, FileSource)
+        and isinstance(source.file_format, DeltaFormat)
+        and not any(
+            getattr(view, attribute, None)
+            for attribute in ("feature_transformation", "aggregations", "filter")
+        )
+        and not getattr(view, "enable_validation", False)
+        and not getattr(view, "source_views", None)
+    )
+
+
+def latest_per_entity(path: str, window: tuple, columns: ColumnInfo) -> Iterator[pa.Table]:
+    """The rows of ``window`` (timestamp column, start, end) in the Delta table at ``path``, the
+    latest per entity as Feast's dedup keeps them (by event time, then created time), in batches
+    named as the view names them. A first scan reads only the keys and timestamps and picks
+    each entity's row; the second reads the batches and keeps those rows."""
+    from deltalake import DeltaTable
+
+    version = DeltaTable(path).version()  # both scans read the same files
+    order = [c for c in (columns.ts_col, columns.created_ts_col) if c]
+    ids = list(scan_window(path, window, [*columns.join_keys, *order], BATCH_ROWS, version))
+    if not ids:
+        return
+    ids = pa.Table.from_batches(ids)
+    ids = ids.append_column("_row", pa.array(np.arange(ids.num_rows)))
+    # a stable sort, then the last row per entity: the latest, the later-read one on a tie
+    latest = (
+        ids.sort_by([(c, "ascending") for c in order])
+        .group_by(columns.join_keys, use_threads=False)
+        .aggregate([("_row", "last")])
+        .column("_row_last")
+    )
+    keep = None
+    if len(latest) < ids.num_rows:
+        keep = np.zeros(ids.num_rows, bool)
+        keep[latest.to_numpy()] = True
+    del ids, latest
+    names = [*columns.join_keys, *columns.feature_cols, *order]
+    renames = columns.field_mapping or {}
+    position = 0
+    for batch in scan_window(path, window, names, BATCH_ROWS, version):
+        table = pa.Table.from_batches([batch])
+        if keep is not None:
+            table = table.filter(keep[position : position + batch.num_rows])
+        position += batch.num_rows
+        yield table.rename_columns([renames.get(n, n) for n in table.column_names])
+
 
 class ArrowFeatureBuilder(LocalFeatureBuilder):
+    def build(self):
+        if streams(self.feature_view, self.task):
+            view = self.feature_view
+            return ExecutionPlan(
+                [StreamedDeltaOutputNode("output", view, self.get_column_info(view), self.task)]
+            )
+        return super().build()
+
     def build_output_nodes(self, view, input_node):
         node = ArrowOutputNode(
             "output", self.dag_root.view, self.task.end_time, inputs=[input_node]
@@ -282,8 +382,9 @@ class ArrowFeatureBuilder(LocalFeatureBuilder):
 
 
 class ArrowMaterializationEngine(LocalComputeEngine):
-    """``LocalComputeEngine`` whose materialization writes with :func:`write_online`; historical
-    retrieval is the local engine's, unchanged."""
+    """``LocalComputeEngine`` whose materialization writes with :func:`write_online` (a plain
+    view over a Delta table streamed in batches); historical retrieval is the local engine's,
+    unchanged."""
 
     def _materialize_one(self, registry, task, **kwargs):
         job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
@@ -296,16 +397,17 @@ class ArrowMaterializationEngine(LocalComputeEngine):
             return LocalMaterializationJob(job_id, MaterializationJobStatus.ERROR, error=e)
 
 
-def write_online(config, online_store, view, table: pa.Table):
-    """Write the latest row per entity of ``view`` (Feast's dedup already ran) online. Redis:
-    returns the keys written and their event times (UTC microseconds), which the TTL expiry
-    then need not read back (``feast_online_expiry.expire``)."""
+def write_online(config, online_store, view, tables: Iterable[pa.Table]):
+    """Write the latest row per entity of ``view`` (deduplicated already), given in batches,
+    online. Redis: returns the keys written and their event times (UTC microseconds), which the
+    TTL expiry then need not read back (``feast_online_expiry.expire``), up to
+    ``REDIS_FRESH_MAX`` keys (else None)."""
     if isinstance(online_store, SqliteOnlineStore):
         with _gc_paused():
-            return _write_sqlite(config, online_store, view, table)
+            return _write_sqlite(config, online_store, view, tables)
     if isinstance(online_store, RedisOnlineStore):
         with _gc_paused():
-            return _write_redis(config, online_store, view, table)
+            return _write_redis(config, online_store, view, tables)
     raise UnsupportedForArrowWrite(
         f"feature view {view.name!r}: {type(online_store).__name__} is not supported by "
         f"{ENGINE} (SQLite and Redis are); use `batch_engine: local`"
@@ -342,33 +444,21 @@ def _prepare(view, table: pa.Table):
     return keys, columns, event, created
 
 
-def _write_sqlite(config, online_store: SqliteOnlineStore, view, table: pa.Table) -> None:
+def _write_sqlite(config, online_store: SqliteOnlineStore, view, tables: Iterable[pa.Table]):
     store = config.online_store
     if store.vector_enabled or getattr(store, "enable_openai_compatible_store", False):
         raise UnsupportedForArrowWrite(
             f"feature view {view.name!r}: SQLite vector_enabled / enable_openai_compatible_store"
             f" columns are not written by {ENGINE}; use `batch_engine: local`"
         )
-    keys, columns, event, created = _prepare(view, table)
-    # insert in key order: the primary-key and entity_key indexes then grow at their right edge
-    order = pc.sort_indices(keys).to_numpy()
-    # Blobs are bound as bytearrays, not bytes: Python's sqlite3 binds a bytearray (like an int,
-    # float or str) directly, but passes every bytes or None parameter through its adapter
-    # lookup first: ~20% of the executemany on 1M entities. Stored as the same BLOB.
-    params = [_bytearrays(keys.take(order)), _epochs(event)[order]]
-    for column in columns.values():
-        params.append(_bytearrays(column.values)[column.indices][order])
-        params.append(np.asarray(column.texts(), dtype=object)[column.indices][order])
-    if created is not None:  # else a NULL literal: no None parameter per entity
-        params.append(_epochs(created)[order])
-
     # one statement per entity: it inserts that entity's row of every feature, so rows go
     # in (entity_key, feature) order and Python binds one row per entity, not per feature.
     # The feature names come from a temp table: the same join over a CTE is ~200x slower.
-    names = list(columns)
+    names = [feature.name for feature in view.features]
     value = " ".join(f"WHEN {j} THEN ?{3 + 2 * j}" for j in range(len(names)))
     text = " ".join(f"WHEN {j} THEN ?{4 + 2 * j}" for j in range(len(names)))
-    created_ts = "NULL" if created is None else f"?{3 + 2 * len(names)}"
+    has_created = bool(view.batch_source.created_timestamp_column)
+    created_ts = f"?{3 + 2 * len(names)}" if has_created else "NULL"
     table_id = _table_id(
         config.project, view, config.registry.enable_online_feature_view_versioning
     )
@@ -382,12 +472,31 @@ def _write_sqlite(config, online_store: SqliteOnlineStore, view, table: pa.Table
     )
     conn = online_store._get_conn(config)
     _use_large_pages(conn)
-    with conn:  # one transaction, like the stock store's online_write_batch
+    with conn:  # one transaction for every batch, like the stock store's online_write_batch
         conn.execute("DROP TABLE IF EXISTS temp.arrow_engine_features")
         conn.execute("CREATE TEMP TABLE arrow_engine_features (j INTEGER PRIMARY KEY, name TEXT)")
         conn.executemany("INSERT INTO temp.arrow_engine_features VALUES (?, ?)", enumerate(names))
-        conn.executemany(sql, zip(*(p.tolist() for p in params), strict=True))
+        for table in tables:
+            if table.num_rows:
+                conn.executemany(sql, _sqlite_rows(view, table))
         conn.execute("DROP TABLE temp.arrow_engine_features")
+
+
+def _sqlite_rows(view, table: pa.Table) -> Iterator[tuple]:
+    """One parameter tuple per entity of ``table``, in key order (the primary-key and
+    entity_key indexes then grow at their right edge)."""
+    keys, columns, event, created = _prepare(view, table)
+    order = pc.sort_indices(keys).to_numpy()
+    # Blobs are bound as bytearrays, not bytes: Python's sqlite3 binds a bytearray (like an int,
+    # float or str) directly, but passes every bytes or None parameter through its adapter
+    # lookup first: ~20% of the executemany on 1M entities. Stored as the same BLOB.
+    params = [_bytearrays(keys.take(order)), _epochs(event)[order]]
+    for column in columns.values():
+        params.append(_bytearrays(column.values)[column.indices][order])
+        params.append(np.asarray(column.texts(), dtype=object)[column.indices][order])
+    if created is not None:  # else a NULL literal: no None parameter per entity
+        params.append(_epochs(created)[order])
+    return zip(*(p.tolist() for p in params), strict=True)
 
 
 def _bytearrays(values: pa.Array) -> np.ndarray:
@@ -446,13 +555,32 @@ def _bulk(values: pa.Array) -> pa.Array:
 
 
 def _write_redis(
-    config, online_store: RedisOnlineStore, view, table: pa.Table
-) -> tuple[pa.Array, np.ndarray]:
-    store = config.online_store
-    if store.redis_type == RedisType.redis_cluster:
+    config, online_store: RedisOnlineStore, view, tables: Iterable[pa.Table]
+) -> tuple[pa.Array, np.ndarray] | None:
+    if config.online_store.redis_type == RedisType.redis_cluster:
         raise UnsupportedForArrowWrite(
             f"feature view {view.name!r}: Redis cluster is not supported by {ENGINE}"
         )
+    keys, events, count = [], [], 0
+    for table in tables:
+        if not table.num_rows:
+            continue
+        written, event = _write_redis_batch(config, online_store, view, table)
+        count += len(written)
+        if count <= REDIS_FRESH_MAX:
+            keys.append(written)
+            events.append(event)
+    if count > REDIS_FRESH_MAX:
+        return None
+    return pa.chunked_array(keys, pa.binary()).combine_chunks(), np.concatenate(
+        [np.zeros(0, np.int64), *events]
+    )
+
+
+def _write_redis_batch(
+    config, online_store: RedisOnlineStore, view, table: pa.Table
+) -> tuple[pa.Array, np.ndarray]:
+    store = config.online_store
     keys, columns, event, _ = _prepare(view, table)
     keys = pc.binary_join_element_wise(keys, config.project.encode(), b"")  # RedisOnlineStore key
     client = online_store._get_client(store)

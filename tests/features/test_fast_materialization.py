@@ -87,21 +87,24 @@ def redis_hashes(client) -> dict[bytes, dict[bytes, bytes]]:
     return {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
 
 
-def stats_row(carrier: str, day: dt.date, rate: float) -> dict:
+def stats_row(carrier: str, day: dt.date, rate: float, event_ts: dt.datetime) -> dict:
     row = {f.name: None for f in CARRIER_STATS.arrow_schema}
     row.update(
         carrier=carrier,
         as_of_date=day,
-        event_ts=end_of_day_utc(day).replace(tzinfo=None),
+        event_ts=event_ts.replace(tzinfo=None),
         flights_1d=3,
         disrupted_rate_7d=rate,
     )
     return row
 
 
-def write_carrier(tables, carrier: str, rate: float) -> None:
-    row = pa.Table.from_pylist([stats_row(carrier, DAY, rate)], schema=CARRIER_STATS.arrow_schema)
-    tables.merge(CARRIER_STATS, row)
+def write_carrier(
+    tables, carrier: str, rate: float, day: dt.date = DAY, event_ts: dt.datetime | None = None
+) -> None:
+    event_ts = event_ts or end_of_day_utc(DAY)
+    row = stats_row(carrier, day, rate, event_ts)
+    tables.merge(CARRIER_STATS, pa.Table.from_pylist([row], schema=CARRIER_STATS.arrow_schema))
 
 
 def rate_online(settings, carrier: str):
@@ -205,6 +208,33 @@ def test_sqlite_rows_and_online_reads_equal_the_stock_engines(sqlite_pair):
     assert online(ours, DAY) == online(stock, DAY)
 
 
+def test_a_window_of_many_batches_keeps_each_entitys_latest_row_as_stock_does(
+    sqlite_pair, monkeypatch
+):
+    """Streamed in batches of 5 rows, with two rows of one entity in the window, in different
+    files, written newest-first for one carrier and oldest-first for the other."""
+    stock, ours, tables = sqlite_pair
+    earlier = end_of_day_utc(DAY) - dt.timedelta(hours=1)  # in DAY's window, a day's partition
+    write_carrier(tables, "ZW", 0.9, DAYS[2], earlier)  # the older row first
+    write_carrier(tables, "ZW", 0.25)
+    write_carrier(tables, "ZV", 0.5)  # the newer row first
+    write_carrier(tables, "ZV", 0.1, DAYS[2], earlier)
+    monkeypatch.setattr(feast_arrow_engine, "BATCH_ROWS", 5)
+    batches = []
+    streamed = feast_arrow_engine.latest_per_entity
+    monkeypatch.setattr(
+        feast_arrow_engine,
+        "latest_per_entity",
+        lambda *args: (batches.append(len(b)) or b for b in streamed(*args)),
+    )
+    materialize(stock, "stock", DAY)
+    materialize(ours, "ours", DAY)
+    assert len(batches) > 100 and max(batches) <= 5
+    assert sqlite_rows(ours) == sqlite_rows(stock)
+    assert rate_online(ours, "ZW")["disrupted_rate_7d"] == [0.25]
+    assert rate_online(ours, "ZV")["disrupted_rate_7d"] == [0.5]
+
+
 def test_sqlite_rewrite_is_idempotent_and_newer_or_corrected_values_replace(sqlite_pair):
     stock, ours, tables = sqlite_pair
     write_carrier(tables, "ZY", 0.25)
@@ -244,8 +274,12 @@ def redis_lake(feast_lake, tmp_path, redis_server):
     client.flushdb()
 
 
-def test_redis_hashes_and_online_reads_equal_the_stock_engines(redis_lake):
+@pytest.mark.parametrize("batches", ["one batch per view", "batches of 50 rows"])
+def test_redis_hashes_and_online_reads_equal_the_stock_engines(redis_lake, batches, monkeypatch):
     lake, client, _ = redis_lake
+    if batches == "batches of 50 rows":  # and the TTL expiry reads every stamp back
+        monkeypatch.setattr(feast_arrow_engine, "BATCH_ROWS", 50)
+        monkeypatch.setattr(feast_arrow_engine, "REDIS_FRESH_MAX", 0)
     materialize(lake, "stock", DAY)
     expected, expected_online = redis_hashes(client), online(lake, DAY)
     assert len(expected) > 100

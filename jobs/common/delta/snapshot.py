@@ -5,7 +5,7 @@ live are read, never files a correction has removed."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,13 +24,48 @@ def read_arrow(
     timestamp ``column`` lies in [low, high]: files whose statistics fall outside are not read)."""
     from deltalake import DeltaTable
 
-    table = DeltaTable(uri, version=version)
-    filters = [
-        (column, "in", [str(v) for v in values]) for column, values in (partitions or {}).items()
-    ]
     columns = list(columns) if columns else None
     if between is None:
+        table = DeltaTable(uri, version=version)
+        filters = _partition_filters(partitions)
         return table.to_pyarrow_table(filters=filters or None, columns=columns)
+    dataset, where = _window(uri, between, partitions, version)
+    return dataset.to_table(filter=where, columns=columns)
+
+
+def scan_window(
+    uri: str,
+    between: tuple[str, dt.datetime, dt.datetime],
+    columns: Sequence[str],
+    batch_rows: int,
+    version: int | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """:func:`read_arrow`'s rows for ``between``, as batches of at most ``batch_rows`` rows, in
+    the same order on every scan of the same version: a file at a time, in the log's order."""
+    dataset, where = _window(uri, between, version=version)
+    for fragment in dataset.get_fragments():
+        batches = fragment.to_batches(  # read as the table's schema (a file may differ)
+            schema=dataset.schema, filter=where, columns=list(columns), batch_size=batch_rows
+        )
+        yield from (batch for batch in batches if batch.num_rows)
+
+
+def _partition_filters(partitions: Partitions | None) -> list[tuple]:
+    return [
+        (column, "in", [str(v) for v in values]) for column, values in (partitions or {}).items()
+    ]
+
+
+def _window(
+    uri: str,
+    between: tuple[str, dt.datetime, dt.datetime],
+    partitions: Partitions | None = None,
+    version: int | None = None,
+):
+    """The dataset of the files that can hold rows of ``between`` and the filter for them."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(uri, version=version)
     column, low, high = between
     kind = pa.schema(table.schema().to_arrow()).field(column).type
     # naive timestamps, in the column or the bounds, are UTC
@@ -39,11 +74,10 @@ def read_arrow(
         low, high = (t.astimezone(dt.UTC).replace(tzinfo=None) for t in (low, high))
     # Only the files whose statistics overlap [low, high] become fragments: building one per
     # live file costs O(files) (0.15 s for a year of daily partitions, per table and read).
-    pruning = [*filters, (column, ">=", low), (column, "<=", high)]
+    pruning = [*_partition_filters(partitions), (column, ">=", low), (column, "<=", high)]
     dataset = table.to_pyarrow_dataset(file_pruning_predicate=pruning)
     field = pc.field(column)
-    where = (field >= pa.scalar(low, type=kind)) & (field <= pa.scalar(high, type=kind))
-    return dataset.to_table(filter=where, columns=columns)
+    return dataset, (field >= pa.scalar(low, type=kind)) & (field <= pa.scalar(high, type=kind))
 
 
 def read_arrow_if_exists(
