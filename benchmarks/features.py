@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -142,8 +143,12 @@ def measured(settings: Settings, n: int, engine: str, name: str) -> dict[str, fl
     """:func:`materialize_planes` of ``n`` rows into a fresh store, in a fresh process."""
     config = fresh_store(settings, name)
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-        return child.submit(materialize_planes, config, SYNTHETIC[n], engine).result()
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+            return child.submit(materialize_planes, config, SYNTHETIC[n], engine).result()
+    finally:  # 10M entities of 12 features are ~20 GB of SQLite
+        if config.state_dir != settings.state_dir:
+            shutil.rmtree(config.state_dir, ignore_errors=True)
 
 
 def entity_rows(settings: Settings) -> pd.DataFrame:
