@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, isolate  # noqa: E402
+from benchmarks.harness import ROOT, descendants, isolate, peak_rss_mb  # noqa: E402
 
 STATE = isolate("delta", 25022, platform="platform")
 
@@ -141,26 +141,6 @@ def worker(case: str, backend: str, rows: int) -> None:
 
 
 # --- the driver: a fresh server per case --------------------------------------------------------
-def peak_rss_mb(pid: int) -> float:
-    """VmHWM of the process and its children (spark-submit's JVM is a child of its shell)."""
-    total = 0.0
-    for proc in [pid, *_descendants(pid)]:
-        try:
-            status = Path(f"/proc/{proc}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                total = max(total, int(line.split()[1]) / 1024)
-    return total
-
-
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    children = [int(p) for p in out.split()]
-    return children + [d for c in children for d in _descendants(c)]
-
-
 def run_case(case: str, backend: str, rows: int = 0) -> dict:
     from jobs.common.settings import Settings
     from tooling import services
@@ -182,7 +162,9 @@ def run_case(case: str, backend: str, rows: int = 0) -> dict:
             raise RuntimeError(f"{case} on {backend} failed:\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         result["process_seconds"] = time.perf_counter() - began
-        result["jvm_peak_rss_mb"] = peak_rss_mb(services.pid_of(settings, "spark-connect"))
+        # spark-submit's JVM is a child of its shell
+        server = services.pid_of(settings, "spark-connect")
+        result["jvm_peak_rss_mb"] = peak_rss_mb([server, *descendants(server)])
     finally:
         services.down(settings, ("spark-connect",))
     return result

@@ -23,7 +23,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from benchmarks.harness import isolate, save, start_afresh
+from benchmarks.harness import isolate, memory_mb, save, start_afresh
 
 STATE = isolate("features", 25022)
 
@@ -115,13 +115,6 @@ def synthetic_planes(settings: Settings, n: int, day: dt.date) -> None:
     )
 
 
-def _status_mb(field: str) -> float:
-    """VmRSS (now) or VmHWM (the peak) of this process, in MB. Not ``ru_maxrss``: a spawned
-    process inherits its parent's."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field)) / 1024
-
-
 def materialize_planes(settings: Settings, day: dt.date, engine: str) -> dict[str, float]:
     """Materialize ``day``'s synthetic planes (in a fresh process: see :func:`measured`) with
     ``engine``: "streamed" (the configured engine), "whole" (the configured engine reading the
@@ -132,11 +125,11 @@ def materialize_planes(settings: Settings, day: dt.date, engine: str) -> dict[st
     if engine == "whole":
         feast_arrow_engine.streams = lambda view, task: False
     start = end_of_day_utc(day - dt.timedelta(days=1)) + dt.timedelta(microseconds=1)
-    baseline = _status_mb("VmRSS")
+    baseline = memory_mb(field="VmRSS")
     started = time.perf_counter()
     fs.materialize(start_date=start, end_date=end_of_day_utc(day), feature_views=["plane_stats"])
     seconds = time.perf_counter() - started
-    return {"s": seconds, "peak_above_start_mb": _status_mb("VmHWM") - baseline}
+    return {"s": seconds, "peak_above_start_mb": memory_mb() - baseline}
 
 
 def measured(settings: Settings, n: int, engine: str, name: str) -> dict[str, float]:

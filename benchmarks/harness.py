@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,3 +96,29 @@ def save(results: object, out: Path, console: Any) -> Path:
     out.write_text(json.dumps(results, indent=2))
     console.print(f"saved {out}")
     return out
+
+
+def memory_mb(pid: int | str = "self", field: str = "VmHWM") -> float | None:
+    """A process's ``field`` from /proc/<pid>/status in MB: VmHWM (its peak RSS; not
+    ``ru_maxrss``, which a spawned process inherits from its parent) or VmRSS (now). None when
+    the process has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """The process's children, theirs, and so on."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    children = [int(p) for p in out.split()]
+    return children + [d for c in children for d in descendants(c)]
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    """The largest VmHWM among ``pids`` (0 when none is alive)."""
+    return max((m for p in pids if (m := memory_mb(p)) is not None), default=0.0)

@@ -26,12 +26,11 @@ import contextlib
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.harness import isolate
+from benchmarks.harness import descendants, isolate, peak_rss_mb
 
 STATE = isolate(
     "scale",
@@ -66,14 +65,8 @@ def sizes() -> list[int]:
 
 
 # --- peak memory per stage --------------------------------------------------------------------
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    children = [int(p) for p in out.split()]
-    return children + [d for c in children for d in _descendants(c)]
-
-
 def _jvms(pid: int | None) -> list[int]:
-    return [] if pid is None else [pid, *_descendants(pid)]
+    return [] if pid is None else [pid, *descendants(pid)]
 
 
 class Peaks:
@@ -91,26 +84,13 @@ class Peaks:
 
     def executors(self) -> list[int]:
         # executor JVMs are the workers' children, started with the application
-        return [p for w in self.worker_pids for p in _descendants(w)]
+        return [p for w in self.worker_pids for p in descendants(w)]
 
     @staticmethod
     def _reset(pids: list[int]) -> None:
         for pid in pids:
             with contextlib.suppress(OSError):  # an executor that has already exited
                 Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM
-
-    @staticmethod
-    def _hwm(pids: list[int]) -> float:
-        peak = 0.0
-        for pid in pids:
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) / 1024)
-        return peak
 
     @staticmethod
     def _cpu_s(pids: list[int]) -> dict[int, float]:
@@ -141,9 +121,9 @@ class Peaks:
 
     def __exit__(self, *exc):
         self.result = {
-            "client_peak_rss_mb": round(self._hwm([os.getpid()])),
-            "driver_peak_rss_mb": round(self._hwm(self.driver)),
-            "executor_peak_rss_mb": round(self._hwm(self.executors())),
+            "client_peak_rss_mb": round(peak_rss_mb([os.getpid()])),
+            "driver_peak_rss_mb": round(peak_rss_mb(self.driver)),
+            "executor_peak_rss_mb": round(peak_rss_mb(self.executors())),
             # where the time went: CPU seconds each side used during the stage
             "client_cpu_s": self._cpu_used("client", [os.getpid()]),
             "driver_cpu_s": self._cpu_used("driver", self.driver),
