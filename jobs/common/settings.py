@@ -188,6 +188,14 @@ class Settings(BaseSettings):
         "SQLAlchemy URL (postgresql+psycopg2://...) for a shared SQL registry.",
     )
 
+    feature_retrieval: Literal["spark", "feast"] = Field(
+        default="spark",
+        description="How the night's scoring gets its flights' features: 'spark' runs Feast's "
+        "point-in-time join on Spark (jobs/features/point_in_time.py), so no flight passes "
+        "through the task; 'feast' calls Feast's get_historical_features in the task (stock). "
+        "A service with a view the Spark join cannot read goes through Feast either way.",
+    )
+
     # --- training and the model registry -----------------------------------------------------
     mlflow_tracking_uri: str | None = Field(
         default=None,

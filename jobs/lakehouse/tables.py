@@ -330,6 +330,15 @@ GOLD_WEATHER = TableSpec(
     description="Daily weather summary per origin airport for as_of_date; event_ts = end of day",
 )
 
+
+def gold_published(windows: tuple[int, ...]) -> dict[str, TableSpec]:
+    """What gold publishes (``gold_tables.PUBLISHED``), by name: what Feast's views read."""
+    stats = [gold_stats(entity, windows) for entity in ENTITY_KEYS]
+    specs = {s.name: s for s in (GOLD_FLIGHTS, GOLD_SCHEDULED_FLIGHTS, *stats, GOLD_WEATHER)}
+    assert set(specs) == set(gold_tables.PUBLISHED)
+    return specs
+
+
 # --- ops: what the platform did to its own tables ----------------------------------------------
 MAINTENANCE = TableSpec(
     name="ops.maintenance",

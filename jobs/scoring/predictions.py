@@ -6,9 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
 from pyspark.sql import types as T
-from pyspark.sql.pandas.types import from_arrow_schema
 
 from jobs.common.delta import TableSpec
 from jobs.common.schema import struct
@@ -63,13 +61,13 @@ PREDICTIONS = TableSpec(
 )
 
 
-def served_features(feature_service: str, features: pa.Schema | None = None) -> TableSpec:
+def served_features(feature_service: str, features: T.StructType | None = None) -> TableSpec:
     """``ml.served_features__<service>``: the features ``feature_service`` served for each
     flight scored (what the scorer read, and what the monitor compares with the training
     reference). One table per service, as each service has its own feature columns; a service
     whose definition changes gets a new name (``flight_disruption_v3``), so a table's schema
     never changes. ``features`` is only needed to create or write it."""
-    fields = [] if features is None else list(from_arrow_schema(features).fields)
+    fields = [] if features is None else list(features.fields)
     return TableSpec(
         name=f"ml.served_features__{feature_service}",
         schema=T.StructType(

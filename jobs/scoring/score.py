@@ -4,11 +4,13 @@ The night of D is scored by the model that was champion for it in the decision l
 once, its version recorded on every row; for the newest night, the one the ``champion`` alias
 names), never by one trained on data after D: a re-run or a backfill scores a past night as it
 was scored. An unpromoted challenger of that night scores the same flights in shadow.
-Features come from Feast's historical retrieval through the feature service the model was
-trained with, at the flights' prediction time (the end of D): the training path, so there is
-no training/serving skew. The served features are kept in ``ml.served_features__<service>``
-(partition D+1), and scoring is a Spark ``mapInArrow`` over that partition's files, so the same
-code scales out on a cluster; D+1's partition of ``ml.predictions`` is replaced in one commit.
+Features come from Feast's point-in-time join through the feature service the model was
+trained with, at the flights' prediction time (the end of D): the training path's answer, so
+there is no training/serving skew, computed on Spark (``jobs/adapters/feast_spark_retrieval.py``)
+so that the flights never come to the task. The served features are kept in
+``ml.served_features__<service>`` (partition D+1), and scoring is a Spark ``mapInArrow`` over
+that partition's files, so the same code scales out on a cluster; D+1's partition of
+``ml.predictions`` is replaced in one commit.
 The riskiest flagged flights (``REASONS_PER_TASK`` per file) also get their reasons, computed in
 the same pass: the three features that contribute most to their risk (XGBoost's SHAP values).
 """
@@ -23,9 +25,11 @@ import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import from_arrow_schema
 
+from jobs.adapters import feast_spark_retrieval
 from jobs.common.delta import DeltaTables
-from jobs.common.delta.snapshot import read_arrow
 from jobs.common.errors import NightjarError, StageSkipped
 from jobs.common.settings import Settings
 from jobs.features.store import feature_store
@@ -96,7 +100,8 @@ def resolve(settings: Settings, day: dt.date) -> list[ScoringModel]:
 
 
 def features_for(settings: Settings, flights: pd.DataFrame, feature_service: str) -> pa.Table:
-    """The service's features of ``flights`` as of their prediction time (Feast, offline)."""
+    """The service's features of ``flights`` as of their prediction time, by Feast's own
+    retrieval in this process (what the Spark join stands in for; see :func:`serve`)."""
     fs = feature_store(settings)
     entities = flights[ENTITY_COLUMNS].assign(
         event_timestamp=pd.to_datetime(flights["prediction_ts"], utc=True)
@@ -108,28 +113,55 @@ def features_for(settings: Settings, flights: pd.DataFrame, feature_service: str
     ).to_arrow()
 
 
+def lakehouse_views(settings: Settings, feature_service: str):
+    """How Spark reads ``feature_service``'s views (``feast_spark_retrieval.views``), or None
+    where Feast must answer: a view the Spark join cannot read, or
+    ``feature_retrieval=feast``."""
+    if settings.feature_retrieval != "spark":
+        return None
+    published = tb.gold_published(settings.rolling_windows_days)
+    lakehouse = {settings.table_uri(name): spec for name, spec in published.items()}
+    return feast_spark_retrieval.views(feature_store(settings), lakehouse, feature_service)
+
+
 def serve(
     tables: DeltaTables,
     settings: Settings,
-    flights: pd.DataFrame,
+    flights: DataFrame,
     feature_service: str,
     flight_date: dt.date,
     run_id: str,
 ) -> list[str]:
     """Retrieve the service's features for ``flights`` and replace ``flight_date``'s partition of
     ``ml.served_features__<service>`` with them; returns the partition's data files, which
-    :func:`score` reads."""
-    fetched = features_for(settings, flights, feature_service)
-    keys = {*ENTITY_COLUMNS, "event_timestamp"}
-    features = [name for name in fetched.column_names if name not in keys]
-    dates = pa.Table.from_pandas(flights[["flight_id", "flight_date"]], preserve_index=False)
-    data = (
-        fetched.select(["flight_id", "event_timestamp", *features])
-        .rename_columns(["flight_id", "prediction_ts", *features])
-        .join(dates, "flight_id")
-        .append_column("_run_id", pa.array([run_id] * fetched.num_rows, pa.string()))
-    )
-    spec = served_features(feature_service, fetched.select(features).schema)
+    :func:`score` reads.
+
+    Feast's point-in-time join runs on Spark (``jobs/adapters/feast_spark_retrieval.py``), so
+    the flights never come to this process; a service it cannot read goes through Feast here."""
+    entities = flights.select(*ENTITY_COLUMNS, "flight_date", "prediction_ts")
+    views = lakehouse_views(settings, feature_service)
+    if views is not None:
+        fetched = feast_spark_retrieval.historical_features(
+            tables, views, entities, "prediction_ts"
+        )
+        features = [f for f in fetched.schema.fields if f.name not in entities.columns]
+        data = fetched.select(
+            "flight_id", "flight_date", "prediction_ts", *[f.name for f in features]
+        ).withColumn("_run_id", F.lit(run_id))
+        spec = served_features(feature_service, T.StructType(features))
+    else:
+        rows = entities.toPandas()
+        fetched = features_for(settings, rows, feature_service)
+        keys = {*ENTITY_COLUMNS, "event_timestamp"}
+        names = [name for name in fetched.column_names if name not in keys]
+        dates = pa.Table.from_pandas(rows[["flight_id", "flight_date"]], preserve_index=False)
+        data = (
+            fetched.select(["flight_id", "event_timestamp", *names])
+            .rename_columns(["flight_id", "prediction_ts", *names])
+            .join(dates, "flight_id")
+            .append_column("_run_id", pa.array([run_id] * fetched.num_rows, pa.string()))
+        )
+        spec = served_features(feature_service, from_arrow_schema(fetched.select(names).schema))
     tables.overwrite_partitions(spec, data, {"flight_date": [flight_date]}, run_id=run_id)
     return served_files(settings, feature_service, flight_date)
 
@@ -151,6 +183,9 @@ def served_files(settings: Settings, feature_service: str, flight_date: dt.date)
 # features for most flights, so it is not used. Each task keeps its own riskiest, so the night's
 # REASONS_PER_TASK riskiest flagged flights are always among those explained.
 REASONS_PER_TASK = 10
+
+# What a flight without a probability fails the predictions' write with (see run)
+MISSING_SCORE = "nightjar: no probability for flight"
 
 
 def score(
@@ -327,26 +362,34 @@ def run(
     run_id: str,
     models: list[ScoringModel] | None = None,
 ) -> dict:
-    """Score D+1's flights with the night's models (default: :func:`resolve`)."""
+    """Score D+1's flights with the night's models (default: :func:`resolve`). The flights,
+    their features and their predictions stay on Spark; the task holds none of them."""
     models = models or resolve(settings, day)
     tomorrow = day + dt.timedelta(days=1)
-    flights = read_arrow(
-        settings.table_uri(tb.GOLD_SCHEDULED_FLIGHTS.name), {"flight_date": [tomorrow]}
-    ).to_pandas()
-    if flights.empty:
+    scheduled = {"flight_date": [tomorrow]}
+    count = tables.count_rows(tb.GOLD_SCHEDULED_FLIGHTS, scheduled)
+    if not count:
         raise StageSkipped(f"no flights are scheduled for {tomorrow}: nothing to score")
+    flights = tables.read(tb.GOLD_SCHEDULED_FLIGHTS, partitions=scheduled)
     logical_ts = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    keys = spark.createDataFrame(
-        flights[["flight_id", "flight_date", "carrier", "origin", "route", "sched_dep_utc"]]
-    )
+    keys = flights.select("flight_id", "flight_date", "carrier", "origin", "route", "sched_dep_utc")
     scored, served = None, {}
     for model in models:
         if model.feature_service not in served:  # champion and shadow usually share one
             served[model.feature_service] = serve(
                 tables, settings, flights, model.feature_service, tomorrow, run_id
             )
+        probabilities = score(spark, served[model.feature_service], model)
         rows = (
-            keys.join(score(spark, served[model.feature_service], model), "flight_id")
+            keys.join(probabilities, "flight_id", "left")
+            # a flight the scorer returned nothing for fails the write: nothing is committed
+            .withColumn(
+                "probability",
+                F.coalesce(
+                    "probability",
+                    F.raise_error(F.concat(F.lit(f"{MISSING_SCORE} "), F.col("flight_id"))),
+                ),
+            )
             .withColumn("flagged", F.col("probability") >= F.lit(model.threshold))
             .withColumn("threshold", F.lit(model.threshold))
             .withColumn("role", F.lit(model.role))
@@ -358,14 +401,18 @@ def run(
             .withColumn("_run_id", F.lit(run_id))
         )
         scored = rows if scored is None else scored.unionByName(rows)
-    data = scored.select(*PREDICTIONS.arrow_schema.names).toArrow()
-    if data.num_rows != len(flights) * len(models):
-        raise NightjarError(
-            f"scored {data.num_rows} rows for {len(flights)} flights x {len(models)} models; "
-            "nothing written"
-        )
+    data = scored.select(*PREDICTIONS.arrow_schema.names)
     migrate(tables, run_id)  # a table from before reasons were stored gets their column
-    tables.overwrite_partitions(PREDICTIONS, data, {"flight_date": [tomorrow]}, run_id=run_id)
+    try:
+        tables.overwrite_partitions(PREDICTIONS, data, scheduled, run_id=run_id)
+    except Exception as exc:
+        if MISSING_SCORE not in str(exc):
+            raise
+        flight = str(exc).split(MISSING_SCORE, 1)[1].split()[0]
+        raise NightjarError(
+            f"the scorer returned no probability for flight {flight} of {tomorrow} (and maybe "
+            "others); nothing written"
+        ) from None
     summary = {m.role: f"{m.name} v{m.version}" for m in models}
-    log.info("scored %d flights of %s with %s", len(flights), tomorrow, summary)
-    return {"flights": len(flights), "models": summary}
+    log.info("scored %d flights of %s with %s", count, tomorrow, summary)
+    return {"flights": count, "models": summary}

@@ -12,6 +12,7 @@ import re
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 import xgboost as xgb
@@ -131,6 +132,47 @@ def test_predictions_equal_the_model_on_the_training_paths_features(spark, model
     np.testing.assert_allclose(
         served.to_numpy(float), data.frame[data.feature_columns].to_numpy(float), rtol=1e-12
     )
+
+
+def test_feasts_own_retrieval_in_the_task_serves_and_scores_the_same(spark, models, night):
+    """``feature_retrieval=feast``, the way back to stock, against the Spark join."""
+    settings, tables, _, _ = models
+
+    def night_of(retrieval: str):
+        chosen = settings.model_copy(update={"feature_retrieval": retrieval})
+        score.run(spark, tables, chosen, DAYS[2], f"by-{retrieval}", night)
+        served = read_arrow(
+            settings.table_uri(served_features(FEATURE_SERVICE).name), {"flight_date": [DAYS[3]]}
+        ).to_pandas()
+        predictions = partition(settings, DAYS[3]).drop(columns=["_run_id"])
+        return (
+            served.drop(columns=["_run_id"]).sort_values("flight_id", ignore_index=True),
+            predictions.sort_values(["flight_id", "role"], ignore_index=True),
+        )
+
+    spark_served, spark_scored = night_of("spark")
+    feast_served, feast_scored = night_of("feast")
+    pd.testing.assert_frame_equal(spark_served, feast_served, check_exact=True)
+    pd.testing.assert_frame_equal(
+        spark_scored.drop(columns=["reasons"]), feast_scored.drop(columns=["reasons"])
+    )
+    assert spark_scored.reasons.notna().sum() == feast_scored.reasons.notna().sum() > 0
+
+
+def test_a_flight_the_scorer_loses_fails_the_night_and_writes_nothing(
+    spark, models, night, monkeypatch
+):
+    settings, tables, _, _ = models
+    score.run(spark, tables, settings, DAYS[2], "r0", night)
+    before = DeltaTable(settings.table_uri(PREDICTIONS.name)).version()
+    lost = partition(settings, DAYS[3]).flight_id.min()
+    scorer = score.score
+    monkeypatch.setattr(
+        score, "score", lambda *a, **k: scorer(*a, **k).where(f"flight_id != '{lost}'")
+    )
+    with pytest.raises(NightjarError, match=f"no probability for flight {lost} of 2013-03-04"):
+        score.run(spark, tables, settings, DAYS[2], "r-lost", night)
+    assert DeltaTable(settings.table_uri(PREDICTIONS.name)).version() == before
 
 
 def test_the_scorer_reads_every_file_in_its_own_task(spark, models, tmp_path):

@@ -32,6 +32,8 @@ Frame = "DataFrame | pa.Table"
 
 # A partition selection: column -> the values to select, e.g. {"flight_date": [date(2013,1,1)]}.
 Partitions = Mapping[str, Sequence[Any]]
+# (timestamp column, low, high): the rows whose column lies in [low, high] (naive bounds are UTC)
+Between = tuple[str, dt.datetime, dt.datetime]
 
 
 class DeltaIOError(RuntimeError):
@@ -120,6 +122,15 @@ def partition_predicate(partitions: Partitions) -> str:
     return " AND ".join(clauses)
 
 
+def between_filter(between: Between):
+    """``between`` as a Spark filter (inclusive bounds, as delta-rs prunes by them)."""
+    from pyspark.sql import functions as F
+
+    column, low, high = between
+    low, high = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (low, high))
+    return F.col(column).between(F.lit(low), F.lit(high))
+
+
 class DeltaTables(abc.ABC):
     """Operations on the lakehouse's Delta tables, resolved by :class:`TableSpec`."""
 
@@ -165,11 +176,18 @@ class DeltaTables(abc.ABC):
 
     @abc.abstractmethod
     def read(
-        self, spec: TableSpec, *, version: int | None = None, partitions: Partitions | None = None
+        self,
+        spec: TableSpec,
+        *,
+        version: int | None = None,
+        partitions: Partitions | None = None,
+        between: Between | None = None,
     ) -> DataFrame:
         """The table's current snapshot (or ``version``) as a Spark DataFrame.
 
-        ``partitions`` prunes files using the log, so reading one day costs one day's files.
+        ``partitions`` prunes files using the log, so reading one day costs one day's files;
+        ``between`` keeps the rows of a time window, and reads only the files whose statistics
+        overlap it.
         """
 
     @abc.abstractmethod

@@ -32,13 +32,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from jobs.common.delta import executor_files
+from jobs.common.delta import executor_files, snapshot
 from jobs.common.delta.base import (
+    Between,
     DeltaIOError,
     DeltaTables,
     Frame,
     Partitions,
     TableSpec,
+    between_filter,
     commit_metadata,
     history_entry,
     partition_predicate,
@@ -242,7 +244,12 @@ class DeltaRsTables(DeltaTables):
 
     # --- reads -------------------------------------------------------------------------------
     def read(
-        self, spec: TableSpec, *, version: int | None = None, partitions: Partitions | None = None
+        self,
+        spec: TableSpec,
+        *,
+        version: int | None = None,
+        partitions: Partitions | None = None,
+        between: Between | None = None,
     ) -> DataFrame:
         table = self._table(spec, version)
         if "deletionVectors" in (table.protocol().reader_features or []):
@@ -253,6 +260,8 @@ class DeltaRsTables(DeltaTables):
         self.versions_read[spec.name] = table.version()
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
         filters = _filters(partitions)
+        if between is not None:  # only the files whose statistics overlap the window
+            filters = [*(filters or []), *snapshot.window_filters(table, between)]
         actions = pa.table(table.get_add_actions(flatten=True))
         files = _files_with_partitions(table, actions, filters)
         if not files:
@@ -271,7 +280,7 @@ class DeltaRsTables(DeltaTables):
         df = df.select(*[F.col(f.name) for f in schema.fields])
         if partitions:
             df = df.where(partition_predicate(partitions))
-        return df
+        return df.where(between_filter(between)) if between else df
 
     def _union_by_partition(self, schema, root, files, spec) -> DataFrame:
         from pyspark.sql import types as T

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from jobs.common.delta.base import (
+    Between,
     DeltaIOError,
     DeltaTables,
     Frame,
     Partitions,
     TableSpec,
+    between_filter,
     commit_metadata,
     history_entry,
     partition_predicate,
@@ -236,13 +238,21 @@ class SparkNativeTables(DeltaTables):
 
     # --- reads -------------------------------------------------------------------------------
     def read(
-        self, spec: TableSpec, *, version: int | None = None, partitions: Partitions | None = None
+        self,
+        spec: TableSpec,
+        *,
+        version: int | None = None,
+        partitions: Partitions | None = None,
+        between: Between | None = None,
     ) -> DataFrame:
         # Pinned to one version, so that the version recorded for lineage is the one read.
         version = self.version(spec) if version is None else version
         self.versions_read[spec.name] = version
         df = self.spark.read.format("delta").option("versionAsOf", version).load(self.uri(spec))
-        return df.where(partition_predicate(partitions)) if partitions else df
+        if partitions:
+            df = df.where(partition_predicate(partitions))
+        # Delta's data skipping reads only the files whose statistics overlap the window
+        return df.where(between_filter(between)) if between else df
 
     def count_rows(self, spec: TableSpec, partitions: Partitions | None = None) -> int:
         return self.read(spec, partitions=partitions).count()

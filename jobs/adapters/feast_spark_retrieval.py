@@ -1,0 +1,150 @@
+"""Feast's point-in-time join, run on Spark: a feature service's features for entity rows that
+are a Spark DataFrame, so that no row passes through the task.
+
+It gives what Feast's ibis join gives (``feast.infra.offline_stores.ibis.point_in_time_join``):
+for each view, an entity row gets the view's row with the same join keys whose timestamp is at
+or before the row's and no older than the view's TTL, the newest of those (then the newest
+created); no such row, or a null key, gives nulls. Columns are ``<view>__<feature>``. It reads
+plain services only: every view a ``FeatureView`` over a Delta table of the lakehouse, without
+a field mapping; :func:`views` says whether a service is one, and the caller lets Feast answer
+for the others.
+
+- Replaces: ``FeatureStore.get_historical_features`` (through Nightjar's offline store) for the
+  night's scoring, which takes D+1's flights into the task as pandas and joins them there.
+- Why: FIGURES
+- Written for: Feast 0.67 (its ibis point-in-time join's semantics) and Spark 4.
+- Back to stock: ``NIGHTJAR_FEATURE_RETRIEVAL=feast``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from feast import FeatureStore, FeatureView
+from feast.data_format import DeltaFormat
+from feast.infra.offline_stores.file_source import FileSource
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.common.delta import DeltaTables, TableSpec
+
+
+@dataclass(frozen=True)
+class ViewRead:
+    """What the join reads of one of a service's views."""
+
+    prefix: str  # the columns' prefix: the projection's alias, or the view's name
+    table: TableSpec  # the lakehouse table the view's source reads
+    join_keys: dict[str, str]  # the table's key column -> the entity rows' column
+    timestamp_field: str
+    created_timestamp_column: str | None
+    features: tuple[str, ...]
+    ttl: dt.timedelta | None
+
+
+def views(
+    store: FeatureStore, lakehouse: Mapping[str, TableSpec], service: str
+) -> list[ViewRead] | None:
+    """How to read ``service``'s views on Spark, given the ``lakehouse`` tables by URI; None
+    when one of them is not plain (an on-demand view, a source that is not one of those Delta
+    tables, a field mapping)."""
+    reads = []
+    for projection in store.get_feature_service(service).feature_view_projections:
+        try:
+            view = store.get_feature_view(projection.name)
+        except Exception:  # Feast's FeatureViewNotFoundException: an on-demand view
+            return None
+        source = view.batch_source
+        plain = (
+            isinstance(view, FeatureView)
+            and isinstance(source, FileSource)
+            and isinstance(source.file_format, DeltaFormat)
+            and not source.field_mapping
+            and source.path in lakehouse
+        )
+        if not plain:
+            return None
+        keys = [column.name for column in view.entity_columns]
+        reads.append(
+            ViewRead(
+                prefix=projection.name_alias or view.name,
+                table=lakehouse[source.path],
+                join_keys={key: (projection.join_key_map or {}).get(key, key) for key in keys},
+                timestamp_field=source.timestamp_field,
+                created_timestamp_column=source.created_timestamp_column or None,
+                features=tuple(f.name for f in projection.features),
+                ttl=view.ttl or None,
+            )
+        )
+    return reads
+
+
+def historical_features(
+    tables: DeltaTables, reads: list[ViewRead], entities: DataFrame, event_timestamp: str
+) -> DataFrame:
+    """``entities`` with every view's features as of each row's ``event_timestamp``.
+
+    Each view is joined on the distinct (keys, time) of the entity rows, which for a night's
+    flights are a few thousand carriers, routes and planes, not one per flight, and reads only
+    the rows of its table that those times can pick."""
+    # as microseconds: a collected timestamp would be naive, in the client's time zone
+    low, high = (
+        _utc(micros)
+        for micros in entities.agg(
+            F.min(F.unix_micros(event_timestamp)), F.max(F.unix_micros(event_timestamp))
+        ).first()
+    )
+    out = entities
+    for read in reads:
+        keys = list(read.join_keys.values())
+        picked = _latest_before(tables, read, entities.select(*keys, event_timestamp), low, high)
+        out = out.join(picked, on=[*keys, event_timestamp], how="left")
+    columns = [f"{read.prefix}__{name}" for read in reads for name in read.features]
+    return out.select(*entities.columns, *columns)
+
+
+def _utc(micros: int | None) -> dt.datetime:
+    """A Spark timestamp's microseconds as an aware UTC datetime (none: 1970, no entity rows)."""
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=micros or 0)
+
+
+def _latest_before(
+    tables: DeltaTables,
+    read: ViewRead,
+    entity_rows: DataFrame,
+    low: dt.datetime,
+    high: dt.datetime,
+) -> DataFrame:
+    """(keys, time, features) for each distinct (keys, time) of ``entity_rows`` that the view
+    has a row in time for: its newest at or before the time, within the TTL."""
+    event = entity_rows.columns[-1]
+    earliest = low - read.ttl if read.ttl else dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    rows = tables.read(read.table, between=(read.timestamp_field, earliest, high))
+    stamps = [F.col(read.timestamp_field).alias("_feature_ts")]
+    if read.created_timestamp_column:
+        stamps.append(F.col(read.created_timestamp_column).alias("_created_ts"))
+    rows = rows.select(
+        *[F.col(key).alias(f"_key_{i}") for i, key in enumerate(read.join_keys)],
+        *stamps,
+        *[F.col(name).alias(f"{read.prefix}__{name}") for name in read.features],
+    )
+    times = entity_rows.distinct()
+    matches = [
+        times[column] == rows[f"_key_{i}"] for i, column in enumerate(read.join_keys.values())
+    ]
+    matches.append(rows["_feature_ts"] <= times[event])
+    if read.ttl:
+        matches.append(rows["_feature_ts"] >= times[event] - F.lit(read.ttl))
+    newest = [F.col("_feature_ts").desc()]
+    if read.created_timestamp_column:
+        newest.append(F.col("_created_ts").desc())
+    keys = list(read.join_keys.values())
+    rank = F.row_number().over(Window.partitionBy(*keys, event).orderBy(*newest))
+    return (
+        times.join(rows, matches, "inner")
+        .withColumn("_rank", rank)
+        .where(F.col("_rank") == 1)
+        .select(*keys, event, *[f"{read.prefix}__{name}" for name in read.features])
+    )
