@@ -10,8 +10,11 @@ a field mapping; :func:`views` says whether a service is one, and the caller let
 for the others.
 
 - Replaces: ``FeatureStore.get_historical_features`` (through Nightjar's offline store) for the
-  night's scoring, which takes D+1's flights into the task as pandas and joins them there.
-- Why: FIGURES
+  night's scoring at scale, which takes D+1's flights into the task as pandas and joins them
+  there (``feature_retrieval``: ``auto`` uses this join where the stages keep their outputs on
+  the cluster).
+- Why: the task held the night: at 1M flights `score` peaked at 6.2 GB in the task through
+  Feast, at its baseline (+0.1 GB) through this join (``make bench-scale``); 10M cannot fit.
 - Written for: Feast 0.67 (its ibis point-in-time join's semantics) and Spark 4.
 - Back to stock: ``NIGHTJAR_FEATURE_RETRIEVAL=feast``.
 """
@@ -30,6 +33,14 @@ from pyspark.sql import functions as F
 
 from jobs.common.delta import DeltaTables, TableSpec
 
+# A view's rows picked for the entity rows (at most one per distinct keys and time) are sent
+# whole to every executor when there are at most this many: the entity rows are then not
+# shuffled for that view's join. 100k rows of a view's features are ~10 MB, Spark's own
+# broadcast threshold. At 1M flights (bench-scale's day, two single-core executors, warm),
+# broadcasting the carrier, origin, route, plane and weather views took the join alone from 29.8
+# to 20.4 s.
+BROADCAST_ROWS = 100_000
+
 
 @dataclass(frozen=True)
 class ViewRead:
@@ -42,6 +53,11 @@ class ViewRead:
     created_timestamp_column: str | None
     features: tuple[str, ...]
     ttl: dt.timedelta | None
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """The retrieval's column of each feature -> the table's column."""
+        return {f"{self.prefix}__{name}": name for name in self.features}
 
 
 def views(
@@ -86,23 +102,43 @@ def historical_features(
 ) -> DataFrame:
     """``entities`` with every view's features as of each row's ``event_timestamp``.
 
-    Each view is joined on the distinct (keys, time) of the entity rows, which for a night's
+    Each view is matched to the distinct (keys, time) of the entity rows, which for a night's
     flights are a few thousand carriers, routes and planes, not one per flight, and reads only
-    the rows of its table that those times can pick."""
-    # as microseconds: a collected timestamp would be naive, in the client's time zone
-    low, high = (
-        _utc(micros)
-        for micros in entities.agg(
-            F.min(F.unix_micros(event_timestamp)), F.max(F.unix_micros(event_timestamp))
-        ).first()
-    )
+    the rows of its table that those times can pick; views that read one table the same way are
+    matched together."""
+    groups = _by_source(reads)
+    keys = [list(same[0].join_keys.values()) for same in groups]
+    at = F.unix_micros(event_timestamp)  # a collected timestamp would be naive, in local time
+    low, high, *sizes = entities.agg(
+        F.min(at),
+        F.max(at),
+        *[F.approx_count_distinct(F.struct(*k, event_timestamp)) for k in keys],
+    ).first()
+    low, high = _utc(low), _utc(high)
     out = entities
+    for same, k, size in zip(groups, keys, sizes, strict=True):
+        picked = _latest_before(tables, same, entities.select(*k, event_timestamp), low, high)
+        if size <= BROADCAST_ROWS:  # then the entity rows are not shuffled for this view
+            picked = F.broadcast(picked)
+        out = out.join(picked, on=[*k, event_timestamp], how="left")
+    return out.select(*entities.columns, *[c for read in reads for c in read.columns])
+
+
+def _by_source(reads: list[ViewRead]) -> list[list[ViewRead]]:
+    """The views that read one table the same way (keys, stamps, TTL), together: each group is
+    one read and one join (a service's schedule and timetable views both read
+    gold.scheduled_flights by flight id)."""
+    groups: dict[tuple, list[ViewRead]] = {}
     for read in reads:
-        keys = list(read.join_keys.values())
-        picked = _latest_before(tables, read, entities.select(*keys, event_timestamp), low, high)
-        out = out.join(picked, on=[*keys, event_timestamp], how="left")
-    columns = [f"{read.prefix}__{name}" for read in reads for name in read.features]
-    return out.select(*entities.columns, *columns)
+        how = (
+            read.table.name,
+            tuple(read.join_keys.items()),
+            read.timestamp_field,
+            read.created_timestamp_column,
+            read.ttl,
+        )
+        groups.setdefault(how, []).append(read)
+    return list(groups.values())
 
 
 def _utc(micros: int | None) -> dt.datetime:
@@ -112,14 +148,16 @@ def _utc(micros: int | None) -> dt.datetime:
 
 def _latest_before(
     tables: DeltaTables,
-    read: ViewRead,
+    same: list[ViewRead],
     entity_rows: DataFrame,
     low: dt.datetime,
     high: dt.datetime,
 ) -> DataFrame:
-    """(keys, time, features) for each distinct (keys, time) of ``entity_rows`` that the view
-    has a row in time for: its newest at or before the time, within the TTL."""
-    event = entity_rows.columns[-1]
+    """(keys, time, features) for each distinct (keys, time) of ``entity_rows`` that the views
+    (``same`` source) have a row in time for: its newest at or before the time, within the
+    TTL."""
+    read, event = same[0], entity_rows.columns[-1]
+    columns = {column: source for view in same for column, source in view.columns.items()}
     earliest = low - read.ttl if read.ttl else dt.datetime(1, 1, 1, tzinfo=dt.UTC)
     rows = tables.read(read.table, between=(read.timestamp_field, earliest, high))
     stamps = [F.col(read.timestamp_field).alias("_feature_ts")]
@@ -128,7 +166,7 @@ def _latest_before(
     rows = rows.select(
         *[F.col(key).alias(f"_key_{i}") for i, key in enumerate(read.join_keys)],
         *stamps,
-        *[F.col(name).alias(f"{read.prefix}__{name}") for name in read.features],
+        *[F.col(source).alias(column) for column, source in columns.items()],
     )
     times = entity_rows.distinct()
     matches = [
@@ -146,5 +184,5 @@ def _latest_before(
         times.join(rows, matches, "inner")
         .withColumn("_rank", rank)
         .where(F.col("_rank") == 1)
-        .select(*keys, event, *[f"{read.prefix}__{name}" for name in read.features])
+        .select(*keys, event, *columns)
     )

@@ -6,8 +6,8 @@ names), never by one trained on data after D: a re-run or a backfill scores a pa
 was scored. An unpromoted challenger of that night scores the same flights in shadow.
 Features come from Feast's point-in-time join through the feature service the model was
 trained with, at the flights' prediction time (the end of D): the training path's answer, so
-there is no training/serving skew, computed on Spark (``jobs/adapters/feast_spark_retrieval.py``)
-so that the flights never come to the task. The served features are kept in
+there is no training/serving skew. At scale it is computed on Spark
+(``jobs/adapters/feast_spark_retrieval.py``), so that the flights never come to the task. The served features are kept in
 ``ml.served_features__<service>`` (partition D+1), and scoring is a Spark ``mapInArrow`` over
 that partition's files, so the same code scales out on a cluster; D+1's partition of
 ``ml.predictions`` is replaced in one commit.
@@ -34,6 +34,7 @@ from jobs.common.errors import NightjarError, StageSkipped
 from jobs.common.settings import Settings
 from jobs.features.store import feature_store
 from jobs.features.training import ENTITY_COLUMNS
+from jobs.lakehouse import frames
 from jobs.lakehouse import tables as tb
 from jobs.scoring.predictions import PREDICTIONS, migrate, served_features
 from jobs.training import registry, tracking
@@ -113,11 +114,16 @@ def features_for(settings: Settings, flights: pd.DataFrame, feature_service: str
     ).to_arrow()
 
 
-def lakehouse_views(settings: Settings, feature_service: str):
-    """How Spark reads ``feature_service``'s views (``feast_spark_retrieval.views``), or None
-    where Feast must answer: a view the Spark join cannot read, or
-    ``feature_retrieval=feast``."""
-    if settings.feature_retrieval != "spark":
+def lakehouse_views(settings: Settings, feature_service: str, flights: int):
+    """How Spark reads ``feature_service``'s views for a night of ``flights`` flights
+    (``feast_spark_retrieval.views``), or None where Feast answers in the task: with
+    ``feature_retrieval=feast``, with ``auto`` where the stages would collect a night this size
+    (``frames.run_once``), or for a view the Spark join cannot read."""
+    retrieval = settings.feature_retrieval
+    if retrieval == "auto":
+        big = frames.on_cluster(settings) and flights > settings.collect_max_rows
+        retrieval = "spark" if big else "feast"
+    if retrieval != "spark":
         return None
     published = tb.gold_published(settings.rolling_windows_days)
     lakehouse = {settings.table_uri(name): spec for name, spec in published.items()}
@@ -128,18 +134,19 @@ def serve(
     tables: DeltaTables,
     settings: Settings,
     flights: DataFrame,
+    count: int,
     feature_service: str,
     flight_date: dt.date,
     run_id: str,
 ) -> list[str]:
     """Retrieve the service's features for ``flights`` and replace ``flight_date``'s partition of
-    ``ml.served_features__<service>`` with them; returns the partition's data files, which
-    :func:`score` reads.
+    ``ml.served_features__<service>`` with them (``count`` flights); returns the partition's
+    data files, which :func:`score` reads.
 
-    Feast's point-in-time join runs on Spark (``jobs/adapters/feast_spark_retrieval.py``), so
-    the flights never come to this process; a service it cannot read goes through Feast here."""
+    At scale Feast's point-in-time join runs on Spark (``feast_spark_retrieval``), so the
+    flights never come to this process; otherwise Feast answers here (:func:`lakehouse_views`)."""
     entities = flights.select(*ENTITY_COLUMNS, "flight_date", "prediction_ts")
-    views = lakehouse_views(settings, feature_service)
+    views = lakehouse_views(settings, feature_service, count)
     if views is not None:
         fetched = feast_spark_retrieval.historical_features(
             tables, views, entities, "prediction_ts"
@@ -377,7 +384,7 @@ def run(
     for model in models:
         if model.feature_service not in served:  # champion and shadow usually share one
             served[model.feature_service] = serve(
-                tables, settings, flights, model.feature_service, tomorrow, run_id
+                tables, settings, flights, count, model.feature_service, tomorrow, run_id
             )
         probabilities = score(spark, served[model.feature_service], model)
         rows = (

@@ -55,7 +55,9 @@ def test_the_spark_join_gives_feasts_answer_for_every_row_and_feature(spark, fea
         .to_df()
         .sort_values("row", ignore_index=True)
     )
-    views = score.lakehouse_views(lake, service)
+    views = score.lakehouse_views(
+        lake.model_copy(update={"feature_retrieval": "spark"}), service, 1
+    )
     assert views is not None  # every view of every service is a plain lakehouse view
     mine = (
         feast_spark_retrieval.historical_features(
@@ -77,15 +79,28 @@ def test_the_spark_join_gives_feasts_answer_for_every_row_and_feature(spark, fea
         assert got[known].astype(object).tolist() == expected[known].astype(object).tolist(), column
 
 
+def test_scoring_joins_on_spark_where_the_stages_keep_their_outputs_on_the_cluster(feast_lake):
+    lake, _ = feast_lake
+    service = store.FEATURE_SERVICE
+    on_cluster = lake.model_copy(update={"delta_rs_write_path": "executors"})
+    many = on_cluster.collect_max_rows + 1
+    assert score.lakehouse_views(on_cluster, service, many) is not None
+    assert score.lakehouse_views(on_cluster, service, many - 1) is None  # a day: Feast, faster
+    assert score.lakehouse_views(lake, service, many) is None  # the task collects anyway
+    forced = lake.model_copy(update={"feature_retrieval": "spark"})
+    assert score.lakehouse_views(forced, service, 1) is not None
+    stock = on_cluster.model_copy(update={"feature_retrieval": "feast"})
+    assert score.lakehouse_views(stock, service, many) is None
+
+
 def test_a_service_the_spark_join_cannot_read_is_left_to_feast(feast_lake):
     lake, _ = feast_lake
-    assert score.lakehouse_views(lake, store.FEATURE_SERVICE) is not None
-    assert (
-        score.lakehouse_views(lake.model_copy(update={"feature_retrieval": "feast"}), "x") is None
-    )
     # a source Nightjar does not know (here: the registry's paths, read under another lakehouse)
     moved = lake.model_copy(update={"lakehouse_uri": lake.lakehouse + "-elsewhere"})
     published = tb.gold_published(moved.rolling_windows_days)
     lakehouse = {moved.table_uri(name): spec for name, spec in published.items()}
-    views = feast_spark_retrieval.views(store.feature_store(lake), lakehouse, store.FEATURE_SERVICE)
-    assert views is None
+    fs = store.feature_store(lake)
+    assert feast_spark_retrieval.views(fs, lakehouse, store.FEATURE_SERVICE) is None
+    published = tb.gold_published(lake.rolling_windows_days)
+    lakehouse = {lake.table_uri(name): spec for name, spec in published.items()}
+    assert feast_spark_retrieval.views(fs, lakehouse, store.FEATURE_SERVICE) is not None
