@@ -41,6 +41,7 @@ STATE = isolate(
     spark_workers=2,
     spark_worker_cores=1,
     spark_worker_memory=os.environ.get("WORKER_MEMORY", "5g"),
+    spark_driver_memory=os.environ.get("DRIVER_MEMORY", "4g"),  # the Connect server's heap
     spark_shuffle_partitions=8,
     spark_codegen="true",
     delta_rs_write_path="executors",

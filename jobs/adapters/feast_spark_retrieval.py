@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from feast import FeatureStore, FeatureView
 from feast.data_format import DeltaFormat
+from feast.errors import FeatureViewNotFoundException
 from feast.infra.offline_stores.file_source import FileSource
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -70,7 +71,7 @@ def views(
     for projection in store.get_feature_service(service).feature_view_projections:
         try:
             view = store.get_feature_view(projection.name)
-        except Exception:  # Feast's FeatureViewNotFoundException: an on-demand view
+        except FeatureViewNotFoundException:  # an on-demand view
             return None
         source = view.batch_source
         plain = (

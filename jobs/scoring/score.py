@@ -7,12 +7,12 @@ was scored. An unpromoted challenger of that night scores the same flights in sh
 Features come from Feast's point-in-time join through the feature service the model was
 trained with, at the flights' prediction time (the end of D): the training path's answer, so
 there is no training/serving skew. At scale it is computed on Spark
-(``jobs/adapters/feast_spark_retrieval.py``), so that the flights never come to the task. The served features are kept in
-``ml.served_features__<service>`` (partition D+1), and scoring is a Spark ``mapInArrow`` over
-that partition's files, so the same code scales out on a cluster; D+1's partition of
-``ml.predictions`` is replaced in one commit.
-The riskiest flagged flights (``REASONS_PER_TASK`` per file) also get their reasons, computed in
-the same pass: the three features that contribute most to their risk (XGBoost's SHAP values).
+(``jobs/adapters/feast_spark_retrieval.py``), so that the flights never come to the task.
+The served features are kept in ``ml.served_features__<service>`` (partition D+1), and scoring
+is a Spark ``mapInArrow`` over that partition's files, so the same code scales out on a
+cluster; D+1's partition of ``ml.predictions`` is replaced in one commit. The riskiest flagged
+flights (``REASONS_PER_TASK`` per file) also get their reasons, computed in the same pass: the
+three features that contribute most to their risk (XGBoost's SHAP values).
 """
 
 from __future__ import annotations
@@ -361,6 +361,38 @@ def score(
     )
 
 
+def predictions(
+    spark: SparkSession,
+    flights: DataFrame,
+    files: list[str],
+    model: ScoringModel,
+    logical_ts: dt.datetime,
+    run_id: str,
+) -> DataFrame:
+    """``ml.predictions``' rows for ``flights`` (their keys), scored by ``model`` from the
+    served feature ``files``. A flight the scorer returns nothing for fails the plan's run, so
+    a write of it commits nothing."""
+    # Spark sizes the scorer's output by its input, a range of file numbers, and would
+    # broadcast it, gathering every prediction in the driver first (3.0 GB at 10M flights):
+    # hash-joined after a shuffle, it stays on the executors.
+    probabilities = score(spark, files, model).hint("shuffle_hash")
+    missing = F.raise_error(F.concat(F.lit(f"{MISSING_SCORE} "), F.col("flight_id")))
+    return (
+        flights.join(probabilities, "flight_id", "left")
+        .withColumn("probability", F.coalesce("probability", missing))
+        .withColumn("flagged", F.col("probability") >= F.lit(model.threshold))
+        .withColumn("threshold", F.lit(model.threshold))
+        .withColumn("role", F.lit(model.role))
+        .withColumn("model_name", F.lit(model.name))
+        .withColumn("model_version", F.lit(model.version))
+        .withColumn("mlflow_run_id", F.lit(model.run_id))
+        .withColumn("feature_service", F.lit(model.feature_service))
+        .withColumn("logical_ts", F.lit(logical_ts))
+        .withColumn("_run_id", F.lit(run_id))
+        .select(*PREDICTIONS.arrow_schema.names)
+    )
+
+
 def run(
     spark: SparkSession,
     tables: DeltaTables,
@@ -369,8 +401,8 @@ def run(
     run_id: str,
     models: list[ScoringModel] | None = None,
 ) -> dict:
-    """Score D+1's flights with the night's models (default: :func:`resolve`). The flights,
-    their features and their predictions stay on Spark; the task holds none of them."""
+    """Score D+1's flights with the night's models (default: :func:`resolve`). At scale the
+    flights, their features and their predictions stay on Spark (:func:`serve`)."""
     models = models or resolve(settings, day)
     tomorrow = day + dt.timedelta(days=1)
     scheduled = {"flight_date": [tomorrow]}
@@ -386,29 +418,9 @@ def run(
             served[model.feature_service] = serve(
                 tables, settings, flights, count, model.feature_service, tomorrow, run_id
             )
-        probabilities = score(spark, served[model.feature_service], model)
-        rows = (
-            keys.join(probabilities, "flight_id", "left")
-            # a flight the scorer returned nothing for fails the write: nothing is committed
-            .withColumn(
-                "probability",
-                F.coalesce(
-                    "probability",
-                    F.raise_error(F.concat(F.lit(f"{MISSING_SCORE} "), F.col("flight_id"))),
-                ),
-            )
-            .withColumn("flagged", F.col("probability") >= F.lit(model.threshold))
-            .withColumn("threshold", F.lit(model.threshold))
-            .withColumn("role", F.lit(model.role))
-            .withColumn("model_name", F.lit(model.name))
-            .withColumn("model_version", F.lit(model.version))
-            .withColumn("mlflow_run_id", F.lit(model.run_id))
-            .withColumn("feature_service", F.lit(model.feature_service))
-            .withColumn("logical_ts", F.lit(logical_ts))
-            .withColumn("_run_id", F.lit(run_id))
-        )
+        rows = predictions(spark, keys, served[model.feature_service], model, logical_ts, run_id)
         scored = rows if scored is None else scored.unionByName(rows)
-    data = scored.select(*PREDICTIONS.arrow_schema.names)
+    data = scored
     migrate(tables, run_id)  # a table from before reasons were stored gets their column
     try:
         tables.overwrite_partitions(PREDICTIONS, data, scheduled, run_id=run_id)

@@ -22,6 +22,7 @@ from jobs.common.delta.snapshot import read_arrow
 from jobs.common.errors import NightjarError, StageSkipped
 from jobs.features.store import FEATURE_SERVICE
 from jobs.features.training import training_set
+from jobs.lakehouse import tables as tb
 from jobs.scoring import lineage, score
 from jobs.scoring.predictions import PREDICTIONS, served_features
 from jobs.training import dataset, registry, tracking, train
@@ -173,6 +174,23 @@ def test_a_flight_the_scorer_loses_fails_the_night_and_writes_nothing(
     with pytest.raises(NightjarError, match=f"no probability for flight {lost} of 2013-03-04"):
         score.run(spark, tables, settings, DAYS[2], "r-lost", night)
     assert DeltaTable(settings.table_uri(PREDICTIONS.name)).version() == before
+
+
+def test_the_predictions_are_joined_on_the_executors_never_gathered_in_the_driver(
+    spark, models, night, capsys
+):
+    """Spark sizes the scorer's output by its input (a range of file numbers) and, unhinted,
+    broadcast it: every prediction went through the driver (3.0 GB at 10M flights)."""
+    settings, tables, _, _ = models
+    score.run(spark, tables, settings, DAYS[2], "r-plan", night)
+    files = score.served_files(settings, FEATURE_SERVICE, DAYS[3])
+    flights = tables.read(tb.GOLD_SCHEDULED_FLIGHTS, partitions={"flight_date": [DAYS[3]]})
+    keys = flights.select("flight_id", "flight_date", "carrier", "origin", "route", "sched_dep_utc")
+    at = dt.datetime(2013, 3, 3, tzinfo=dt.UTC)
+    capsys.readouterr()
+    score.predictions(spark, keys, files, night[0], at, "r-plan").explain()
+    plan = capsys.readouterr().out
+    assert "ShuffledHashJoin" in plan and "Broadcast" not in plan
 
 
 def test_the_scorer_reads_every_file_in_its_own_task(spark, models, tmp_path):
