@@ -4,7 +4,8 @@ are a Spark DataFrame, so that no row passes through the task.
 It gives what Feast's ibis join gives (``feast.infra.offline_stores.ibis.point_in_time_join``):
 for each view, an entity row gets the view's row with the same join keys whose timestamp is at
 or before the row's and no older than the view's TTL, the newest of those (then the newest
-created); no such row, or a null key, gives nulls. Columns are ``<view>__<feature>``. It reads
+created); no such row, or a null key, gives nulls. Columns are ``<view>__<feature>`` (the
+projection's alias in place of the view's name, where it has one). It reads
 plain services only: every view a ``FeatureView`` over a Delta table of the lakehouse, without
 a field mapping; :func:`views` says whether a service is one, and the caller lets Feast answer
 for the others.
@@ -13,8 +14,9 @@ for the others.
   night's scoring at scale, which takes D+1's flights into the task as pandas and joins them
   there (``feature_retrieval``: ``auto`` uses this join where the stages keep their outputs on
   the cluster).
-- Why: the task held the night: at 1M flights `score` peaked at 6.2 GB in the task through
-  Feast, at its baseline (+0.1 GB) through this join (``make bench-scale``); 10M cannot fit.
+- Why: the task held the night: at 1M flights `score` peaked at 5.9 GB in the task through
+  Feast, at its baseline (+0.1 GB) through this join (``make bench-scale`` at 80e5a6f); 10M
+  cannot fit.
 - Written for: Feast 0.67 (its ibis point-in-time join's semantics) and Spark 4.
 - Back to stock: ``NIGHTJAR_FEATURE_RETRIEVAL=feast``.
 """
@@ -22,6 +24,7 @@ for the others.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -33,6 +36,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.common.delta import DeltaTables, TableSpec
+
+log = logging.getLogger(__name__)
 
 # A view's rows picked for the entity rows (at most one per distinct keys and time) are sent
 # whole to every executor when there are at most this many: the entity rows are then not
@@ -71,7 +76,10 @@ def views(
     for projection in store.get_feature_service(service).feature_view_projections:
         try:
             view = store.get_feature_view(projection.name)
-        except FeatureViewNotFoundException:  # an on-demand view
+        except FeatureViewNotFoundException:
+            log.warning(
+                "%s: %s is not a feature view (on-demand?): Feast answers", service, projection.name
+            )
             return None
         source = view.batch_source
         plain = (
@@ -82,13 +90,20 @@ def views(
             and source.path in lakehouse
         )
         if not plain:
+            log.warning(
+                "%s: view %s does not read a lakehouse Delta table as it is (source %s): Feast "
+                "answers",
+                service,
+                view.name,
+                getattr(source, "path", source),
+            )
             return None
         keys = [column.name for column in view.entity_columns]
         reads.append(
             ViewRead(
                 prefix=projection.name_alias or view.name,
                 table=lakehouse[source.path],
-                join_keys={key: (projection.join_key_map or {}).get(key, key) for key in keys},
+                join_keys=projection.join_key_map or {key: key for key in keys},  # as Feast
                 timestamp_field=source.timestamp_field,
                 created_timestamp_column=source.created_timestamp_column or None,
                 features=tuple(f.name for f in projection.features),

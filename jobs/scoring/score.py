@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -420,17 +421,16 @@ def run(
             )
         rows = predictions(spark, keys, served[model.feature_service], model, logical_ts, run_id)
         scored = rows if scored is None else scored.unionByName(rows)
-    data = scored
     migrate(tables, run_id)  # a table from before reasons were stored gets their column
     try:
-        tables.overwrite_partitions(PREDICTIONS, data, scheduled, run_id=run_id)
+        tables.overwrite_partitions(PREDICTIONS, scored, scheduled, run_id=run_id)
     except Exception as exc:
         if MISSING_SCORE not in str(exc):
             raise
-        flight = str(exc).split(MISSING_SCORE, 1)[1].split()[0]
+        lost = re.search(re.escape(MISSING_SCORE) + r" (\S+)", str(exc))
         raise NightjarError(
-            f"the scorer returned no probability for flight {flight} of {tomorrow} (and maybe "
-            "others); nothing written"
+            f"the scorer returned no probability for flight {lost[1] if lost else '?'} of "
+            f"{tomorrow} (and maybe others); no prediction written"
         ) from None
     summary = {m.role: f"{m.name} v{m.version}" for m in models}
     log.info("scored %d flights of %s with %s", count, tomorrow, summary)
