@@ -64,7 +64,7 @@ STAGES = (
 
 
 # `score` once more with Feast's retrieval in the task (``feature_retrieval=feast``), the path
-# the Spark join replaced, up to this size: it held 5.9 GB in the task at 1M flights.
+# the Spark join replaced, up to this size: it held 5.8 GB in the task at 1M flights.
 STOCK_SCORE_MAX = 1_000_000
 
 

@@ -14,9 +14,8 @@ for the others.
   night's scoring at scale, which takes D+1's flights into the task as pandas and joins them
   there (``feature_retrieval``: ``auto`` uses this join where the stages keep their outputs on
   the cluster).
-- Why: the task held the night: at 1M flights `score` peaked at 5.9 GB in the task through
-  Feast, at its baseline (+0.1 GB) through this join (``make bench-scale`` at 80e5a6f); 10M
-  cannot fit.
+- Why: the task held the night: at 1M flights `score` peaked at 5.8 GB in the task through
+  Feast, at its baseline (+0.1 GB) through this join (``make bench-scale``); 10M cannot fit.
 - Written for: Feast 0.67 (its ibis point-in-time join's semantics) and Spark 4.
 - Back to stock: ``NIGHTJAR_FEATURE_RETRIEVAL=feast``.
 """
