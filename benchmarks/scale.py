@@ -240,6 +240,7 @@ def main() -> None:
         promote_min_roc_auc=0.0,  # any model will do: the bench measures scoring, not quality
     )
     services.up(settings, airflow=False)
+    spark = None
     try:
         from jobs.features import store
 
@@ -254,8 +255,9 @@ def main() -> None:
         )
         results = [row for n in sizes() for row in measure(settings, spark, n, has_model)]
         (STATE / "results.json").write_text(json.dumps(results, indent=2))
-        spark.stop()  # the Connect client's threads would keep the process alive
     finally:
+        if spark is not None:  # its Connect client's threads would keep the process alive
+            spark.stop()
         services.down(settings)
 
 
