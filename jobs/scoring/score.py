@@ -126,9 +126,14 @@ def lakehouse_views(settings: Settings, feature_service: str, flights: int):
         retrieval = "spark" if big else "feast"
     if retrieval != "spark":
         return None
-    published = tb.gold_published(settings.rolling_windows_days)
-    lakehouse = {settings.table_uri(name): spec for name, spec in published.items()}
+    lakehouse = lakehouse_tables(settings)
     return feast_spark_retrieval.views(feature_store(settings), lakehouse, feature_service)
+
+
+def lakehouse_tables(settings: Settings) -> dict[str, tb.TableSpec]:
+    """The tables Feast's views read (what gold publishes), by their URI under ``settings``."""
+    published = tb.gold_published(settings.rolling_windows_days)
+    return {settings.table_uri(name): spec for name, spec in published.items()}
 
 
 def serve(

@@ -97,10 +97,8 @@ def test_a_service_the_spark_join_cannot_read_is_left_to_feast(feast_lake):
     lake, _ = feast_lake
     # a source Nightjar does not know (here: the registry's paths, read under another lakehouse)
     moved = lake.model_copy(update={"lakehouse_uri": lake.lakehouse + "-elsewhere"})
-    published = tb.gold_published(moved.rolling_windows_days)
-    lakehouse = {moved.table_uri(name): spec for name, spec in published.items()}
     fs = store.feature_store(lake)
-    assert feast_spark_retrieval.views(fs, lakehouse, store.FEATURE_SERVICE) is None
-    published = tb.gold_published(lake.rolling_windows_days)
-    lakehouse = {lake.table_uri(name): spec for name, spec in published.items()}
-    assert feast_spark_retrieval.views(fs, lakehouse, store.FEATURE_SERVICE) is not None
+    elsewhere = score.lakehouse_tables(moved)
+    assert feast_spark_retrieval.views(fs, elsewhere, store.FEATURE_SERVICE) is None
+    here = score.lakehouse_tables(lake)
+    assert feast_spark_retrieval.views(fs, here, store.FEATURE_SERVICE) is not None

@@ -122,13 +122,17 @@ def partition_predicate(partitions: Partitions) -> str:
     return " AND ".join(clauses)
 
 
+def utc(moment: dt.datetime) -> dt.datetime:
+    """``moment`` made aware; a naive one is UTC (a ``Between``'s bounds)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def between_filter(between: Between):
     """``between`` as a Spark filter (inclusive bounds, as delta-rs prunes by them)."""
     from pyspark.sql import functions as F
 
     column, low, high = between
-    low, high = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (low, high))
-    return F.col(column).between(F.lit(low), F.lit(high))
+    return F.col(column).between(F.lit(utc(low)), F.lit(utc(high)))
 
 
 class DeltaTables(abc.ABC):

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.common.delta.base import Partitions
+from jobs.common.delta.base import Between, Partitions, utc
 
 
 def read_arrow(
@@ -18,7 +18,7 @@ def read_arrow(
     partitions: Partitions | None = None,
     columns: Sequence[str] | None = None,
     version: int | None = None,
-    between: tuple[str, dt.datetime, dt.datetime] | None = None,
+    between: Between | None = None,
 ) -> pa.Table:
     """The table's rows (in ``partitions``; with ``between=(column, low, high)``, those whose
     timestamp ``column`` lies in [low, high]: files whose statistics fall outside are not read)."""
@@ -35,7 +35,7 @@ def read_arrow(
 
 def scan_window(
     uri: str,
-    between: tuple[str, dt.datetime, dt.datetime],
+    between: Between,
     columns: Sequence[str],
     batch_rows: int,
     version: int | None = None,
@@ -61,7 +61,7 @@ def _partition_filters(partitions: Partitions | None) -> list[tuple]:
 
 def _window(
     uri: str,
-    between: tuple[str, dt.datetime, dt.datetime],
+    between: Between,
     partitions: Partitions | None = None,
     version: int | None = None,
 ):
@@ -82,13 +82,12 @@ def _window(
     return dataset, (field >= pa.scalar(low, type=kind)) & (field <= pa.scalar(high, type=kind))
 
 
-def window_filters(table, between: tuple[str, dt.datetime, dt.datetime]) -> list[tuple]:
+def window_filters(table, between: Between) -> list[tuple]:
     """delta-rs file-pruning filters for the rows of ``between`` in ``table`` (a DeltaTable)."""
     column, low, high = between
     kind = pa.schema(table.schema().to_arrow()).field(column).type
-    # naive timestamps, in the column or the bounds, are UTC
-    low, high = (t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t for t in (low, high))
-    if kind.tz is None:
+    low, high = utc(low), utc(high)
+    if kind.tz is None:  # a naive column holds UTC
         low, high = (t.astimezone(dt.UTC).replace(tzinfo=None) for t in (low, high))
     return [(column, ">=", low), (column, "<=", high)]
 
