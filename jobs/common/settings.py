@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     )
     spark_driver_memory: str = "4g"
     spark_java_options: str = Field(
-        default="", description="Extra JVM options for the Spark driver (local / Connect server)."
+        default="",
+        description="Extra JVM options for the Spark driver (local / Connect server) and, on a "
+        "cluster, its executors; they come after Nightjar's own and win over them.",
     )
     spark_connect_port: int = Field(default=15002, description="Port `nightjar services` uses.")
     spark_connect_bind: str = Field(

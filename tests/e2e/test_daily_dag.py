@@ -271,6 +271,14 @@ def test_a_two_worker_cluster_with_spark_native_delta_builds_the_same_tables(
     executor_logs = sorted((cluster.spark_dir / "work").glob("app-*/*/stderr"))
     assert len(executor_logs) == 2
     assert all("Running task" in log.read_text() for log in executor_logs)
+    # each executor JVM ran with Nightjar's flags, as the driver does (its first log line is
+    # the command the worker started it with)
+    from jobs.common.spark import JVM_OPTIONS
+
+    for log in executor_logs:
+        command = log.read_text().partition("\n")[0]
+        assert command.startswith("Spark Executor Command:")
+        assert all(f'"{flag}"' in command for flag in JVM_OPTIONS), command
 
 
 def test_rerunning_a_day_through_airflow_changes_no_table_content(backfilled, api, settings):
