@@ -8,8 +8,11 @@ run interleaved, ROUNDS times each, so a slow spell of the machine hits all of t
 
     make bench-jvm                  # 15 days, 2 rounds
     DAYS=30 ROUNDS=3 make bench-jvm
+    CLUSTER=2 DAYS=3 make bench-jvm # on a 2-worker cluster, Spark-native Delta: the executors'
+                                    # JVMs too (the JVM's defaults against Nightjar's flags)
 
-Runs in its own state folder and port; results in .state/bench-jvm/results.json.
+Runs in its own state folder and port; results in .state/bench-jvm/results.json
+(.state/bench-jvm-cluster/ with CLUSTER).
 """
 
 from __future__ import annotations
@@ -23,7 +26,16 @@ from pathlib import Path
 
 from benchmarks.harness import isolate, save
 
-STATE = isolate("jvm", 25012, platform="lakehouse")
+# CLUSTER=N: N standalone workers, whose executors run the tasks and write with Delta Lake's
+# Spark writer (as on a real cluster: no output through the driver)
+WORKERS = int(os.environ.get("CLUSTER", "0"))
+ON_CLUSTER = {"spark_workers": WORKERS, "delta_backend": "spark", "spark_worker_memory": "1g"}
+STATE = isolate(
+    "jvm-cluster" if WORKERS else "jvm",
+    25012,
+    platform="lakehouse",
+    **(ON_CLUSTER if WORKERS else {}),
+)
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -46,6 +58,8 @@ VARIANTS = {
     "parallel GC, stock JIT thresholds": STOCK_JIT,
     "Nightjar (parallel GC, lazier C2)": "",
 }
+if WORKERS:  # the two ends only: a cluster run is slower
+    VARIANTS.pop("parallel GC, stock JIT thresholds")
 
 
 def cpu_seconds(stat_path: Path) -> float:
@@ -65,6 +79,19 @@ def jvm_cpu(pid: int) -> tuple[float, float]:
     return cpu_seconds(Path(f"/proc/{pid}/stat")), jit
 
 
+def executors_cpu(settings: Settings) -> float:
+    """The CPU seconds of the executor JVMs the cluster's workers run now (0 without one)."""
+    import psutil
+
+    total = 0.0
+    for n in range(1, settings.spark_workers + 1):
+        worker = psutil.Process(services.pid_of(settings, f"spark-worker-{n}"))
+        for executor in worker.children():
+            times = executor.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def one_run(extra_options: str, days: int) -> dict[str, float]:
     shutil.rmtree(STATE / "lakehouse", ignore_errors=True)
     os.environ["NIGHTJAR_SPARK_JAVA_OPTIONS"] = extra_options
@@ -73,6 +100,7 @@ def one_run(extra_options: str, days: int) -> dict[str, float]:
     try:
         pid = services.pid_of(settings, "spark-connect")
         boot_cpu, boot_jit = jvm_cpu(pid)
+        boot_executors = executors_cpu(settings)
         started = time.perf_counter()
         for i in range(days):
             day = dt.date(2013, 1, 1) + dt.timedelta(days=i)
@@ -80,12 +108,18 @@ def one_run(extra_options: str, days: int) -> dict[str, float]:
                 run_stage(stage, day, f"bench-jvm-{i}", settings)
         wall = time.perf_counter() - started
         cpu, jit = jvm_cpu(pid)
+        executors = executors_cpu(settings) - boot_executors
     finally:
         from tooling.demo import release_spark
 
         release_spark()
         services.down(settings)
-    return {"jvm_cpu_s": cpu - boot_cpu, "jit_cpu_s": jit - boot_jit, "wall_s": wall}
+    return {
+        "jvm_cpu_s": cpu - boot_cpu,
+        "jit_cpu_s": jit - boot_jit,
+        "executors_cpu_s": executors,
+        "wall_s": wall,
+    }
 
 
 def main() -> None:
@@ -99,27 +133,39 @@ def main() -> None:
             results[name].append(run)
             console.print(
                 f"round {r + 1}/{rounds} {name}: JVM {run['jvm_cpu_s']:.1f} CPU-s "
-                f"(JIT {run['jit_cpu_s']:.1f}), {run['wall_s']:.1f}s"
+                f"(JIT {run['jit_cpu_s']:.1f}), executors {run['executors_cpu_s']:.1f}, "
+                f"{run['wall_s']:.1f}s"
             )
 
     def median(name: str, key: str) -> float:
         return statistics.median(run[key] for run in results[name])
 
     base = next(iter(VARIANTS))
-    table = Table(title=f"Spark Connect JVM, {days} days of lakehouse stages, fresh server")
-    for column in ("JVM flags", "JVM CPU-s", "JIT CPU-s", "wall s", "JVM CPU vs defaults"):
+    where = f"a {WORKERS}-worker cluster" if WORKERS else "fresh server"
+    table = Table(title=f"Spark Connect JVM, {days} days of lakehouse stages, {where}")
+    columns = ["JVM flags", "JVM CPU-s", "JIT CPU-s", "wall s", "JVM CPU vs defaults"]
+    if WORKERS:
+        columns += ["executors CPU-s", "executors vs defaults"]
+    for column in columns:
         table.add_column(column)
     for name in VARIANTS:
-        table.add_row(
+        cells = [
             name,
             f"{median(name, 'jvm_cpu_s'):.1f}",
             f"{median(name, 'jit_cpu_s'):.1f}",
             f"{median(name, 'wall_s'):.1f}",
             f"{median(name, 'jvm_cpu_s') / median(base, 'jvm_cpu_s'):.2f}x",
-        )
+        ]
+        if WORKERS:
+            ratio = median(name, "executors_cpu_s") / median(base, "executors_cpu_s")
+            cells += [f"{median(name, 'executors_cpu_s'):.1f}", f"{ratio:.2f}x"]
+        table.add_row(*cells)
     console.print(table)
     console.print(f"medians of {rounds} interleaved rounds; each run's figures are in the file")
-    save({"days": days, "rounds": rounds, "runs": results}, STATE / "results.json", console)
+    results_file = STATE / "results.json"
+    save(
+        {"days": days, "rounds": rounds, "workers": WORKERS, "runs": results}, results_file, console
+    )
 
 
 if __name__ == "__main__":
