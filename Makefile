@@ -164,7 +164,7 @@ bench-scoring: setup  ## benchmark: batch scoring end to end vs raw XGBoost pred
 bench-monitoring: setup  ## benchmark: Evidently drift report time, one day and 1M rows x 67 features
 	$(BIN)/python -m benchmarks.monitoring
 
-bench-jvm: setup  ## benchmark: the Spark Connect JVM's CPU on 15 days of lakehouse stages, Nightjar's JVM flags vs the JVM's defaults
+bench-jvm: setup  ## benchmark: the Spark JVMs' CPU on 15 days of lakehouse stages, Nightjar's JVM flags vs the JVM's defaults (CLUSTER=2: on a 2-worker cluster, executors too)
 	$(BIN)/python -m benchmarks.jvm_flags
 
 bench-lifecycle: setup  ## benchmark: make run's full lifecycle from empty state, quiet and beside a neighbour busy half a core (~15 minutes)

@@ -167,9 +167,8 @@ def cluster_conf(settings: Settings) -> dict[str, str]:
     return {
         "spark.executor.cores": str(settings.spark_worker_cores),
         "spark.executor.memory": settings.spark_worker_memory,
-        # the executors run the tasks with the driver's flags: on 3 days of land..check_gold
-        # (2 workers, Spark-native Delta) they used 131-141 CPU-s against 192-201 with the
-        # JVM's defaults
+        # the executors run the tasks with the driver's flags: 0.68x the CPU of the JVM's
+        # defaults on 3 days of land..check_gold (`CLUSTER=2 DAYS=3 make bench-jvm`)
         "spark.executor.extraJavaOptions": jvm_options(settings),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
