@@ -149,6 +149,11 @@ def static_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": (
             f"-Dderby.system.home={scratch / 'derby'} {jvm_options(settings)}"
         ),
+        # On a cluster (started here or an existing spark://) the executors run the tasks with
+        # the driver's flags: 0.68x the CPU of the JVM's defaults on 3 days of land..check_gold
+        # (`CLUSTER=2 DAYS=3 make bench-jvm`). A local master ignores it: its executor is the
+        # driver's JVM.
+        "spark.executor.extraJavaOptions": jvm_options(settings),
         **sql_conf(settings),
         **cluster_conf(settings),
     }
@@ -167,9 +172,6 @@ def cluster_conf(settings: Settings) -> dict[str, str]:
     return {
         "spark.executor.cores": str(settings.spark_worker_cores),
         "spark.executor.memory": settings.spark_worker_memory,
-        # the executors run the tasks with the driver's flags: 0.68x the CPU of the JVM's
-        # defaults on 3 days of land..check_gold (`CLUSTER=2 DAYS=3 make bench-jvm`)
-        "spark.executor.extraJavaOptions": jvm_options(settings),
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
     }

@@ -173,7 +173,7 @@ def test_the_connect_server_jvm_runs_with_nightjars_flags_and_the_users_come_las
     user = "-XX:+UseG1GC -XX:-UseParallelGC"
     options = static_conf(Settings(spark_java_options=user))["spark.driver.extraJavaOptions"]
     assert options.endswith(user) and options.index(JVM_OPTIONS[0]) < options.index(user)
-    # on a cluster the executors' JVMs get the same flags, the user's last
-    cluster = static_conf(Settings(spark_java_options=user, spark_workers=2))
-    assert cluster["spark.executor.extraJavaOptions"] == " ".join([*JVM_OPTIONS, user])
-    assert "spark.executor.extraJavaOptions" not in static_conf(Settings())  # local: one JVM
+    # on a cluster, started here or an existing one, the executors' JVMs get the same flags
+    for cluster in ({"spark_workers": 2}, {"spark_master": "spark://spark-master:7077"}):
+        conf = static_conf(Settings(spark_java_options=user, **cluster))
+        assert conf["spark.executor.extraJavaOptions"] == " ".join([*JVM_OPTIONS, user])
