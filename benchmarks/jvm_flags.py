@@ -30,12 +30,10 @@ from benchmarks.harness import isolate, save
 # Spark writer (as on a real cluster: no output through the driver)
 WORKERS = int(os.environ.get("CLUSTER", "0"))
 ON_CLUSTER = {"spark_workers": WORKERS, "delta_backend": "spark", "spark_worker_memory": "1g"}
-STATE = isolate(
-    "jvm-cluster" if WORKERS else "jvm",
-    25012,
-    platform="lakehouse",
-    **(ON_CLUSTER if WORKERS else {}),
-)
+if WORKERS:
+    STATE = isolate("jvm-cluster", 25012, platform="lakehouse", **ON_CLUSTER)
+else:
+    STATE = isolate("jvm", 25012, platform="lakehouse")
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -162,10 +160,8 @@ def main() -> None:
         table.add_row(*cells)
     console.print(table)
     console.print(f"medians of {rounds} interleaved rounds; each run's figures are in the file")
-    results_file = STATE / "results.json"
-    save(
-        {"days": days, "rounds": rounds, "workers": WORKERS, "runs": results}, results_file, console
-    )
+    saved = {"days": days, "rounds": rounds, "workers": WORKERS, "runs": results}
+    save(saved, STATE / "results.json", console)
 
 
 if __name__ == "__main__":

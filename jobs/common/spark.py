@@ -88,13 +88,13 @@ def sql_conf(settings: Settings) -> dict[str, str]:
 
 
 # JVM flags for the Spark driver (the Connect server, or a classic session's JVM) and, on a
-# cluster, its executors. A daily run is
-# thousands of small queries through a wide code base, where a fresh JVM spent ~25% of its CPU in
-# the JIT compilers (40% of a 10-day sequence), mostly C2 compiling lukewarm methods, and ~12% in
-# G1's collector threads. C2 now compiles only methods called or looping 10x more often than its
-# defaults, and the parallel collector replaces G1 (its concurrent marking and barriers buy short
-# pauses, which a batch server does not need). Measured in `benchmarks/jvm_flags.py`. Options in
-# ``NIGHTJAR_SPARK_JAVA_OPTIONS`` come after these, so they can override any of them.
+# cluster, its executors. A daily run is thousands of small queries through a wide code base,
+# where a fresh JVM spent ~25% of its CPU in the JIT compilers (40% of a 10-day sequence), mostly
+# C2 compiling lukewarm methods, and ~12% in G1's collector threads. C2 now compiles only methods
+# called or looping 10x more often than its defaults, and the parallel collector replaces G1 (its
+# concurrent marking and barriers buy short pauses, which a batch server does not need). Measured
+# in `benchmarks/jvm_flags.py`. Options in ``NIGHTJAR_SPARK_JAVA_OPTIONS`` come after these, so
+# they can override any of them.
 JVM_OPTIONS = (
     "-XX:+UseParallelGC",
     "-XX:Tier4InvocationThreshold=50000",

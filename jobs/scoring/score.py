@@ -199,6 +199,8 @@ REASONS_PER_TASK = 10
 
 # What a flight without a probability fails the predictions' write with (see run)
 MISSING_SCORE = "nightjar: no probability for flight"
+# The columns of a scheduled flight that its predictions carry
+FLIGHT_KEYS = ("flight_id", "flight_date", "carrier", "origin", "route", "sched_dep_utc")
 
 
 def score(
@@ -417,7 +419,7 @@ def run(
         raise StageSkipped(f"no flights are scheduled for {tomorrow}: nothing to score")
     flights = tables.read(tb.GOLD_SCHEDULED_FLIGHTS, partitions=scheduled)
     logical_ts = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    keys = flights.select("flight_id", "flight_date", "carrier", "origin", "route", "sched_dep_utc")
+    keys = flights.select(*FLIGHT_KEYS)
     scored, served = None, {}
     for model in models:
         if model.feature_service not in served:  # champion and shadow usually share one

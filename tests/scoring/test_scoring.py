@@ -185,7 +185,7 @@ def test_the_predictions_are_joined_on_the_executors_never_gathered_in_the_drive
     score.run(spark, tables, settings, DAYS[2], "r-plan", night)
     files = score.served_files(settings, FEATURE_SERVICE, DAYS[3])
     flights = tables.read(tb.GOLD_SCHEDULED_FLIGHTS, partitions={"flight_date": [DAYS[3]]})
-    keys = flights.select("flight_id", "flight_date", "carrier", "origin", "route", "sched_dep_utc")
+    keys = flights.select(*score.FLIGHT_KEYS)
     at = dt.datetime(2013, 3, 3, tzinfo=dt.UTC)
     capsys.readouterr()
     score.predictions(spark, keys, files, night[0], at, "r-plan").explain()
