@@ -10,8 +10,9 @@
    partition): `check_silver` end to end (snapshot read, every silver and cross-day
    expectation, the quarantine rate, results recorded), pandas against Spark.
 3. A month of `check_silver`'s validations, as a history run's gate makes them: the day's
-   frame validated as 31 days against both silver suites, with GX's own kwargs methods and
-   with `jobs.adapters.gx_expectation_kwargs` (alternating, median of 3; CPU seconds too).
+   frame validated as 31 days against both silver suites, as the gates run them (with
+   `jobs.adapters.gx_expectation_kwargs`, BASIC results), with GX's own kwargs methods, and
+   asking for GX's fuller SUMMARY results (alternating, median of 3; CPU seconds too).
 
 Runs in its own state folder and Spark Connect port, beside a running `make airflow`.
 """
@@ -103,8 +104,9 @@ def settings_for(engine: str, **changes) -> Settings:
 
 def month_of_validations(tables, settings: Settings) -> dict[str, float]:
     """Seconds (wall and CPU, median of 3) of ``check_silver``'s GX validations for a month:
-    the day's frame as each of 31 days, against both silver suites, stock GX against the
-    adapter."""
+    the day's frame as each of 31 days, against both silver suites, as the gates run them
+    (``adapter``), with GX's own kwargs methods (``stock``) and with SUMMARY results
+    (``summary``)."""
     frame = gates.per_day(
         gates.silver_frame(tables.read(tb.SILVER_FLIGHTS, partitions={"flight_date": [DAY]})),
         "flight_date",
@@ -136,12 +138,17 @@ def month_of_validations(tables, settings: Settings) -> dict[str, float]:
         )
         return time.perf_counter() - wall, time.process_time() - cpu
 
-    validate()  # imports and the template cache, for both
-    runs: dict[str, list[tuple[float, float]]] = {"stock": [], "adapter": []}
+    validate()  # imports and the template cache, for all
+    runs: dict[str, list[tuple[float, float]]] = {"stock": [], "adapter": [], "summary": []}
     for _ in range(REPEATS):
         with gx_expectation_kwargs.stock():
             runs["stock"].append(validate())
         runs["adapter"].append(validate())
+        gx_runner.RESULT_FORMAT, platform = "SUMMARY", gx_runner.RESULT_FORMAT
+        try:
+            runs["summary"].append(validate())
+        finally:
+            gx_runner.RESULT_FORMAT = platform
     return {
         f"month_{variant}_{measure}_s": statistics.median(r[i] for r in found)
         for variant, found in runs.items()
@@ -227,13 +234,18 @@ def main() -> None:
         f"{results['day_run_without_gates_s']:.1f}s; targets: <= 3 s added per day-run, "
         "<= 20 s for 1M rows"
     )
-    console.print(
-        "a month of check_silver's validations (31 days x 2 suites), GX's own kwargs methods "
-        f"-> the adapter: {results['month_stock_wall_s']:.1f} s -> "
-        f"{results['month_adapter_wall_s']:.1f} s wall "
-        f"({results['month_stock_wall_s'] / results['month_adapter_wall_s']:.2f}x), "
-        f"{results['month_stock_cpu_s']:.1f} -> {results['month_adapter_cpu_s']:.1f} CPU-s"
-    )
+    month = Table(title="A month of check_silver's validations (31 days x 2 suites)")
+    for column in ("variant", "wall", "CPU", "CPU / the gates'"):
+        month.add_column(column, justify="left" if column == "variant" else "right")
+    for label, variant in (
+        ("as the gates run them (kwargs adapter, BASIC results)", "adapter"),
+        ("GX's own kwargs methods", "stock"),
+        ("SUMMARY results", "summary"),
+    ):
+        wall, cpu = results[f"month_{variant}_wall_s"], results[f"month_{variant}_cpu_s"]
+        ratio = cpu / results["month_adapter_cpu_s"]
+        month.add_row(label, f"{wall:.1f} s", f"{cpu:.1f} s", f"{ratio:.2f}x")
+    console.print(month)
     save(results, STATE / "quality.json", console)
 
 

@@ -73,6 +73,37 @@ def test_a_warning_is_recorded_and_does_not_stop(quality_settings):
     gx_runner.enforce(outcome)  # does not raise
 
 
+def test_the_results_keep_what_summary_results_would(quality_settings, monkeypatch):
+    """The runner asks GX for BASIC results: every row it records (observed values, unexpected
+    counts and examples, a column set's mismatch) is the same as from GX's fuller SUMMARY."""
+    bad = frame(
+        flight_id=["f1", "f1", "f3"], carrier=["UA", "ZZ", "UA"], dep_delay=[2.0, 2000.0, 1.0]
+    )
+    columns = {"columns": ["flight_id", "carrier", "not_landed"]}
+
+    def rows(result_format):
+        monkeypatch.setattr(gx_runner, "RESULT_FORMAT", result_format)
+        silver = run(bad, quality_settings).rows
+        bronze = gx_runner.validate(
+            bad, "bronze_flights", "bronze", DAY, columns, quality_settings, "r"
+        ).rows
+        return silver + bronze
+
+    basic = rows("BASIC")
+    assert basic == rows("SUMMARY")
+    failed = {
+        (r["expectation"], r["column"]): r["observed_value"] for r in basic if not r["success"]
+    }
+    assert json.loads(failed[("expect_column_values_to_be_in_set", "carrier")])["examples"] == [
+        "ZZ"
+    ]
+    assert (
+        json.loads(failed[("expect_column_values_to_be_unique", "flight_id")])["unexpected_count"]
+        == 2
+    )
+    assert "not_landed" in failed[("expect_table_columns_to_match_set", None)]
+
+
 def test_the_suite_is_read_from_its_file(quality_settings, tmp_path, monkeypatch):
     suites = tmp_path / "expectations"
     shutil.copytree(gx_runner.SUITES_DIR, suites)
