@@ -135,6 +135,7 @@ def static_conf(settings: Settings) -> dict[str, str]:
     scratch = settings.spark_dir
     delta, s3 = delta_conf(settings), storage.spark_conf(settings)
     jars = [j for j in (delta.pop("spark.jars", ""), s3.pop("spark.jars", "")) if j]
+    flags = jvm_options(settings)
     return {
         **({"spark.jars": ",".join(jars)} if jars else {}),
         **delta,
@@ -146,14 +147,12 @@ def static_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(scratch / "warehouse"),
         # Keep Ivy and Derby out of ~ (the project writes nothing to the home directory).
         "spark.jars.ivy": str(scratch / "ivy"),
-        "spark.driver.extraJavaOptions": (
-            f"-Dderby.system.home={scratch / 'derby'} {jvm_options(settings)}"
-        ),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch / 'derby'} {flags}",
         # On a cluster (started here or an existing spark://) the executors run the tasks with
         # the driver's flags: 0.68x the CPU of the JVM's defaults on 3 days of land..check_gold
         # (`CLUSTER=2 DAYS=3 make bench-jvm`). A local master ignores it: its executor is the
         # driver's JVM.
-        "spark.executor.extraJavaOptions": jvm_options(settings),
+        "spark.executor.extraJavaOptions": flags,
         **sql_conf(settings),
         **cluster_conf(settings),
     }
