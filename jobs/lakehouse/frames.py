@@ -29,10 +29,15 @@ def on_cluster(settings: Settings) -> bool:
     return settings.delta_backend == "spark" or settings.delta_rs_write_path == "executors"
 
 
+def stays_on_cluster(settings: Settings, expected_rows: int) -> bool:
+    """Whether :func:`run_once` keeps an output of ``expected_rows`` on the executors."""
+    return on_cluster(settings) and expected_rows > settings.collect_max_rows
+
+
 def run_once(frame: DataFrame, settings: Settings, expected_rows: int):
     """``frame``'s plan, run once: as Arrow in the task, or checkpointed on the executors when
     they write Delta and the output is expected to exceed ``collect_max_rows``."""
-    if on_cluster(settings) and expected_rows > settings.collect_max_rows:
+    if stays_on_cluster(settings, expected_rows):
         return frame.localCheckpoint()
     return frame.toArrow()
 

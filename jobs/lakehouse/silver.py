@@ -20,7 +20,7 @@ from jobs.common.dates import span, takes_days
 from jobs.common.delta import DeltaTables
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
-from jobs.lakehouse import frames
+from jobs.lakehouse import frames, snapshots
 from jobs.lakehouse import tables as tb
 
 log = logging.getLogger(__name__)
@@ -319,6 +319,7 @@ def weather(frame: DataFrame) -> DataFrame:
 
 
 # --- the job ------------------------------------------------------------------------------------
+DIMENSION_KEYS = {"airports": "faa", "airlines": "carrier", "planes": "tailnum"}
 SILVER_OUTPUTS = {
     "flights": tb.SILVER_FLIGHTS,
     "schedule": tb.SILVER_SCHEDULE,
@@ -351,6 +352,23 @@ def collect(tagged: DataFrame, source_table: str, run_id: str, settings: Setting
     )
 
 
+def classify_dimension(settings: Settings, name: str, days, landed: dict, classify_days):
+    """A dimension's classified rows for ``days``: each distinct snapshot of the interval
+    classified once (``classify_days(days)``), copied to the days with an equal one
+    (``snapshots``). Every day classified where the rows stay on the cluster."""
+    if len(days) == 1 or frames.stays_on_cluster(settings, sum(landed.values())):
+        return classify_days(days)
+    groups, files = snapshots.equal_days(settings.table_uri(tb.BRONZE[name].name), days)
+    if len(groups) == len(days):
+        return classify_days(days)
+    copied = snapshots.copy_to_days(classify_days(list(groups)), groups, files)
+    if copied is None:  # a record that does not name its file as expected
+        log.warning("silver %s: snapshots not copied; every day classified", name)
+        return classify_days(days)
+    log.info("silver %s: %d distinct snapshot(s) for %d days", name, len(groups), len(days))
+    return copied
+
+
 def with_status(data, status: str):
     return frames.where_in(data, "_status", [status])
 
@@ -363,15 +381,10 @@ def run(
     returns the reconciliation counts per source, summed over the days, and the quarantined
     rows per source and reason (``quarantine_reasons``)."""
 
-    def bronze(export: str) -> DataFrame:
-        df = tables.read(tb.BRONZE[export], partitions={"_logical_date": days})
+    def bronze(export: str, on: list[dt.date] = days) -> DataFrame:
+        df = tables.read(tb.BRONZE[export], partitions={"_logical_date": on})
         return df.drop("_rescued_data", "_run_id")
 
-    dims_tagged = {
-        "airports": dimension(bronze("airports"), "airports", AIRPORT_TYPES, "faa"),
-        "airlines": dimension(bronze("airlines"), "airlines", {}, "carrier"),
-        "planes": dimension(bronze("planes"), "planes", PLANE_TYPES, "tailnum"),
-    }
     landed = {
         name: tables.count_rows_per(tb.BRONZE[name], "_logical_date", days) for name in tb.BRONZE
     }
@@ -379,7 +392,14 @@ def run(
     def run_once(name: str, tagged: DataFrame):
         return collect(tagged, name, run_id, settings, sum(landed[name].values()))
 
-    data = {name: run_once(name, df) for name, df in dims_tagged.items()}
+    dimension_types = {"airports": AIRPORT_TYPES, "airlines": {}, "planes": PLANE_TYPES}
+    data = {}
+    for name, types in dimension_types.items():
+
+        def classify_days(on: list[dt.date], name=name, types=types):
+            return run_once(name, dimension(bronze(name, on), name, types, DIMENSION_KEYS[name]))
+
+        data[name] = classify_dimension(settings, name, days, landed[name], classify_days)
     # The flights join the accepted dimension rows just computed (a few thousand rows a day, sent
     # back as local relations) instead of re-running the dimensions' plans inside every join;
     # an interval's daily snapshots as spans of unchanged days (frames.spans).
@@ -394,7 +414,7 @@ def run(
                 "_logical_date",
             ),
         )
-        for name in dims_tagged
+        for name in dimension_types
     }
     tagged = {
         "flights": flights(bronze("flights"), **dims, with_outcomes=True),
