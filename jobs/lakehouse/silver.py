@@ -319,7 +319,12 @@ def weather(frame: DataFrame) -> DataFrame:
 
 
 # --- the job ------------------------------------------------------------------------------------
-DIMENSION_KEYS = {"airports": "faa", "airlines": "carrier", "planes": "tailnum"}
+# Each dimension: its key and typed columns
+DIMENSIONS = {
+    "airports": ("faa", AIRPORT_TYPES),
+    "airlines": ("carrier", {}),
+    "planes": ("tailnum", PLANE_TYPES),
+}
 SILVER_OUTPUTS = {
     "flights": tb.SILVER_FLIGHTS,
     "schedule": tb.SILVER_SCHEDULE,
@@ -354,17 +359,17 @@ def collect(tagged: DataFrame, source_table: str, run_id: str, settings: Setting
 
 def classify_dimension(settings: Settings, name: str, days, landed: dict, classify_days):
     """A dimension's classified rows for ``days``: each distinct snapshot of the interval
-    classified once (``classify_days(days)``), copied to the days with an equal one
+    classified once (``classify_days(name, days)``), copied to the days with an equal one
     (``snapshots``). Every day classified where the rows stay on the cluster."""
     if len(days) == 1 or frames.stays_on_cluster(settings, sum(landed.values())):
-        return classify_days(days)
+        return classify_days(name, days)
     groups, files = snapshots.equal_days(settings.table_uri(tb.BRONZE[name].name), days)
     if len(groups) == len(days):
-        return classify_days(days)
-    copied = snapshots.copy_to_days(classify_days(list(groups)), groups, files)
+        return classify_days(name, days)
+    copied = snapshots.copy_to_days(classify_days(name, list(groups)), groups, files)
     if copied is None:  # a record that does not name its file as expected
         log.warning("silver %s: snapshots not copied; every day classified", name)
-        return classify_days(days)
+        return classify_days(name, days)
     log.info("silver %s: %d distinct snapshot(s) for %d days", name, len(groups), len(days))
     return copied
 
@@ -392,14 +397,14 @@ def run(
     def run_once(name: str, tagged: DataFrame):
         return collect(tagged, name, run_id, settings, sum(landed[name].values()))
 
-    dimension_types = {"airports": AIRPORT_TYPES, "airlines": {}, "planes": PLANE_TYPES}
-    data = {}
-    for name, types in dimension_types.items():
+    def classify_days(name: str, on: list[dt.date]):
+        key, types = DIMENSIONS[name]
+        return run_once(name, dimension(bronze(name, on), name, types, key))
 
-        def classify_days(on: list[dt.date], name=name, types=types):
-            return run_once(name, dimension(bronze(name, on), name, types, DIMENSION_KEYS[name]))
-
-        data[name] = classify_dimension(settings, name, days, landed[name], classify_days)
+    data = {
+        name: classify_dimension(settings, name, days, landed[name], classify_days)
+        for name in DIMENSIONS
+    }
     # The flights join the accepted dimension rows just computed (a few thousand rows a day, sent
     # back as local relations) instead of re-running the dimensions' plans inside every join;
     # an interval's daily snapshots as spans of unchanged days (frames.spans).
@@ -414,7 +419,7 @@ def run(
                 "_logical_date",
             ),
         )
-        for name in dimension_types
+        for name in DIMENSIONS
     }
     tagged = {
         "flights": flights(bronze("flights"), **dims, with_outcomes=True),

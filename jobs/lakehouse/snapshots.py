@@ -84,26 +84,24 @@ def copy_to_days(rows: pa.Table, groups: Groups, files: dict[dt.date, str]) -> p
             if own.num_rows and not pc.all(pc.match_substring(own[record], named)).as_py():
                 return None
         for day in days[1:]:
+            relabelled = {
+                **{
+                    c: pa.array([day] * own.num_rows, own.schema.field(c).type)
+                    for c in DATE_COLUMNS
+                },
+                **{
+                    c: pa.array([files[day]] * own.num_rows, own.schema.field(c).type)
+                    for c in FILE_COLUMNS
+                },
+                **{
+                    c: pc.replace_substring(
+                        own[c], named, _file_in_record(files[day]), max_replacements=1
+                    )
+                    for c in RECORD_COLUMNS
+                },
+            }
             copy = own
-            for column in DATE_COLUMNS:
-                copy = copy.set_column(
-                    copy.schema.get_field_index(column),
-                    column,
-                    pa.array([day] * own.num_rows, copy.schema.field(column).type),
-                )
-            for column in FILE_COLUMNS:
-                copy = copy.set_column(
-                    copy.schema.get_field_index(column),
-                    column,
-                    pa.array([files[day]] * own.num_rows, copy.schema.field(column).type),
-                )
-            for column in RECORD_COLUMNS:
-                copy = copy.set_column(
-                    copy.schema.get_field_index(column),
-                    column,
-                    pc.replace_substring(
-                        own[column], named, _file_in_record(files[day]), max_replacements=1
-                    ),
-                )
+            for column, values in relabelled.items():
+                copy = copy.set_column(copy.schema.get_field_index(column), column, values)
             parts.append(copy)
     return pa.concat_tables(parts)
