@@ -18,7 +18,7 @@ request-triggered run that finds nothing pending is skipped (`jobs/training/requ
 `nightjar model train` runs too). The trigger (weekly, manual, or
 the requests' reasons) is recorded on the MLflow run and in `ml.model_decisions`.
 
-The task builds the training set through the Feast service `flight_disruption_v3` (every gold
+The task builds the training set through the Feast service `flight_disruption_v4` (every gold
 table at one recorded Delta version), trains XGBoost and a logistic baseline, logs everything to
 MLflow, registers a new version of `flight_disruption` with the alias `challenger`, and moves
 `champion` to it only if it passes the thresholds and is not worse than the champion on the same

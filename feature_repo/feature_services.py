@@ -36,10 +36,20 @@ flight_disruption_v2 = FeatureService(
     tags={"model": "disruption", "version": "2"},
 )
 
+V3_VIEWS = [*V2_VIEWS, fv.flight_number_stats]
+
 flight_disruption_v3 = FeatureService(
     name="flight_disruption_v3",
-    features=[*V2_VIEWS, fv.flight_number_stats],
+    features=V3_VIEWS,
     description="v2 and the flight number's own record: its trailing 1/7/28-day disruption "
     "statistics (carrier, number and origin, every day it flies)",
     tags={"model": "disruption", "version": "3"},
+)
+
+flight_disruption_v4 = FeatureService(
+    name="flight_disruption_v4",
+    features=[*V3_VIEWS, fv.flight_route],
+    description="v3 and the flight's route itself (origin-destination), which the model splits "
+    "on as a category",
+    tags={"model": "disruption", "version": "4"},
 )

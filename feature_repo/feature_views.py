@@ -92,6 +92,17 @@ flight_timetable = _catalog_view(
     "its hour, its plane's legs that day and its place among them, the scheduled turn before "
     "it, days to the nearest US holiday. Known the evening before it departs",
 )
+flight_route = FeatureView(
+    name="flight_route",
+    entities=[entities.flight],
+    ttl=TTL,
+    schema=[Field(name="flight_id", dtype=String), Field(name="route", dtype=String)],
+    source=src.scheduled_flights,
+    online=True,
+    description="Where the flight goes: its route (origin-destination, e.g. EWR-ORD), a category "
+    "for the model, from the timetable. Known the evening before it departs",
+    tags={"layer": "gold", "table": "gold.scheduled_flights"},
+)
 carrier_stats = _stats_view("carrier_stats", entities.carrier, src.carrier_stats, "carrier")
 origin_stats = _stats_view("origin_stats", entities.origin, src.origin_stats, "origin")
 route_stats = _stats_view("route_stats", entities.route, src.route_stats, "route")

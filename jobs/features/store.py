@@ -28,7 +28,7 @@ from jobs.common.settings import PROJECT_ROOT, Settings
 log = logging.getLogger(__name__)
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
 FEATURE_STORE_YAML = FEATURE_REPO / "feature_store.yaml"
-FEATURE_SERVICE = "flight_disruption_v3"
+FEATURE_SERVICE = "flight_disruption_v4"
 
 
 def _absolute(uri: str) -> str:

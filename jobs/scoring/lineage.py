@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs.common.delta.snapshot import read_arrow, read_arrow_if_exists
 from jobs.common.errors import NightjarError
@@ -34,7 +36,35 @@ def top_risk(settings: Settings, flight_date: dt.date, n: int = 20) -> pd.DataFr
     columns = ["flight_id", "carrier", "route", "sched_dep_utc", "probability", "flagged"]
     top = frame[columns].reset_index(drop=True)
     reasons = frame["reasons"] if "reasons" in frame else [None] * len(frame)
-    return top.assign(why=[explain(r) for r in reasons])
+    named = {}
+    for service in frame.feature_service.unique():
+        named |= served_categories(settings, service, flight_date, list(frame.flight_id))
+    return top.assign(
+        why=[explain(r, named.get(f, {})) for r, f in zip(reasons, frame.flight_id, strict=True)]
+    )
+
+
+def served_categories(
+    settings: Settings, feature_service: str, flight_date: dt.date, flight_ids: list[str]
+) -> dict[str, dict[str, str]]:
+    """The categorical features (the string ones, a route) the scorer read for ``flight_ids``:
+    flight id -> feature -> category. A reason stores only numbers; a category's is its name."""
+    from deltalake import DeltaTable
+
+    uri = settings.table_uri(served_features(feature_service).name)
+    if not DeltaTable.is_deltatable(uri):
+        return {}
+    spec = served_features(feature_service)
+    names = [
+        f.name
+        for f in pa.schema(DeltaTable(uri).schema().to_arrow())
+        if f.name not in {*spec.schema.names, *spec.partition_by} and pa.types.is_string(f.type)
+    ]
+    if not names:
+        return {}
+    rows = read_arrow(uri, {"flight_date": [flight_date]}, ["flight_id", *names])
+    rows = rows.filter(pc.is_in(rows.column("flight_id"), pa.array(flight_ids))).to_pylist()
+    return {row.pop("flight_id"): row for row in rows}
 
 
 def feature_label(name: str) -> str:
@@ -50,18 +80,20 @@ def number(value: float | None) -> str:
     return f"{value:.2g}" if abs(value) < 1 else f"{value:.3g}"
 
 
-def explain(reasons) -> str:
+def explain(reasons, categories: dict[str, str] | None = None) -> str:
     """A prediction's reasons as one line: the features that raise its risk, then those that
     lower it, each with its value, e.g. "raised by origin_stats cancel_rate_7d 0.31,
-    flight_schedule sched_dep_hour 17; lowered by plane_stats flights_28d 3". Empty for a
-    flight without reasons (not among the riskiest flagged flights, or scored before reasons were
-    stored)."""
+    flight_schedule sched_dep_hour 17; lowered by plane_stats flights_28d 3". A categorical
+    feature's value is its category, from ``categories`` (feature -> the served category), e.g.
+    "flight_route route EWR-ORD". Empty for a flight without reasons (not among the riskiest
+    flagged flights, or scored before reasons were stored)."""
     if reasons is None or len(reasons) == 0:
         return ""
+    categories = categories or {}
     parts = []
     for label, sign in (("raised by", 1), ("lowered by", -1)):
         named = [
-            f"{feature_label(r['feature'])} {number(r['value'])}"
+            f"{feature_label(r['feature'])} {categories.get(r['feature']) or number(r['value'])}"
             for r in reasons
             if r["contribution"] * sign > 0
         ]
@@ -81,6 +113,8 @@ def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[di
     client = tracking.client(settings)
     chain = []
     for row in rows.to_dict("records"):
+        features = served(settings, row["feature_service"], flight_id, flight_date)
+        values = features.get("values", {})
         version = client.get_model_version(row["model_name"], row["model_version"])
         run = client.get_run(row["mlflow_run_id"])
         params = run.data.params
@@ -92,7 +126,7 @@ def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[di
                     "probability": row["probability"],
                     "flagged": bool(row["flagged"]),
                     "reasons": None if row.get("reasons") is None else list(row["reasons"]),
-                    "why": explain(row.get("reasons")),
+                    "why": explain(row.get("reasons"), strings(values)),
                     "role": row["role"],
                     "scored_by": row["_run_id"],
                     "logical_ts": str(row["logical_ts"]),
@@ -116,10 +150,14 @@ def lineage(settings: Settings, flight_id: str, flight_date: dt.date) -> list[di
                     for k, v in params.items()
                     if k.startswith("delta_version.")
                 },
-                "served_features": served(settings, row["feature_service"], flight_id, flight_date),
+                "served_features": features,
             }
         )
     return chain
+
+
+def strings(values: dict) -> dict[str, str]:
+    return {name: value for name, value in values.items() if isinstance(value, str)}
 
 
 def served(settings: Settings, feature_service: str, flight_id: str, flight_date: dt.date) -> dict:

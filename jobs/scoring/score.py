@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
@@ -54,10 +54,14 @@ class ScoringModel:
     features: list[str]
     booster: bytes  # the trained booster (UBJSON), shipped to the Spark workers
     iterations: int  # trees used by predict_proba (early stopping's best iteration + 1)
+    # each categorical feature's categories, in the order of the codes the trees split on
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
 
 def load(tracking_client, settings: Settings, version: str, role: str) -> ScoringModel:
     import mlflow
+
+    from jobs.training.models import model_categories
 
     name = settings.model_name
     try:
@@ -81,6 +85,7 @@ def load(tracking_client, settings: Settings, version: str, role: str) -> Scorin
         features=list(booster.feature_names),
         booster=bytes(booster.save_raw("ubj")),
         iterations=int(model.best_iteration) + 1,
+        categories=model_categories(booster),
     )
 
 
@@ -224,6 +229,7 @@ def score(
     from jobs.scoring.predictions import REASONS, TOP_REASONS
 
     raw, features, iterations = model.booster, model.features, model.iterations
+    categories = model.categories
     threshold, top = model.threshold, TOP_REASONS
     reason_type = to_arrow_type(REASONS.dataType)
 
@@ -302,6 +308,8 @@ def score(
                     matrix = np.empty((rows.num_rows, len(features)), np.float32)
                     for i, name in enumerate(features):
                         values = rows.column(name)
+                        if name in categories:  # its code; a category never trained on: missing
+                            values = pc.index_in(values, value_set=pa.array(categories[name]))
                         if values.type != pa.float32():
                             values = pc.cast(values, pa.float32())
                         if values.null_count:
@@ -330,9 +338,11 @@ def score(
                     ids = np.array(rows.column("flight_id").take(risky).to_pylist(), str)
                     first = riskiest(p[risky], ids)
                     risky, ids = risky[first], ids[first]
-                    served = np.column_stack(
+                    served = np.column_stack(  # a category's value is its name, in the table
                         [
-                            pc.cast(rows.column(name).take(risky), pa.float64()).to_numpy(
+                            np.full(len(risky), np.nan)
+                            if name in categories
+                            else pc.cast(rows.column(name).take(risky), pa.float64()).to_numpy(
                                 zero_copy_only=False
                             )
                             for name in features

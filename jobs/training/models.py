@@ -31,6 +31,37 @@ DEFAULT_PARAMS = {
 BASELINE_FEATURES = ["flight_schedule__sched_dep_hour", "flight_schedule__day_of_week", "carrier"]
 
 
+def categories(frame: pd.DataFrame, features: list[str]) -> dict[str, list[str]]:
+    """The categories of ``features``' string columns (a route, ``EWR-ORD``): the values in
+    ``frame``, sorted, which the model learns splits on."""
+    return {
+        name: sorted(frame[name].dropna().unique())
+        for name in features
+        if not pd.api.types.is_numeric_dtype(frame[name])
+    }
+
+
+def model_categories(model: xgb.XGBClassifier | xgb.Booster) -> dict[str, list[str]]:
+    """The categories a trained model stores for each categorical feature."""
+    booster = model.get_booster() if isinstance(model, xgb.XGBClassifier) else model
+    if "c" not in (booster.feature_types or ()):
+        return {}
+    stored = booster.get_categories(export_to_arrow=True).to_arrow()
+    return {name: values.to_pylist() for name, values in stored if values is not None}
+
+
+def inputs(frame: pd.DataFrame, features: list[str], known: dict[str, list[str]]) -> pd.DataFrame:
+    """The model's input columns: each categorical one over the ``known`` categories. A value
+    the model never saw (a route first flown after its training days) is missing, as XGBoost
+    refuses categories it did not train on."""
+    columns = frame[features]
+    if not known:
+        return columns
+    return columns.assign(
+        **{name: pd.Categorical(columns[name], categories=values) for name, values in known.items()}
+    )
+
+
 @dataclass
 class Trained:
     model: xgb.XGBClassifier
@@ -45,6 +76,7 @@ def _fit(
     y = split.train[LABEL].astype(int)
     # class imbalance: weight the disrupted minority up to balance the classes
     scale = float((y == 0).sum()) / max(int((y == 1).sum()), 1)
+    known = categories(split.train, features)
     model = xgb.XGBClassifier(
         **params,
         scale_pos_weight=scale,
@@ -52,11 +84,12 @@ def _fit(
         n_jobs=2,
         verbosity=0,
         callbacks=callbacks,
+        enable_categorical=bool(known),
     )
     model.fit(
-        split.train[features],
+        inputs(split.train, features, known),
         y,
-        eval_set=[(split.validation[features], split.validation[LABEL].astype(int))],
+        eval_set=[(inputs(split.validation, features, known), split.validation[LABEL].astype(int))],
         verbose=False,
     )
     return model
@@ -104,4 +137,4 @@ def baseline_inputs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def predict(model: xgb.XGBClassifier, frame: pd.DataFrame, features: list[str]) -> np.ndarray:
-    return model.predict_proba(frame[features])[:, 1]
+    return model.predict_proba(inputs(frame, features, model_categories(model)))[:, 1]

@@ -87,6 +87,35 @@ def test_the_training_frame_has_one_row_per_labeled_flight_with_point_in_time_fe
     assert no_plane["plane_stats__flights_7d"].isna().all()
 
 
+def test_a_flights_route_is_served_from_its_timetable_at_its_prediction_time_never_before(
+    feast_lake,
+):
+    """``flight_route`` (a category for the model) is the route of D+1's timetable, landed with
+    D and stamped at the end of D: the flight's own route at its prediction time, and unknown a
+    second before it."""
+    lake, _ = feast_lake
+    day = DAYS[2]
+    timetable = read_arrow(
+        lake.table_uri("gold.scheduled_flights"), {"flight_date": [day]}
+    ).to_pandas()
+    sample = timetable.sort_values("flight_id").head(40)
+    known = pd.to_datetime(sample.prediction_ts, utc=True)
+    assert set(known) == {end_of_day_utc(DAYS[1])}
+    rows = [
+        {"row": i, "flight_id": f, "event_timestamp": t + offset}
+        for i, (f, t, offset) in enumerate(
+            (f, t, offset)
+            for offset in (dt.timedelta(0), -dt.timedelta(seconds=1))
+            for f, t in zip(sample.flight_id, known, strict=True)
+        )
+    ]
+    frame = historical(store.feature_store(lake), rows, ["flight_route:route"])
+    at_time, before = frame.route[: len(sample)], frame.route[len(sample) :]
+    assert at_time.tolist() == sample.route.tolist()
+    assert sample.route.str.fullmatch(r"(EWR|JFK|LGA)-[A-Z]{3}").all()
+    assert before.isna().all()
+
+
 def online_and_offline(lake, day: dt.date, n: int = 25) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features of ``n`` of day+1's scheduled flights, online and as of their prediction time."""
     fs = store.feature_store(lake)

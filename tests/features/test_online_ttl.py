@@ -96,7 +96,8 @@ def features_of(settings, flights: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
 
     def tidy(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.reindex(columns=["flight_id", "tailnum", *columns])
-        return frame.astype(dict.fromkeys(columns, "float64"))
+        numeric = [c for c in columns if c != "flight_route__route"]  # the route: a string
+        return frame.astype(dict.fromkeys(numeric, "float64"))
 
     online = pd.concat([tidy(part) for part in parts], ignore_index=True)
     return tuple(

@@ -20,7 +20,7 @@ from jobs.lakehouse import tables as tb
 from jobs.monitoring import drift, monitor, performance, reference
 from jobs.scoring import score
 from jobs.scoring.predictions import PREDICTIONS
-from jobs.training import tracking, train
+from jobs.training import models, tracking, train
 from tests.feature_lake import DAYS, service_columns
 
 DAY = DAYS[3]  # 03-04: its flights were scored by run 03-03, tonight's are 03-05's
@@ -212,7 +212,7 @@ def test_the_training_run_logs_a_reference_sample_with_labels_and_predictions(mo
     model = mlflow.xgboost.load_model(f"models:/{settings.model_name}@champion")
     features = model.get_booster().feature_names
     assert len(ref) == 1500 and set(ref.label.unique()) == {0, 1}
-    np.testing.assert_allclose(ref.probability, model.predict_proba(ref[features])[:, 1], rtol=1e-5)
+    np.testing.assert_allclose(ref.probability, models.predict(model, ref, features), rtol=1e-5)
     # beside it, a calibrated threshold for every feature and the prediction, none below the floor
     thresholds = reference.thresholds(settings, champion.run_id)
     assert set(thresholds) == {*features, reference.PROBABILITY}

@@ -111,3 +111,8 @@ def test_reasons_read_as_one_line_naming_the_features_and_their_direction():
     distance = {"feature": "flight_schedule__distance", "value": 1416.0, "contribution": 0.1}
     assert explain([distance]) == "raised by flight_schedule distance 1,416"
     assert explain(None) == explain([]) == ""  # not flagged, or scored before reasons existed
+    route = {"feature": "flight_route__route", "value": None, "contribution": 0.3}
+    assert explain([route], {"flight_route__route": "EWR-ORD"}) == (
+        "raised by flight_route route EWR-ORD"  # a category is named by the served features
+    )
+    assert explain([route]) == "raised by flight_route route missing"

@@ -26,6 +26,7 @@ from jobs.lakehouse import tables as tb
 from jobs.scoring import lineage, score
 from jobs.scoring.predictions import PREDICTIONS, served_features
 from jobs.training import dataset, registry, tracking, train
+from jobs.training import models as disruption
 from tests.feature_lake import DAYS
 
 
@@ -115,7 +116,7 @@ def test_predictions_equal_the_model_on_the_training_paths_features(spark, model
     direct = dict(
         zip(
             data.frame.flight_id,
-            model.predict_proba(data.frame[data.feature_columns])[:, 1],
+            disruption.predict(model, data.frame, data.feature_columns),
             strict=True,
         )
     )
@@ -130,8 +131,12 @@ def test_predictions_equal_the_model_on_the_training_paths_features(spark, model
     assert set(served.flight_id) == set(mine.index)
     assert set(served._run_id) == {"scheduled__2013-03-03"}
     served = served.set_index("flight_id").loc[data.frame.flight_id, data.feature_columns]
+    categorical = list(disruption.model_categories(model))
+    assert categorical == ["flight_route__route"]  # the route: a category, served as its name
+    assert served[categorical].to_numpy().tolist() == data.frame[categorical].to_numpy().tolist()
+    numeric = served.drop(columns=categorical)
     np.testing.assert_allclose(
-        served.to_numpy(float), data.frame[data.feature_columns].to_numpy(float), rtol=1e-12
+        numeric.to_numpy(float), data.frame[numeric.columns].to_numpy(float), rtol=1e-12
     )
 
 
@@ -194,13 +199,16 @@ def test_the_predictions_are_joined_on_the_executors_never_gathered_in_the_drive
 
 
 def test_the_scorer_reads_every_file_in_its_own_task(spark, models, tmp_path):
-    """Features split over several files, a missing value among them: every row is scored once,
-    as the booster scores it directly (NaN is XGBoost's missing value)."""
+    """Features split over several files, a missing value and a route the model never trained on
+    among them: every row is scored once, as the booster scores the frame directly (NaN is
+    XGBoost's missing value; XGBoost codes the route's categories from pandas itself)."""
     settings, _, champion, _ = models
     model = score.load(tracking.client(settings), settings, champion.version, "champion")
     data = training_set(settings, DAYS[3], DAYS[3])
     frame = data.frame[["flight_id", *model.features]].reset_index(drop=True)
     frame.loc[0, model.features[0]] = None
+    assert list(model.categories) == ["flight_route__route"]
+    frame.loc[1, "flight_route__route"] = "EWR-XXX"  # a route first flown after training
     uri = str(tmp_path / "features")
     for part in np.array_split(frame, 3):
         write_deltalake(uri, pa.Table.from_pandas(part, preserve_index=False), mode="append")
@@ -209,8 +217,10 @@ def test_the_scorer_reads_every_file_in_its_own_task(spark, models, tmp_path):
     got = score.score(spark, files, model).toPandas().set_index("flight_id").probability
     booster = xgb.Booster()
     booster.load_model(bytearray(model.booster))
-    matrix = frame[model.features].to_numpy(np.float32)
-    direct = booster.inplace_predict(matrix, iteration_range=(0, model.iterations))
+    direct = booster.inplace_predict(
+        disruption.inputs(frame, model.features, model.categories),
+        iteration_range=(0, model.iterations),
+    )
     assert got.index.is_unique and len(got) == len(frame)
     np.testing.assert_allclose(got.loc[frame.flight_id].to_numpy(), direct, rtol=1e-6)
     # each task explains its own riskiest flagged flights, up to the limit (so the night's five
@@ -290,10 +300,12 @@ def test_the_lineage_chain_resolves_to_the_training_inputs(spark, models, night)
     data = training_set(settings, DAYS[3], DAYS[3]).frame.set_index("flight_id").loc[flight]
     model = score.load(tracking.client(settings), settings, champion.version, "champion")
     assert set(model.features) <= set(served["values"])
+    numeric = [f for f in model.features if f not in model.categories]
     np.testing.assert_allclose(
-        np.array([served["values"][f] for f in model.features], dtype=float),
-        data[model.features].to_numpy(float),
+        np.array([served["values"][f] for f in numeric], dtype=float),
+        data[numeric].to_numpy(float),
     )
+    assert served["values"]["flight_route__route"] == data["route"]  # a category, by name
     top = lineage.top_risk(settings, DAYS[3], n=5)
     assert len(top) == 5 and top.probability.is_monotonic_decreasing
     assert (
@@ -365,8 +377,13 @@ def test_the_riskiest_flagged_flights_store_their_three_largest_shap_contributio
     names = booster.feature_names
     features = training_set(settings, DAYS[3], DAYS[3]).frame.set_index("flight_id")
     features = features.loc[stored.index, names]
+    categories = disruption.model_categories(model)
     contribs = booster.predict(
-        xgb.DMatrix(features, missing=np.nan), pred_contribs=True, iteration_range=(0, trees)
+        xgb.DMatrix(
+            disruption.inputs(features, names, categories), missing=np.nan, enable_categorical=True
+        ),
+        pred_contribs=True,
+        iteration_range=(0, trees),
     )
     checked = 0
     for i, (flight, row) in enumerate(stored.iterrows()):
@@ -378,7 +395,10 @@ def test_the_riskiest_flagged_flights_store_their_three_largest_shap_contributio
         np.testing.assert_allclose(
             [r["contribution"] for r in row.reasons], shap[top], rtol=1e-5, atol=1e-6
         )
-        served = features.loc[flight, [names[j] for j in top]].to_numpy(float)
+        served = np.array(  # a category's value is null: its name is in the served features
+            [np.nan if names[j] in categories else features.loc[flight, names[j]] for j in top],
+            float,
+        )
         values = np.array([np.nan if r["value"] is None else r["value"] for r in row.reasons])
         np.testing.assert_allclose(values, served, rtol=1e-12)
         stored_sum = sum(r["contribution"] for r in row.reasons)
@@ -411,6 +431,10 @@ def test_top_risk_names_each_flights_reasons(spark, models, night, monkeypatch):
         down = re.search(r"lowered by (.*)$", line)
         up, down = up.group(1) if up else "", down.group(1) if down else ""
         assert len(reasons) == 3
+        route = top.route[top.flight_id == flight].item()
         for reason in reasons:
-            named = f"{lineage.feature_label(reason['feature'])} {lineage.number(reason['value'])}"
+            value = lineage.number(reason["value"])
+            if reason["feature"] == "flight_route__route":  # a category, named
+                value = route
+            named = f"{lineage.feature_label(reason['feature'])} {value}"
             assert named in (up if reason["contribution"] > 0 else down), line

@@ -89,7 +89,7 @@ def test_a_training_run_logs_everything_and_registers_the_first_champion(ml, fir
     }
     features = mlflow.artifacts.load_dict(f"runs:/{first.run_id}/features.json")["features"]
     assert features == service_columns(ml)
-    assert int(params["n_features"]) == len(features) == 92
+    assert int(params["n_features"]) == len(features) == 93
     model = mlflow.models.get_model_info(f"models:/{ml.model_name}/{first.version}")
     assert model.signature.inputs.input_names() == features
     assert model.saved_input_example_info is not None
