@@ -6,8 +6,9 @@
 3. The champion (if any) is scored on the same test window before anything is registered: a
    broken champion stops the run with the registry unchanged.
 4. One MLflow run: parameters, metrics per split, plots, the feature list, the window, the Delta
-   versions, the code version, the seed, the test predictions; the model with signature and
-   input example, registered as a new version with the alias ``challenger``.
+   versions, the code version, the seed, the test predictions; the model with its signature (an
+   input example too, where no feature is a category), registered as a new version with the
+   alias ``challenger``.
 5. The champion/challenger decision (``registry.decide``), recorded.
 """
 
@@ -200,7 +201,10 @@ def run(
             trained.model,
             name="model",
             signature=infer_signature(example, models.predict(trained.model, example, features)),
-            input_example=example,
+            # none with a category (the route): MLflow checks an example through its generic
+            # XGBoost pyfunc, which passes the route on as a string that XGBoost refuses, and
+            # says so in every training log; `models.predict` gives the model its categories
+            input_example=None if models.categories(example, features) else example,
             registered_model_name=settings.model_name,
             model_type="classifier",
             # stated, not inferred: inference shells out to uv/pip and takes seconds
