@@ -268,11 +268,14 @@ def feature_gain(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float | str]
 
 
 def september_crossfit(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float]:
-    """The learning rates judged on September alone, without scoring the days early stopping
-    chose its round on (the early-stopping score is the best of the rounds it saw): on the
-    default service, stop on September 1-15 and score September 16-30, and the reverse, under
-    each seed, at the default learning rate and at each of ``LEARNING_RATES`` (patience scaled
-    as in :func:`at_learning_rate`). The test days are not scored."""
+    """The learning rates, and the last search's best parameters (``--search``'s
+    ``search.json``, if there is one), judged on September alone, without scoring the days early
+    stopping chose its round on (the early-stopping score is the best of the rounds it saw): on
+    the default service, stop on September 1-15 and score September 16-30, and the reverse,
+    under each seed, at the default learning rate, at each of ``LEARNING_RATES`` (patience
+    scaled as in :func:`at_learning_rate`) and with the search's parameters; for the search's,
+    also early stopping's score on the whole of September under each seed. The test days are
+    not scored."""
     import numpy as np
     import pandas as pd
     from sklearn.metrics import roc_auc_score
@@ -289,8 +292,22 @@ def september_crossfit(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float]
     first_half = pd.to_datetime(september["flight_date"]).dt.date <= dt.date(2013, 9, 15)
     halves = {"1-15": september[first_half], "16-30": september[~first_half]}
     out: dict[str, float] = {}
-    for rate in (models.DEFAULT_PARAMS["learning_rate"], *LEARNING_RATES):
-        params = at_learning_rate(rate)
+    candidates = {
+        f"lr{rate}": at_learning_rate(rate)
+        for rate in (models.DEFAULT_PARAMS["learning_rate"], *LEARNING_RATES)
+    }
+    searched = STATE / "search.json"
+    if searched.exists():
+        best = json.loads(json.loads(searched.read_text())["search_best_params"])
+        candidates["search_best"] = {**models.DEFAULT_PARAMS, **best}
+        for seed in seeds:
+            model = models.train_xgboost(parts, features, seed, params=candidates["search_best"])
+            out[f"search_best_seed{seed}_validation_roc_auc"] = float(model.model.best_score)
+        out["search_best_mean_validation_roc_auc"] = float(
+            np.mean([out[f"search_best_seed{seed}_validation_roc_auc"] for seed in seeds])
+        )
+        console.print({k: round(v, 4) for k, v in out.items()})
+    for label, params in candidates.items():
         scores = []
         for seed in seeds:
             for stop, scored in (("1-15", "16-30"), ("16-30", "1-15")):
@@ -300,10 +317,10 @@ def september_crossfit(settings: Settings, seeds=(42, 1, 2)) -> dict[str, float]
                 auc = float(
                     roc_auc_score(days[LABEL].astype(int), models.predict(model, days, features))
                 )
-                out[f"lr{rate}_seed{seed}_stop_sep{stop}_score_sep{scored}_roc_auc"] = auc
+                out[f"{label}_seed{seed}_stop_sep{stop}_score_sep{scored}_roc_auc"] = auc
                 scores.append(auc)
-                console.print({f"lr{rate} seed{seed} stop {stop}": round(auc, 4)})
-        out[f"lr{rate}_mean_roc_auc"] = float(np.mean(scores))
+                console.print({f"{label} seed{seed} stop {stop}": round(auc, 4)})
+        out[f"{label}_mean_roc_auc"] = float(np.mean(scores))
     return out
 
 
