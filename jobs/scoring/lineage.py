@@ -51,10 +51,10 @@ def served_categories(
     flight id -> feature -> category. A reason stores only numbers; a category's is its name."""
     from deltalake import DeltaTable
 
-    uri = settings.table_uri(served_features(feature_service).name)
+    spec = served_features(feature_service)
+    uri = settings.table_uri(spec.name)
     if not DeltaTable.is_deltatable(uri):
         return {}
-    spec = served_features(feature_service)
     names = [
         f.name
         for f in pa.schema(DeltaTable(uri).schema().to_arrow())

@@ -245,6 +245,7 @@ def score(
         booster.load_model(bytearray(raw))
         booster.set_param({"nthread": 1})
         names = np.array(features, dtype=object)
+        value_sets = {name: pa.array(values) for name, values in categories.items()}
 
         def riskiest(p, ids):
             """Which ``reasons`` rows are the riskiest (ties: by flight id, so a re-run that
@@ -308,8 +309,8 @@ def score(
                     matrix = np.empty((rows.num_rows, len(features)), np.float32)
                     for i, name in enumerate(features):
                         values = rows.column(name)
-                        if name in categories:  # its code; a category never trained on: missing
-                            values = pc.index_in(values, value_set=pa.array(categories[name]))
+                        if name in value_sets:  # its code; a category never trained on: missing
+                            values = pc.index_in(values, value_set=value_sets[name])
                         if values.type != pa.float32():
                             values = pc.cast(values, pa.float32())
                         if values.null_count:

@@ -204,7 +204,7 @@ def run(
             # none with a category (the route): MLflow checks an example through its generic
             # XGBoost pyfunc, which passes the route on as a string that XGBoost refuses, and
             # says so in every training log; `models.predict` gives the model its categories
-            input_example=None if models.categories(example, features) else example,
+            input_example=None if models.model_categories(trained.model) else example,
             registered_model_name=settings.model_name,
             model_type="classifier",
             # stated, not inferred: inference shells out to uv/pip and takes seconds
