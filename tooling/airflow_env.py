@@ -73,6 +73,12 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
     env = dict(base if base is not None else os.environ)
     for key, value in defaults.items():
         env.setdefault(key, value)
+    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite"):
+        # A new connection per session on SQLite (SQLAlchemy 1.x's default for a file). A pooled
+        # connection returned with a result left unread keeps its WAL read snapshot: the next
+        # request on it does not see rows committed since ("Task Instance not found" for a task
+        # the backfill just queued) and cannot write ("database is locked").
+        env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_ENABLED", "False")
     # Tasks are thin Spark Connect clients of the server `nightjar services up` starts.
     env.setdefault("NIGHTJAR_SPARK_REMOTE", f"sc://127.0.0.1:{settings.spark_connect_port}")
     env.setdefault("NIGHTJAR_STATE_DIR", str(settings.state_dir))

@@ -177,3 +177,45 @@ def test_no_secret_is_in_a_local_services_arguments(settings, tmp_path):
         s3 = servers.s3_service(local)
         assert not any(secret in argument for argument in s3.command)
         assert s3.env["ROOT_SECRET_ACCESS_KEY"] == secret
+
+
+# Run with Airflow's own engine (airflow.settings), configured by the components' environment:
+# a session ends with a result left unread, then another process commits a row.
+ABANDONED_READ = textwrap.dedent(
+    """
+    import sqlalchemy as sa
+    from airflow import settings
+
+    url = str(settings.engine.url)
+    with settings.engine.begin() as db:
+        db.execute(sa.text("create table t (x int)"))
+        db.execute(sa.text("insert into t values (1), (2), (3)"))
+    session = settings.engine.connect()
+    unread = session.execute(sa.text("select x from t"))
+    unread.fetchone()  # two rows left unread, the result still referenced
+    session.close()
+    with sa.create_engine(url, poolclass=sa.pool.NullPool).begin() as other:
+        other.execute(sa.text("insert into t values (4)"))
+    with settings.engine.begin() as db:
+        seen = db.execute(sa.text("select count(*) from t")).scalar()
+        db.execute(sa.text("update t set x = x + 1"))
+    print("RESULT", seen, "written")
+    """
+)
+
+
+def test_airflow_on_sqlite_reads_what_was_committed_and_can_write_after_an_unread_result(
+    tmp_path,
+):
+    """With a pooled connection, the next session would read the snapshot the unread result
+    holds (3 rows: a task the backfill just queued is "not found") and fail to write ("database
+    is locked"): the components run on SQLite without a connection pool."""
+    from tooling.airflow_env import airflow_env
+
+    env = airflow_env(Settings(state_dir=tmp_path))
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{tmp_path / 'scratch.db'}"
+    out = subprocess.run(
+        [sys.executable, "-c", ABANDONED_READ], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == "RESULT 4 written"
