@@ -8,8 +8,9 @@ re-land would replace a day's landing folder under the other run's bronze.
 
 So every stage (``jobs.pipeline.run_stage``) holds a **claim** on each of its days while it runs:
 a small JSON record in the lakehouse, ``_claims/<day>/<generation>.json``. The newest generation
-is the claim. Taking it means creating the next generation's file *exclusively* (``O_EXCL`` on a
-file system, ``If-None-Match: *`` on S3), so of two runs that find a day free, one wins. The
+is the claim. Taking it means creating the next generation's file *exclusively*, whole (a hard
+link to a written file on a file system, ``If-None-Match: *`` on S3), so of two runs that find a
+day free, one wins, and neither reads the other's half-written. The
 holder renews its lease every ``LEASE / 3`` and marks the record released when the stage ends.
 A claim is free when released, when its lease ran out (its process died: ``kill -9``, a lost
 worker), or when it is the same run's (a retry of a task whose try died). Otherwise the second
@@ -100,14 +101,17 @@ class Store:
                     return False
                 raise
             return True
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        # The link is the exclusive create (EEXIST when taken) of a file already written: an
+        # O_EXCL create shows an empty file until its write, and a racing run read it and died.
+        temporary = self._temporary(path, body)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
-        return True
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.unlink(temporary)
 
     def replace(self, claim: Claim) -> None:
         """Rewrite the holder's own record (renewal, release)."""
@@ -116,10 +120,17 @@ class Store:
             bucket, key = path.removeprefix("s3://").split("/", 1)
             self._client().put_object(Bucket=bucket, Key=key, Body=body)
             return
-        temporary = f"{path}.{os.getpid()}.tmp"
+        os.replace(self._temporary(path, body), path)
+
+    @staticmethod
+    def _temporary(path: str, body: str) -> str:
+        """``body`` in a new file beside ``path``, named for this process and thread (a
+        holder's renewal thread and its release may write at once); its name."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temporary = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
         with open(temporary, "w") as f:
             f.write(body)
-        os.replace(temporary, path)
+        return temporary
 
     def _list(self, folder: str) -> list[int]:
         if self.s3:

@@ -8,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 
 import pytest
 
 from jobs.common import day_claims
-from jobs.common.day_claims import DayBusy, Store, claimed
+from jobs.common.day_claims import Claim, DayBusy, Store, claimed
 from tests.lakehouse.helpers import land
 
 DAY = dt.date(2013, 3, 2)
@@ -115,6 +116,49 @@ def test_overlapping_intervals_claim_in_date_order_and_never_deadlock(fast):
     a.join(10)
     b.join(10)
     assert sorted(done) == ["daily", "history"]
+
+
+# Another process reads the day's newest claim as fast as it can until told to stop; it prints
+# how many claims it found, and how many it could not parse.
+READER = textwrap.dedent(
+    """
+    import json, os, sys
+    from jobs.common.day_claims import Store
+    from jobs.common.settings import Settings
+
+    store = Store(Settings(lakehouse_uri=sys.argv[1]))
+    found = partial = 0
+    print("ready", flush=True)
+    while not os.path.exists(sys.argv[2]):
+        try:
+            found += store.newest(sys.argv[3]) is not None
+        except json.JSONDecodeError:
+            partial += 1
+    print(found, partial)
+    """
+)
+
+
+def test_a_run_reading_the_claims_never_finds_one_half_written(lake, tmp_path):
+    """A claim appears whole: a run that looks at a day while another takes it finds the old
+    claim or the new one, never an empty file (which failed the looking run)."""
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, lake.lakehouse, str(stop), str(DAY)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout.readline().strip() == "ready"
+    store, moment = Store(lake), day_claims.now().isoformat()
+    for generation in range(1, 2001):
+        claim = Claim(str(DAY), generation, "run", "gold", "here:1", moment, moment)
+        assert store.create(claim)
+        assert not store.create(claim)  # taken: refused, not overwritten
+    stop.touch()
+    found, partial = map(int, reader.communicate(timeout=60)[0].split())
+    assert found > 0 and partial == 0
+    assert store.newest(str(DAY)).generation == 2000
+    assert sorted(os.listdir(f"{store.root}/{DAY}"))[-1] == "00002000.json"  # nothing else left
 
 
 def test_two_runs_of_one_day_started_together_process_it_one_after_the_other(spark, lake, tmp_path):
