@@ -12,17 +12,15 @@ import secrets
 import sys
 from pathlib import Path
 
+from jobs.common import files
 from jobs.common.settings import PROJECT_ROOT, Settings
 
 
 def _secret(path: Path) -> str:
     """A random secret generated once per state folder (shared by all components), readable
     by its owner only."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(secrets.token_urlsafe(32))
+    if not path.exists():  # the first of two components starting at once wins
+        files.create_whole(path, secrets.token_urlsafe(32), mode=0o600)
     return path.read_text().strip()
 
 

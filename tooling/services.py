@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from jobs.common import files
 from jobs.common.settings import Settings
 from jobs.common.spark import java_home, static_conf
 from tooling import process
@@ -187,10 +188,8 @@ def record_pid(settings: Settings, name: str, pid: int) -> None:
     proc = process.read(pid, exited=True)
     if proc is None:
         raise ProcessLookupError(f"no process {pid} to record for {name}")
-    path = _pidfile(settings, name)
-    temporary = path.with_suffix(".pid.tmp")
-    temporary.write_text(json.dumps({"pid": pid, "start": proc.start, "boot": process.boot_id()}))
-    temporary.replace(path)
+    record = {"pid": pid, "start": proc.start, "boot": process.boot_id()}
+    files.replace_whole(_pidfile(settings, name), json.dumps(record))
 
 
 def _leader(settings: Settings, name: str) -> process.Proc | None:

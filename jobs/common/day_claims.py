@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
+from jobs.common import files
 from jobs.common.errors import NightjarError
 from jobs.common.settings import Settings
 
@@ -101,17 +102,7 @@ class Store:
                     return False
                 raise
             return True
-        # The link is the exclusive create (EEXIST when taken) of a file already written: an
-        # O_EXCL create shows an empty file until its write, and a racing run read it and died.
-        temporary = self._temporary(path, body)
-        try:
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                return False
-            return True
-        finally:
-            os.unlink(temporary)
+        return files.create_whole(path, body)
 
     def replace(self, claim: Claim) -> None:
         """Rewrite the holder's own record (renewal, release)."""
@@ -120,17 +111,7 @@ class Store:
             bucket, key = path.removeprefix("s3://").split("/", 1)
             self._client().put_object(Bucket=bucket, Key=key, Body=body)
             return
-        os.replace(self._temporary(path, body), path)
-
-    @staticmethod
-    def _temporary(path: str, body: str) -> str:
-        """``body`` in a new file beside ``path``, named for this process and thread (a
-        holder's renewal thread and its release may write at once); its name."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        temporary = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
-        with open(temporary, "w") as f:
-            f.write(body)
-        return temporary
+        files.replace_whole(path, body)
 
     def _list(self, folder: str) -> list[int]:
         if self.s3:
