@@ -74,3 +74,13 @@ def test_a_quarantine_rate_above_the_threshold_is_critical(spark, built_day):
     )
     row = gates.quarantine_rate_rows(tables, lake, [DAY], "r")[DAY]
     assert row["success"] is False and float(row["observed_value"]) > lake.max_quarantine_rate
+
+
+def test_each_day_gx_validates_is_that_days_rows_without_sparks_query_metrics(spark, settings):
+    """Spark Connect's toPandas attaches the query's metrics to the frame, and pandas
+    deep-copies attrs into every frame derived from it: the gates drop them."""
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    frame = spark.createDataFrame([(DAY, 1), (days[1], 2), (days[1], 3)], "d date, x int")
+    parts = gates.per_day(frame, "d", days, settings, drop=True)
+    assert {day: part.x.tolist() for day, part in parts.items()} == {DAY: [1], days[1]: [2, 3]}
+    assert [part.attrs for part in parts.values()] == [{}, {}]
