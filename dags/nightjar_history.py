@@ -7,10 +7,11 @@ every day still in its own partitions, its quality gates checking each day again
 own bands, and `gold`'s trailing statistics computed per day from flights on or before it. The
 tables come out the same as the daily runs of those days would have left them.
 
-Use it to load or rebuild history fast: **Trigger → Backfill** in the UI (or
-`airflow backfill create --dag-id nightjar_history --from-date 2013-01-01 --to-date
-2013-12-31`) makes one run for each month whose first day lies in the range, and each run
-rebuilds its whole month. Use `nightjar_daily` backfills for a few days, and
+Use it to load or rebuild history fast: **Trigger → Backfill** in the UI, with *Max Active
+Runs* 2 (or `airflow backfill create --dag-id nightjar_history --from-date 2013-01-01
+--to-date 2013-12-31 --max-active-runs 2`), makes one run for each month whose first day lies
+in the range, and each run rebuilds its whole month. Two at a time keep a 2-core machine
+busy; the form's 1 takes a quarter longer. Use `nightjar_daily` backfills for a few days, and
 for anything that scores or monitors nights (`score`, `monitor` and `request_retrain` replay
 night by night there).
 
