@@ -143,10 +143,7 @@ def per_day(
     if settings.quality_engine == "spark":
         parts = {day: frame.where(F.col(column) == F.lit(day)) for day in days}
         return {day: part.drop(column) if drop else part for day, part in parts.items()}
-    rows = frame.toPandas()
-    # Spark Connect attaches the query's metrics to the frame, and pandas deep-copies its attrs
-    # into every frame derived from it: 9% of a month's check_silver CPU, 18% of check_gold's.
-    rows.attrs.clear()
+    rows = frames.to_pandas(frame)
     dates = rows[column]
     parts = {day: rows[dates == day].reset_index(drop=True) for day in days}
     return {day: part.drop(columns=column) if drop else part for day, part in parts.items()}

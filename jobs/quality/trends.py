@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from jobs.common.delta import DeltaTables, TableSpec
 from jobs.common.errors import NightjarError
+from jobs.lakehouse import frames
 
 
 def _daily_stat(stat: str, column: str | None) -> Column:
@@ -81,13 +82,12 @@ def daily_stats(
         alias: _daily_stat(band["stat"], kw.get("column")) for alias, band, kw in banded(suite)
     }
     aggregates |= {alias: exact_corr(a, b) for alias, (a, b) in _correlations(suite).items()}
-    return (
+    stats = (
         tables.read(table, partitions={date_column: read})
         .groupBy(date_column)
         .agg(*[expr.alias(alias) for alias, expr in aggregates.items()])
-        .toPandas()
-        .set_index(date_column)
     )
+    return frames.to_pandas(stats).set_index(date_column)
 
 
 def exact_corr(a: str, b: str) -> Column:

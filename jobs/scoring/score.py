@@ -168,7 +168,7 @@ def serve(
         ).withColumn("_run_id", F.lit(run_id))
         spec = served_features(feature_service, T.StructType(features))
     else:
-        rows = entities.toPandas()
+        rows = frames.to_pandas(entities)
         fetched = features_for(settings, rows, feature_service)
         keys = {*ENTITY_COLUMNS, "event_timestamp"}
         names = [name for name in fetched.column_names if name not in keys]

@@ -55,3 +55,13 @@ def test_one_day_is_one_span_per_key():
         ("JFK", "NY", 13, day(3), day(3)),
         ("LGA", "NY", 22, day(3), day(3)),
     ]
+
+
+def test_to_pandas_leaves_spark_connects_query_metrics_behind(spark):
+    """Spark Connect attaches the query's metrics to a collected frame, and pandas deep-copies
+    attrs into every frame derived from it; the gates and the trend bands collect without."""
+    frame = spark.createDataFrame([(1,), (2,)], "x int")
+    assert "metrics" in frame.toPandas().attrs  # what the helper is for
+    rows = frames.to_pandas(frame)
+    assert rows.x.tolist() == [1, 2] and rows.attrs == {}
+    assert rows[rows.x > 1].attrs == {}
