@@ -78,16 +78,16 @@ $(STATSD_EXPORTER):
 	$(call go_install,github.com/prometheus/statsd_exporter@$(STATSD_EXPORTER_VERSION),Airflow's StatsD metrics for Prometheus,Airflow's own metrics stay out of Prometheus)
 
 run: setup  ## backfill the daily DAG through Airflow over the demo window and summarise
-	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(OBSERVABILITY_PACKAGES)" OPTIONAL=1
+	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="postgresql $(OBSERVABILITY_PACKAGES)" OPTIONAL=1
 	$(BIN)/nightjar demo $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
 # Debian packages the tests use: docker-compose (validates docker-compose.yml), chromium (the
 # Airflow UI browser test, driven by Playwright; no browser is ever downloaded), and the servers
 # the tests start privately under the state folder (tooling/servers.py): postgresql
-# (MLflow's and Airflow's backend store, Feast's SQL registry) and redis-server (Feast's online
-# store), and Prometheus, its Pushgateway and Alertmanager (metrics and alerts,
-# tooling/observability.py; `make run` installs these too where it can, and runs without
-# them where it cannot). Installing them starts no system service: the tests never use one.
+# (Airflow's metadata DB, MLflow's backend store, Feast's SQL registry) and redis-server
+# (Feast's online store), and Prometheus, its Pushgateway and Alertmanager (metrics and alerts,
+# tooling/observability.py). `make run` installs postgresql and these too where it can, and
+# runs without them where it cannot (Airflow then on an SQLite file). Installing them starts no system service: the tests never use one.
 OBSERVABILITY_PACKAGES := prometheus prometheus-pushgateway prometheus-alertmanager
 SYSTEM_PACKAGES := docker-compose chromium postgresql redis-server $(OBSERVABILITY_PACKAGES)
 system-deps:  ## install the Debian packages the tests need, if missing (apt-get, as root)

@@ -85,14 +85,22 @@ def data_dir(settings: Settings, name: str) -> Path:
     return settings.state_dir / "servers" / name
 
 
-def _binary(name: str, package: str) -> str:
+def _find(name: str) -> str | None:
     """A server binary from PATH, or from Debian's versioned PostgreSQL folder (not on PATH)."""
-    found = shutil.which(name) or next(
+    return shutil.which(name) or next(
         iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
     )
-    if not found:
+
+
+def _binary(name: str, package: str) -> str:
+    if not (found := _find(name)):
         raise ServerUnavailable(f"{name} not found: {INSTALL_HINT.format(package=package)}")
     return found
+
+
+def installed(name: str) -> bool:
+    """Whether the named server (postgres, redis) can be started here."""
+    return _find({"postgres": "initdb", "redis": "redis-server"}[name]) is not None
 
 
 def _as_postgres_user() -> list[str]:
@@ -225,6 +233,29 @@ def start(settings: Settings, name: str) -> bool:
 
 def stop(settings: Settings, name: str) -> bool:
     return services.stop(settings, name, signum=_STOP_SIGNAL[name])
+
+
+def local_postgres(settings: Settings) -> Postgres:
+    return Postgres("127.0.0.1", settings.postgres_port)
+
+
+def ensure_database(settings: Settings, database: str) -> Postgres:
+    """``database`` on the private PostgreSQL: this state folder's server, started here if
+    nothing listens on ``postgres_port`` yet, or the one that does (the tests' run shares one
+    server among its platforms). Stopped by `nightjar services down`, with the rest, if it
+    was started here."""
+    if services.pid_of(settings, "postgres") is None and not services.port_open(
+        settings.postgres_port
+    ):
+        start(settings, "postgres")
+    server = local_postgres(settings)
+    admin = server.connect()
+    admin.autocommit = True
+    with contextlib.closing(admin), admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{database}"')
+    return server
 
 
 @contextlib.contextmanager

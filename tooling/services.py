@@ -35,7 +35,12 @@ from jobs.common import files
 from jobs.common.settings import Settings
 from jobs.common.spark import java_home, static_conf
 from tooling import process
-from tooling.airflow_env import airflow_env
+from tooling.airflow_env import (
+    airflow_env,
+    metadata_database,
+    metadata_db_url,
+    on_private_postgres,
+)
 
 BIN = Path(sys.executable).parent
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -297,7 +302,15 @@ def metadata_db_is_sqlite(settings: Settings) -> bool:
 
 
 def migrate_airflow_db(settings: Settings) -> None:
+    """Airflow's metadata DB created or brought to this Airflow's schema; on the private
+    PostgreSQL, the server started first and the state folder's database created."""
     env = airflow_env(settings)
+    if on_private_postgres(settings) and (
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == metadata_db_url(settings)
+    ):
+        from tooling import servers
+
+        servers.ensure_database(settings, metadata_database(settings))
     subprocess.run(
         [str(BIN / "airflow"), "db", "migrate"],
         env=env,
@@ -443,10 +456,17 @@ def down(settings: Settings, names: tuple[str, ...] | None = None) -> list[str]:
     up to seconds); returns the names of those that were running."""
     from tooling.observability import NAMES as OBSERVABILITY
 
+    everything = not names
     names = names or (*(s.name for s in reversed(all_services(settings))), *OBSERVABILITY)
     with ThreadPoolExecutor(len(names)) as pool:
         stopped = list(pool.map(lambda name: stop(settings, name), names))
-    return [name for name, was_running in zip(names, stopped, strict=True) if was_running]
+    stopped_names = [name for name, was_running in zip(names, stopped, strict=True) if was_running]
+    if everything:  # last, once Airflow no longer uses it: the private PostgreSQL, if started here
+        from tooling import servers
+
+        if servers.stop(settings, "postgres"):
+            stopped_names.append("postgres")
+    return stopped_names
 
 
 def status(settings: Settings) -> dict[str, int | None]:

@@ -169,6 +169,13 @@ class Settings(BaseSettings):
     # --- Airflow ---------------------------------------------------------------------------
     airflow_port: int = 8080
     airflow_host: str = "127.0.0.1"
+    airflow_database: Literal["auto", "postgres", "sqlite"] = Field(
+        default="auto",
+        description="Airflow's metadata DB: 'postgres', a database of its own in the private "
+        "PostgreSQL (postgres_port) that `nightjar services up` starts; 'sqlite', a file in "
+        "Airflow's home; 'auto', postgres where PostgreSQL is installed (`make system-deps`), "
+        "else sqlite. AIRFLOW__DATABASE__SQL_ALCHEMY_CONN, where set, wins.",
+    )
 
     # --- private servers (tooling/servers.py: tests, local production-like runs) -------
     postgres_port: int = Field(default=15432, description="Port of the private PostgreSQL.")

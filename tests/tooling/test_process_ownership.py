@@ -170,9 +170,10 @@ def test_starting_a_crashed_service_again_first_stops_what_it_left(tmp_path):
 
 
 @pytest.mark.airflow
-def test_a_crashed_scheduler_leaves_nothing_running(monkeypatch):
+def test_a_crashed_scheduler_leaves_nothing_running(monkeypatch, postgres):
     """The operator's case: the scheduler is killed with SIGKILL; its LocalExecutor workers
-    and log server run on until `services up` (start) or `make stop` (down)."""
+    and log server run on until `services up` (start) or `make stop` (down). (Its metadata DB
+    is a database of the run's PostgreSQL.)"""
     state = TEST_STATE / "scheduler-crash"
     shutil.rmtree(state, ignore_errors=True)
     monkeypatch.setenv("NIGHTJAR_STATE_DIR", str(state))

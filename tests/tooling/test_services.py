@@ -212,7 +212,7 @@ def test_airflow_on_sqlite_reads_what_was_committed_and_can_write_after_an_unrea
     is locked"): the components run on SQLite without a connection pool."""
     from tooling.airflow_env import airflow_env
 
-    env = airflow_env(Settings(state_dir=tmp_path))
+    env = airflow_env(Settings(state_dir=tmp_path, airflow_database="sqlite"))
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{tmp_path / 'scratch.db'}"
     out = subprocess.run(
         [sys.executable, "-c", ABANDONED_READ], env=env, capture_output=True, text=True
