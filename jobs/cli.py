@@ -9,10 +9,12 @@ Examples::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Iterator
 
 import typer
 from rich.console import Console
@@ -84,6 +86,18 @@ def day(date: str = typer.Option(..., "--date", "-d")) -> None:
     console.print(f"[green]day {date} done[/green]")
 
 
+@contextlib.contextmanager
+def servers_or_exit() -> Iterator[None]:
+    """A private server the platform needs and cannot start: its one-line reason, exit 1."""
+    from tooling.servers import ServerUnavailable
+
+    try:
+        yield
+    except ServerUnavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
 @services_app.command("up")
 def services_up(
     airflow: bool = typer.Option(True, help="Also start Airflow's components"),
@@ -96,7 +110,8 @@ def services_up(
     from tooling import airflow_login, services
 
     settings = Settings()
-    started = services.up(settings, airflow=airflow, observability=observability)
+    with servers_or_exit():
+        started = services.up(settings, airflow=airflow, observability=observability)
     console.print(f"up: {', '.join(s.name for s in started)} (logs in {settings.run_dir})")
     if airflow:
         console.print(airflow_login.instructions(settings))
@@ -143,12 +158,13 @@ def demo(
     from tooling import demo as demo_run
 
     settings = Settings()
-    demo_run.run(
-        settings,
-        _date(start) if start else settings.demo_start,
-        _date(end) if end else settings.demo_end,
-        keep_running=keep_running,
-    )
+    with servers_or_exit():
+        demo_run.run(
+            settings,
+            _date(start) if start else settings.demo_start,
+            _date(end) if end else settings.demo_end,
+            keep_running=keep_running,
+        )
 
 
 @app.command(

@@ -248,8 +248,17 @@ def ensure_database(settings: Settings, database: str) -> Postgres:
         settings.postgres_port
     ):
         start(settings, "postgres")
+    import psycopg2
+
     server = local_postgres(settings)
-    admin = server.connect()
+    try:
+        admin = server.connect()
+    except psycopg2.OperationalError as exc:
+        raise ServerUnavailable(
+            f"Airflow's metadata DB: the PostgreSQL on 127.0.0.1:{settings.postgres_port} "
+            f"refused the platform's connection ({' '.join(str(exc).split())}); free that "
+            "port, set NIGHTJAR_POSTGRES_PORT to another, or NIGHTJAR_AIRFLOW_DATABASE=sqlite"
+        ) from exc
     admin.autocommit = True
     with contextlib.closing(admin), admin.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))

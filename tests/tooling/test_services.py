@@ -219,3 +219,63 @@ def test_airflow_on_sqlite_reads_what_was_committed_and_can_write_after_an_unrea
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[-1] == "RESULT 4 written"
+
+
+def test_airflows_metadata_db_is_a_database_per_state_folder_in_the_private_postgres(tmp_path):
+    """'auto' is PostgreSQL where it is installed (the tests install it); two state folders
+    sharing one server (the tests' platforms) get a database each; 'sqlite' is a file in
+    Airflow's home, without a connection pool; Airflow's own variable wins over both."""
+    from tooling import servers
+    from tooling.airflow_env import airflow_env
+
+    assert servers.installed("postgres")
+    one, two = Settings(state_dir=tmp_path / "one"), Settings(state_dir=tmp_path / "two")
+    url = airflow_env(one, base={})["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert url.startswith(f"postgresql+psycopg2://postgres@127.0.0.1:{one.postgres_port}/airflow_")
+    assert url != airflow_env(two, base={})["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert (
+        url
+        == airflow_env(Settings(state_dir=tmp_path / "one"), base={})[
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+        ]
+    )
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_ENABLED" not in airflow_env(one, base={})
+    lite = airflow_env(one.model_copy(update={"airflow_database": "sqlite"}), base={})
+    assert lite["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{one.airflow_home}/airflow.db"
+    assert lite["AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_ENABLED"] == "False"
+    theirs = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://airflow@db/airflow"}
+    assert (
+        airflow_env(one, base=theirs)["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+        == theirs["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    )
+
+
+def test_a_port_held_by_another_server_fails_migration_in_one_line_naming_the_fix(tmp_path):
+    """Something that is not our PostgreSQL listens on postgres_port: the metadata DB cannot
+    be reached, said in one line with the settings that fix it, and nothing is started."""
+    import socket
+    import threading
+
+    import pytest
+
+    from tooling import servers
+
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+
+    def hang_up():
+        while True:
+            conn, _ = held.accept()
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    port = held.getsockname()[1]
+    settings = Settings(state_dir=tmp_path, postgres_port=port)
+    with pytest.raises(servers.ServerUnavailable) as failed:
+        services.migrate_airflow_db(settings)
+    message = str(failed.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message
+    assert "NIGHTJAR_POSTGRES_PORT" in message and "NIGHTJAR_AIRFLOW_DATABASE=sqlite" in message
+    assert services.pid_of(settings, "postgres") is None
+    held.close()
