@@ -46,9 +46,9 @@ def metadata_database(settings: Settings) -> str:
 def metadata_db_url(settings: Settings) -> str:
     """Airflow's metadata DB unless AIRFLOW__DATABASE__SQL_ALCHEMY_CONN says otherwise.
 
-    On SQLite, creating a long backfill while the scheduler runs can be refused ("database is
-    locked") and stop the scheduler (docs/backfill.md), and the history rebuild of 2013 took
-    334 s against PostgreSQL's 312 s (docs/benchmarks.md)."""
+    PostgreSQL where it is installed: on SQLite, a long backfill created while the scheduler
+    runs can be refused ("database is locked") and stop the scheduler (docs/backfill.md). The
+    history rebuild takes as long on either (docs/benchmarks.md, "Backfills")."""
     if on_private_postgres(settings):
         from tooling import servers
 
