@@ -87,7 +87,8 @@ run: setup  ## backfill the daily DAG through Airflow over the demo window and s
 # (Airflow's metadata DB, MLflow's backend store, Feast's SQL registry) and redis-server
 # (Feast's online store), and Prometheus, its Pushgateway and Alertmanager (metrics and alerts,
 # tooling/observability.py). `make run` installs postgresql and these too where it can, and
-# runs without them where it cannot (Airflow then on an SQLite file). Installing them starts no system service: the tests never use one.
+# runs without them where it cannot (Airflow then on an SQLite file). Installing them starts
+# no system service: the tests never use one.
 OBSERVABILITY_PACKAGES := prometheus prometheus-pushgateway prometheus-alertmanager
 SYSTEM_PACKAGES := docker-compose chromium postgresql redis-server $(OBSERVABILITY_PACKAGES)
 system-deps:  ## install the Debian packages the tests need, if missing (apt-get, as root)

@@ -1,10 +1,10 @@
 """The environment every Airflow component (and the tests) runs with.
 
 Airflow's home is ``<state_dir>/airflow``: config, logs (and the SQLite DB where Airflow runs on
-SQLite). Its metadata DB is a database of its own in the platform's private PostgreSQL
-(``settings.airflow_database``). The DAGs and plugins come straight from the repository.
-Production values (another Postgres, other ports) are set the usual Airflow way, with
-``AIRFLOW__SECTION__KEY`` variables, which win over these defaults.
+SQLite). Its metadata DB is a database of its own in the platform's private PostgreSQL, where
+PostgreSQL is installed (``settings.airflow_database``). The DAGs and plugins come straight
+from the repository. Production values (another Postgres, other ports) are set the usual Airflow
+way, with ``AIRFLOW__SECTION__KEY`` variables, which win over these defaults.
 """
 
 from __future__ import annotations

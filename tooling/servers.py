@@ -1,6 +1,7 @@
 """Private PostgreSQL, Redis and S3 servers under the state folder, on the platform's own ports.
 
-What the tests (and a local production-like configuration) use for the MLflow backend store, the
+Airflow's metadata DB (``ensure_database``: `nightjar services up` starts the server), and what
+the tests (and a local production-like configuration) use for the MLflow backend store, the
 Feast SQL registry, the Redis online store and object storage (a bucket for the landing zone, the
 lakehouse and MLflow's artifacts). Nothing here touches a system service: each server
 is started from the Debian packages' binaries (``make system-deps``), keeps its data in
