@@ -206,6 +206,38 @@ def test_column_drift_scores_and_plots_what_stock_value_drift_does_less_the_inde
     assert ours_html.count("current (mean)") == ours_html.count("DATA DRIFT") == 0
 
 
+def test_a_column_apart_only_by_float_error_is_measured_as_one_value():
+    """0.3 and 0.1 + 0.2 leave numpy no room for ten bins: stock Evidently fails the column
+    ("Too many bins for data range", a night of `make run`). It is measured as if both were
+    0.3, the rest of the report as before."""
+    from evidently import Dataset, Report
+
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"x": rng.normal(size=300)})
+    noisy = pd.DataFrame({"x": rng.choice([0.3, 0.1 + 0.2], 200)})
+    assert noisy.x.nunique() == 2
+    with pytest.raises(ValueError, match="finite-sized bins"):
+        np.histogram(noisy.x, bins=10)
+    spec = drift.definition(ref, ["x"])
+
+    def measured(current):
+        metric = evidently_column_drift.ColumnDrift(
+            column="x", method=evidently_column_drift.WASSERSTEIN, threshold=0.1
+        )
+        snapshot = Report([metric]).run(
+            Dataset.from_pandas(current, data_definition=spec),
+            Dataset.from_pandas(ref, data_definition=spec),
+        )
+        return snapshot.dict()["metrics"][0]["value"]
+
+    assert measured(noisy) == pytest.approx(measured(noisy.assign(x=0.3)), rel=1e-9)
+    rounded = evidently_column_drift.significant(
+        pd.Series([0.1 + 0.2, 0.0, np.nan, -123456.789012345, np.inf]), 12
+    )
+    assert rounded.iloc[0] == 0.3 and rounded.iloc[1] == 0.0 and np.isnan(rounded.iloc[2])
+    assert rounded.iloc[3] == -123456.789012 and rounded.iloc[4] == np.inf
+
+
 def test_the_training_run_logs_a_reference_sample_with_labels_and_predictions(monitored):
     settings, _, champion, _ = monitored
     ref = reference.load(settings, champion.run_id)
