@@ -49,13 +49,26 @@ class Postgres:
 
         return psycopg2.connect(host=self.host, port=self.port, user=self.user, dbname=database)
 
-    def create_database(self, database: str) -> None:
-        """(Re)create an empty database (each test that needs one owns it)."""
+    @contextlib.contextmanager
+    def _admin(self):
+        """A cursor outside transactions (CREATE DATABASE refuses to run in one)."""
         admin = self.connect()
         admin.autocommit = True
         with contextlib.closing(admin), admin.cursor() as cur:
+            yield cur
+
+    def create_database(self, database: str) -> None:
+        """(Re)create an empty database (each test that needs one owns it)."""
+        with self._admin() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             cur.execute(f'CREATE DATABASE "{database}"')
+
+    def ensure_database(self, database: str) -> None:
+        """Create ``database`` unless it exists (what it holds is kept)."""
+        with self._admin() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{database}"')
 
 
 @dataclass(frozen=True)
@@ -253,18 +266,13 @@ def ensure_database(settings: Settings, database: str) -> Postgres:
 
     server = local_postgres(settings)
     try:
-        admin = server.connect()
+        server.ensure_database(database)
     except psycopg2.OperationalError as exc:
         raise ServerUnavailable(
             f"Airflow's metadata DB: the PostgreSQL on 127.0.0.1:{settings.postgres_port} "
             f"refused the platform's connection ({' '.join(str(exc).split())}); free that "
             "port, set NIGHTJAR_POSTGRES_PORT to another, or NIGHTJAR_AIRFLOW_DATABASE=sqlite"
         ) from exc
-    admin.autocommit = True
-    with contextlib.closing(admin), admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
-        if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{database}"')
     return server
 
 
